@@ -1,0 +1,261 @@
+"""The only place that turns config into components.
+
+``load_config`` validates a YAML file completely (the app's shape and every component's own
+settings) and reports every problem at once; ``build`` makes the components without any I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from llmops import registry
+from llmops.config import (
+    LoadedConfig,
+    SourceMap,
+    issue_at,
+    issues_from_validation,
+    load_app_config,
+    resolve_path,
+)
+from llmops.errors import ComponentError, ConfigIssue, UnknownComponent
+from llmops.prompts import PromptLibrary, find_prompt_dirs
+from llmops.protocols import Chunker, Embedder, Generator, Loader, VectorStore
+from llmops.rag.indexing import RecordTable
+from llmops.rag.loaders.directory import default_loaders
+
+BUILTIN_PACKAGES = (
+    "llmops.rag.loaders",
+    "llmops.rag.chunkers",
+    "llmops.rag.embedders",
+    "llmops.rag.stores",
+    "llmops.generation",
+)
+COMPONENT_KINDS = ("chunker", "embedder", "store", "generator")
+DEFAULT_TYPES = {
+    "chunker": "recursive",
+    "embedder": "sentence_transformers",
+    "store": "chroma",
+    "generator": "extractive",
+}
+_loaded = False
+
+
+def load_components() -> None:
+    """Register the built-in components and every installed plugin (once)."""
+    global _loaded
+    if not _loaded:
+        for package in BUILTIN_PACKAGES:
+            importlib.import_module(package)
+        registry.load_plugins()
+        _loaded = True
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A registry entry and its validated settings."""
+
+    entry: registry.Entry
+    config: BaseModel
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    """A fully validated app config: the app's settings plus each component's settings."""
+
+    loaded: LoadedConfig
+    components: dict[str, Resolved]
+    loaders: list[dict[str, Resolved]] = field(default_factory=list)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.loaded.base_dir
+
+
+class _Checker:
+    """Validates component sections, collecting issues located in the YAML file."""
+
+    def __init__(self, source_map: SourceMap, file: str) -> None:
+        self.source_map, self.file = source_map, file
+        self.issues: list[ConfigIssue] = []
+
+    def resolve(self, kind: str, raw: Any, loc: tuple[str | int, ...]) -> Resolved | None:
+        if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+            return None  # the app schema already reported the shape problem
+        try:
+            entry = registry.get(kind, raw["type"])
+        except UnknownComponent as exc:
+            hint = f"allowed: {', '.join(exc.known)}"
+            if exc.suggestion:
+                hint = f"did you mean '{exc.suggestion}'? " + hint
+            self.issues.append(
+                issue_at(
+                    self.source_map,
+                    self.file,
+                    (*loc, "type"),
+                    f"unknown {kind} type '{exc.name}'",
+                    hint,
+                )
+            )
+            return None
+        settings = {k: v for k, v in raw.items() if k != "type"}
+        try:
+            return Resolved(entry, entry.config.model_validate(settings))
+        except ValidationError as exc:
+            self.issues.extend(
+                issues_from_validation(exc, self.source_map, self.file, loc, entry.config)
+            )
+            return None
+
+    def add(self, loc: tuple[str | int, ...], message: str, hint: str = "") -> None:
+        self.issues.append(issue_at(self.source_map, self.file, loc, message, hint))
+
+
+def check_components(
+    data: dict[str, Any], source_map: SourceMap, file: str, base_dir: Path
+) -> tuple[list[ConfigIssue], dict[str, Resolved], list[dict[str, Resolved]]]:
+    """Validate every component section of raw (interpolated) config data."""
+    load_components()
+    checker = _Checker(source_map, file)
+    components: dict[str, Resolved] = {}
+    for kind in COMPONENT_KINDS:
+        raw = data.get(kind, {"type": DEFAULT_TYPES[kind]})
+        resolved = checker.resolve(kind, raw, (kind,))
+        if resolved is not None:
+            components[kind] = resolved
+    loaders = []
+    for i, source in enumerate(data.get("sources") or []):
+        overrides = source.get("loaders") if isinstance(source, dict) else None
+        found = {}
+        for ext, raw in (overrides or {}).items():
+            resolved = checker.resolve("loader", raw, ("sources", i, "loaders", ext))
+            if resolved is not None:
+                found[str(ext).lower()] = resolved
+        loaders.append(found)
+    _check_prompt(checker, data, base_dir)
+    _check_model_path(checker, components.get("embedder"), base_dir)
+    return checker.issues, components, loaders
+
+
+def _check_prompt(checker: _Checker, data: dict[str, Any], base_dir: Path) -> None:
+    name = data.get("prompt", "answer.v1")
+    library = PromptLibrary(find_prompt_dirs(base_dir, data.get("prompts_dir")))
+    try:
+        library.check(str(name))
+    except ComponentError as exc:
+        checker.add(("prompt",), str(exc), "put <name>.j2 in prompts/ or set prompts_dir")
+
+
+def _check_model_path(checker: _Checker, embedder: Resolved | None, base_dir: Path) -> None:
+    model = getattr(embedder.config, "model", None) if embedder else None
+    if not isinstance(model, str) or model == "bundled":
+        return
+    looks_like_path = model.startswith((".", "/", "~")) or model.count("/") > 1
+    if looks_like_path and not resolve_path(base_dir, model).exists():
+        checker.add(
+            ("embedder", "model"),
+            f"model folder not found: {resolve_path(base_dir, model)}",
+            "use 'bundled' (all-MiniLM-L6-v2) or a local model folder; nothing is downloaded",
+        )
+
+
+def load_config(path: str | Path) -> AppSpec:
+    """Read and validate an app config; raises ConfigError listing every problem."""
+    holder: dict[str, Any] = {}
+
+    def extra_checks(
+        data: dict[str, Any], source_map: SourceMap, file: str, base_dir: Path
+    ) -> list[ConfigIssue]:
+        issues, holder["components"], holder["loaders"] = check_components(
+            data, source_map, file, base_dir
+        )
+        return issues
+
+    loaded = load_app_config(path, extra_checks=extra_checks)
+    return AppSpec(loaded, holder["components"], holder["loaders"])
+
+
+@dataclass
+class Components:
+    """Everything an app is made of, built but not started."""
+
+    sources: list[tuple[Path, list[str], list[str], dict[str, Loader]]]
+    chunker: Chunker
+    embedder: Embedder
+    store: VectorStore
+    generator: Generator
+    prompts: PromptLibrary
+    records: RecordTable
+    data_dir: Path
+    fingerprint: str
+
+
+def _make(resolved: Resolved, **kwargs: Any) -> Any:
+    return resolved.entry.factory(resolved.config, **kwargs)
+
+
+def build(spec: AppSpec) -> Components:
+    """Instantiate every component of a validated app (cheap: no I/O, no model loading)."""
+    app = spec.loaded.app
+    data_dir = resolve_path(spec.base_dir, app.data_dir)
+    embedder: Embedder = _make(spec.components["embedder"], base_dir=spec.base_dir)
+    sources = []
+    for source, overrides in zip(app.sources, spec.loaders, strict=True):
+        loaders = {**default_loaders(), **{ext: _make(r) for ext, r in overrides.items()}}
+        root = resolve_path(spec.base_dir, source.path)
+        sources.append((root, source.include, source.exclude, loaders))
+    return Components(
+        sources=sources,
+        chunker=_make(spec.components["chunker"], token_counter=embedder.count_tokens),
+        embedder=embedder,
+        store=_make(spec.components["store"], data_dir=data_dir, namespace=app.name),
+        generator=_make(spec.components["generator"]),
+        prompts=PromptLibrary(find_prompt_dirs(spec.base_dir, app.prompts_dir)),
+        records=RecordTable(data_dir / "records.sqlite"),
+        data_dir=data_dir,
+        fingerprint=_fingerprint(spec, embedder),
+    )
+
+
+def _fingerprint(spec: AppSpec, embedder: Embedder) -> str:
+    """Everything that changes chunk boundaries or vectors; a change forces a full rebuild."""
+    chunker = spec.components["chunker"]
+    parts = {
+        "chunker": [chunker.entry.name, chunker.config.model_dump(mode="json")],
+        "embedder": embedder.fingerprint,
+        "loaders": [
+            {ext: [r.entry.name, r.config.model_dump(mode="json")] for ext, r in sorted(f.items())}
+            for f in spec.loaders
+        ],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def config_json_schema() -> dict[str, Any]:
+    """JSON Schema of app configs, with each component section listing every registered type."""
+    from llmops.config.schema import AppConfig
+
+    load_components()
+    schema = AppConfig.model_json_schema(by_alias=True)
+    for kind in ("loader", *COMPONENT_KINDS):
+        variants = []
+        for name in registry.names(kind):
+            entry = registry.get(kind, name)
+            sub = entry.config.model_json_schema(by_alias=True)
+            sub.setdefault("properties", {})["type"] = {"const": name, "description": entry.summary}
+            sub["required"] = ["type", *sub.get("required", [])]
+            sub["additionalProperties"] = False
+            sub["title"] = f"{kind}: {name}"
+            variants.append(sub)
+        schema.setdefault("$defs", {})[f"{kind}_component"] = {"oneOf": variants}
+        if kind in schema["properties"]:
+            schema["properties"][kind] = {"$ref": f"#/$defs/{kind}_component"}
+    source = schema["$defs"]["SourceConfig"]["properties"]["loaders"]
+    source["additionalProperties"] = {"$ref": "#/$defs/loader_component"}
+    return schema

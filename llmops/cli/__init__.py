@@ -1,0 +1,1 @@
+"""The ``llmops`` command line: one small module per command, assembled in ``main``."""

@@ -1,0 +1,52 @@
+"""Shared CLI plumbing: config loading with readable errors, consoles, exit codes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from llmops.errors import ConfigError, LLMOpsError
+
+DEFAULT_CONFIG = Path("configs/quickstart.yaml")
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "ANONYMIZED_TELEMETRY": "False",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+console = Console()
+errors = Console(stderr=True)
+T = TypeVar("T")
+
+ConfigArg = Annotated[Path, typer.Argument(help="App config file (YAML).", show_default=True)]
+
+
+def offline_environment() -> None:
+    """Never reach for a model hub or send telemetry unless the user asked for it."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Config problems exit 2 with every issue listed; other llmops errors exit 1."""
+    try:
+        yield
+    except ConfigError as exc:
+        errors.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    except LLMOpsError as exc:
+        errors.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+
+
+def run(action: Callable[[], T]) -> T:
+    with friendly_errors():
+        return action()

@@ -1,0 +1,42 @@
+"""llmops config show | schema"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+import yaml
+
+from llmops.build import config_json_schema, load_config
+from llmops.cli.common import DEFAULT_CONFIG, ConfigArg, console, run
+from llmops.config import mask_secrets
+
+app = typer.Typer(help="Inspect configuration: the resolved file, or the JSON Schema.")
+
+
+@app.command()
+def show(config: ConfigArg = DEFAULT_CONFIG) -> None:
+    """Print the config as llmops sees it: defaults filled in, ${ENV} resolved, secrets masked."""
+    spec = run(lambda: load_config(config))
+    resolved = spec.loaded.app.model_dump(mode="json", by_alias=True)
+    for kind, component in spec.components.items():
+        resolved[kind] = {"type": component.entry.name, **component.config.model_dump(mode="json")}
+    console.print(yaml.safe_dump(mask_secrets(resolved), sort_keys=False), markup=False)
+
+
+@app.command()
+def schema(
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file."),
+) -> None:
+    """Print the JSON Schema of app configs, for editor autocompletion.
+
+    VS Code (YAML extension): put `# yaml-language-server: $schema=./llmops.schema.json`
+    at the top of a config after `llmops config schema -o llmops.schema.json`.
+    """
+    text = json.dumps(config_json_schema(), indent=2)
+    if output:
+        output.write_text(text + "\n")
+        console.print(f"wrote {output}")
+    else:
+        typer.echo(text)

@@ -1,0 +1,36 @@
+"""The ``llmops`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from llmops.cli import components, config_cmd, ingest, query, up, validate
+from llmops.cli.common import offline_environment
+
+app = typer.Typer(
+    name="llmops",
+    help=(
+        "Run retrieval-augmented generation as a service from one YAML file.\n\n"
+        "Start here: `llmops up configs/quickstart.yaml` indexes the sample guide and serves "
+        "http://127.0.0.1:8000. `llmops validate FILE` checks a config; `llmops query "
+        '"question"` answers from the terminal.'
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(up.up)
+app.command()(ingest.ingest)
+app.command()(query.query)
+app.command()(validate.validate)
+app.command()(components.components)
+app.add_typer(config_cmd.app, name="config")
+
+
+def main() -> None:
+    offline_environment()
+    app()
+
+
+if __name__ == "__main__":
+    main()

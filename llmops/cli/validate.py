@@ -1,0 +1,34 @@
+"""llmops validate"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from llmops.build import load_config
+from llmops.cli.common import console, friendly_errors
+
+
+def validate(
+    configs: Annotated[list[Path], typer.Argument(help="One or more app config files.")],
+) -> None:
+    """Check config files without loading any model: every problem is listed at once.
+
+    Each problem shows file:line:col, the dotted key, what is wrong and how to fix it.
+    Exit code 0 when all files are valid, 2 otherwise.
+
+    Example: llmops validate configs/*.yaml
+    """
+    failed = False
+    for path in configs:
+        try:
+            with friendly_errors():
+                spec = load_config(path)
+        except typer.Exit:
+            failed = True
+            continue
+        console.print(f"[green]ok[/green]  {path}  (app '{spec.loaded.app.name}')")
+    if failed:
+        raise typer.Exit(2)

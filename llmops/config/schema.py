@@ -1,0 +1,82 @@
+"""The shape of an app config file. Component sections hold a registry key (``type``) and
+that component's own settings, which ``llmops.build`` validates against the component's model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentSpec(BaseModel):
+    """``type`` names a registered component; every other key is that component's setting."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+
+    def settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SourceConfig(Strict):
+    """A folder (or single file) of documents to index."""
+
+    path: str = Field(description="Folder or file, relative to the config file.")
+    include: list[str] = Field(default_factory=lambda: ["**/*"], description="Glob patterns.")
+    exclude: list[str] = Field(default_factory=list, description="Glob patterns to skip.")
+    loaders: dict[str, ComponentSpec] = Field(
+        default_factory=dict,
+        description="Per-extension loader overrides, e.g. "
+        "{'.jsonl': {type: json, text_field: body}}.",
+    )
+
+
+class MMRConfig(Strict):
+    enabled: bool = False
+    fetch_k: int = Field(20, ge=1, le=1000)
+    lambda_: float = Field(0.5, ge=0.0, le=1.0, alias="lambda")
+
+
+class RetrievalConfig(Strict):
+    top_k: int = Field(4, ge=1, le=100)
+    score_threshold: float = Field(0.0, ge=-1.0, le=1.0, description="Drop hits scoring below.")
+    mmr: MMRConfig = Field(default_factory=lambda: MMRConfig())
+
+    @model_validator(mode="after")
+    def _mmr_fetch_covers_top_k(self) -> RetrievalConfig:
+        if self.mmr.enabled and self.mmr.fetch_k < self.top_k:
+            raise ValueError(f"mmr.fetch_k ({self.mmr.fetch_k}) must be >= top_k ({self.top_k})")
+        return self
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_question_chars: int = Field(4000, ge=1)
+    max_top_k: int = Field(50, ge=1)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+
+
+class AppConfig(Strict):
+    """One RAG app: where documents come from, how they are indexed, how questions are answered."""
+
+    name: str = Field("llmops", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{2,62}$")
+    data_dir: str = Field(".llmops", description="Index and records; relative to the config file.")
+    sources: list[SourceConfig] = Field(min_length=1)
+    chunker: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="recursive"))
+    embedder: ComponentSpec = Field(
+        default_factory=lambda: ComponentSpec(type="sentence_transformers")
+    )
+    store: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="chroma"))
+    generator: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="extractive"))
+    prompt: str = Field("answer.v1", description="Template name in prompts/ (answer.v1.j2).")
+    prompts_dir: str | None = Field(
+        None, description="Folder of templates; default: the nearest prompts/ above the config."
+    )
+    retrieval: RetrievalConfig = Field(default_factory=lambda: RetrievalConfig())
+    server: ServerConfig = Field(default_factory=lambda: ServerConfig())

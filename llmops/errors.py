@@ -1,0 +1,90 @@
+"""The exception tree every layer raises from.
+
+LLMOpsError
+├── ConfigError            one or more problems in a config file (all reported at once)
+├── ComponentError
+│   ├── UnknownComponent   a registry key that does not exist (with a did-you-mean)
+│   └── MissingDependency  an optional library is not installed (names the pip extra)
+├── LoadError              one file could not be read or parsed (it is skipped, never fatal)
+├── IngestError            an ingestion could not run at all
+├── InvalidRequest         a query or request that cannot be served as asked (HTTP 4xx)
+└── NotReady               the service is not started or its index is not open (HTTP 503)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class LLMOpsError(Exception):
+    """Base of every error llmops raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a config file, located as precisely as the YAML allows."""
+
+    file: str
+    line: int
+    col: int
+    path: str
+    message: str
+    hint: str = ""
+
+    def format(self) -> str:
+        where = f"{self.file}:{self.line}:{self.col}"
+        text = f"{where}  {self.path or '<root>'}  {self.message}"
+        if self.hint:
+            text += f"\n    hint: {self.hint}"
+        return text
+
+
+class ConfigError(LLMOpsError):
+    """A config file has problems; ``issues`` lists every one of them."""
+
+    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
+        self.issues = list(issues)
+        count = len(self.issues)
+        header = f"{count} problem{'s' if count != 1 else ''} in config"
+        super().__init__(header + ":\n" + "\n".join(i.format() for i in self.issues))
+
+
+class ComponentError(LLMOpsError):
+    """A component could not be found or built."""
+
+
+class UnknownComponent(ComponentError):
+    def __init__(self, kind: str, name: str, known: Sequence[str], suggestion: str | None) -> None:
+        self.kind, self.name, self.known, self.suggestion = kind, name, list(known), suggestion
+        msg = f"unknown {kind} '{name}'; allowed: {', '.join(sorted(known)) or '(none)'}"
+        if suggestion:
+            msg += f"; did you mean '{suggestion}'?"
+        super().__init__(msg)
+
+
+class MissingDependency(ComponentError):
+    def __init__(self, module: str, extra: str) -> None:
+        self.module, self.extra = module, extra
+        self.install = f"pip install 'llmops[{extra}]'"
+        super().__init__(f"the optional library '{module}' is not installed; fix: {self.install}")
+
+
+class LoadError(LLMOpsError):
+    """A single source file could not be loaded; the run reports it and goes on."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source, self.reason = source, reason
+        super().__init__(f"{source}: {reason}")
+
+
+class IngestError(LLMOpsError):
+    """An ingestion could not start or finish (not a single bad file)."""
+
+
+class InvalidRequest(LLMOpsError):
+    """A request that is well-formed JSON but cannot be served as asked."""
+
+
+class NotReady(LLMOpsError):
+    """The service or its index is not ready to answer."""

@@ -1,0 +1,125 @@
+"""The no-LLM generator: answers with the retrieved sentences that best match the question.
+
+Every sentence it returns is quoted from a retrieved chunk and cited as [n], n being the
+chunk's position in the context (and in the response's sources). When no retrieved chunk scores
+at least ``min_score`` it abstains plainly instead of inventing an answer.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmops.registry import register
+from llmops.types import Generation, Message, ScoredChunk
+
+NO_ANSWER = "I could not find an answer to that in the indexed documents."
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(\[])|\n{2,}|\n(?=[#>*\-|]|\d+\.)")
+_MARKUP = re.compile(r"^(#{1,6}\s+|[-*+]\s+|>\s*|\d+\.\s+)")
+_WORD = re.compile(r"[a-z0-9_]+")
+_STOPWORDS = frozenset(
+    """a an and are as at be been but by can could do does did for from how i if in into is it
+    its me my of on or our so that the their them then there these this those to was we what
+    when where which who why will with would you your about should""".split()
+)
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def terms(text: str) -> list[str]:
+    """Lower-cased, stemmed content words."""
+    return [_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+
+
+def sentences(text: str) -> list[str]:
+    """Prose sentences of a chunk, without Markdown markup, code blocks or table rows."""
+    prose = re.sub(r"```.*?(```|$)", "\n\n", text, flags=re.S)
+    out = []
+    for piece in _SENTENCE_END.split(prose):
+        line = " ".join(_MARKUP.sub("", piece.strip()).split())
+        if len(line) >= 20 and not line.startswith("|"):
+            out.append(line)
+    return out
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    text: str
+    citation: int
+    position: int
+    score: float
+
+
+@register("generator", "extractive", summary="no-LLM answers: best-matching retrieved sentences")
+class ExtractiveGenerator:
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        max_sentences: int = Field(3, ge=1, le=20)
+        min_score: float = Field(
+            0.25, ge=-1.0, le=1.0, description="Abstain when no chunk scores at least this."
+        )
+
+    name = "extractive"
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def generate(
+        self, question: str, context: Sequence[ScoredChunk], prompt: Sequence[Message]
+    ) -> Generation:
+        relevant = [
+            (i, hit) for i, hit in enumerate(context, 1) if hit.score >= self.config.min_score
+        ]
+        if not relevant:
+            return Generation(text=NO_ANSWER, generator=self.name, abstained=True)
+        picked = self._pick(question, relevant)
+        text = " ".join(f"{c.text} [{c.citation}]" for c in picked)
+        cited = tuple(sorted({c.citation for c in picked}))
+        return Generation(text=text, generator=self.name, cited=cited)
+
+    def _pick(self, question: str, relevant: list[tuple[int, ScoredChunk]]) -> list[_Candidate]:
+        pool = [
+            (citation, position, sentence, hit.score)
+            for citation, hit in relevant
+            for position, sentence in enumerate(sentences(hit.chunk.text))
+        ]
+        if not pool:
+            first, hit = relevant[0]
+            return [_Candidate(" ".join(hit.chunk.text.split())[:400], first, 0, hit.score)]
+        weights = _idf([terms(s) for _, _, s, _ in pool])
+        wanted = set(terms(question))
+        scored = [
+            _Candidate(s, c, p, _score(s, wanted, weights, retrieval, p))
+            for c, p, s, retrieval in pool
+        ]
+        best = sorted(scored, key=lambda c: -c.score)[: self.config.max_sentences]
+        return sorted(best, key=lambda c: (c.citation, c.position))
+
+
+def _idf(documents: list[list[str]]) -> dict[str, float]:
+    frequency = Counter(term for doc in documents for term in set(doc))
+    total = len(documents)
+    return {t: math.log(1.0 + total / n) for t, n in frequency.items()}
+
+
+def _score(
+    sentence: str, wanted: set[str], weights: dict[str, float], retrieval: float, position: int
+) -> float:
+    overlap = sum(weights.get(t, 0.0) for t in set(terms(sentence)) & wanted)
+    return overlap * (0.5 + retrieval) + 0.3 * retrieval - 0.01 * position

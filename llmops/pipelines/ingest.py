@@ -1,0 +1,245 @@
+"""Ingestion: sources → documents → chunks → vectors → store, incrementally.
+
+Unchanged files are skipped without loading or embedding; changed files are re-chunked and
+re-embedded and their stale chunks deleted; removed files lose their chunks. When the chunking
+or embedding settings change (or ``full`` is asked), everything is built into a new collection
+that replaces the old one only when complete. See ``llmops.rag.indexing`` for crash safety.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmops.build import Components
+from llmops.errors import IngestError, LoadError
+from llmops.pipelines.discovery import SourceFile, discover_files
+from llmops.rag.indexing import FileRecord, IndexTarget
+from llmops.types import Chunk
+
+BATCH_CHUNKS = 512
+
+
+@dataclass
+class IngestProgress:
+    files_total: int
+    files_done: int = 0
+    chunks_done: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def chunks_per_second(self) -> float:
+        elapsed = time.perf_counter() - self.started
+        return self.chunks_done / elapsed if elapsed > 0 else 0.0
+
+
+ProgressFn = Callable[[IngestProgress], None]
+
+
+@dataclass
+class IngestReport:
+    collection: str = ""
+    rebuilt: bool = False
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    chunks_embedded: int = 0
+    chunks_deleted: int = 0
+    chunks_total: int = 0
+    embed_calls: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+    oversize_chunks: int = 0
+    longest_chunk_tokens: int = 0
+    token_limit: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def oversize_warning(self) -> str | None:
+        if not self.oversize_chunks:
+            return None
+        return (
+            f"{self.oversize_chunks} of {self.chunks_embedded} chunks exceed the embedder's "
+            f"{self.token_limit}-token limit (longest: {self.longest_chunk_tokens} tokens); the "
+            "model truncates them when embedding. Lower chunker.chunk_size or use the token "
+            "chunker."
+        )
+
+
+@contextmanager
+def ingestion_lock(data_dir: Path) -> Iterator[None]:
+    """One ingestion per app at a time, across processes."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / "ingest.lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IngestError(f"another ingestion of this app is running ({data_dir})") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class Ingestion:
+    """One run of the ingest pipeline over started components."""
+
+    def __init__(self, components: Components, progress: ProgressFn | None = None) -> None:
+        self.c = components
+        self.progress = progress or (lambda _: None)
+        self.report = IngestReport(token_limit=components.embedder.max_seq_length)
+
+    def run(self, full: bool = False) -> IngestReport:
+        started = time.perf_counter()
+        with ingestion_lock(self.c.data_dir):
+            target, rebuilding = self._choose_target(full)
+            self.report.collection, self.report.rebuilt = target.collection, rebuilding
+            self._drop_leftovers(target)
+            self._sync(target, discover_files(self.c.sources))
+            if rebuilding:
+                self._promote(target)
+        self.report.chunks_total = self.c.store.count(target.collection)
+        self.report.seconds = time.perf_counter() - started
+        return self.report
+
+    def _choose_target(self, full: bool) -> tuple[IndexTarget, bool]:
+        records, fingerprint = self.c.records, self.c.fingerprint
+        active, building = records.active(), records.building()
+        if active and active.fingerprint == fingerprint and not full:
+            return active, False
+        if building and building.fingerprint == fingerprint:
+            return building, True  # resume an interrupted rebuild
+        name = f"{self.c.store.namespace}-g{records.next_generation()}"
+        target = IndexTarget(name, fingerprint)
+        records.set_building(target)
+        return target, True
+
+    def _drop_leftovers(self, target: IndexTarget) -> None:
+        """Collections of this app that are neither read nor being built (interrupted swaps)."""
+        active = self.c.records.active()
+        keep = {target.collection} | ({active.collection} if active else set())
+        prefix = f"{self.c.store.namespace}-g"
+        for name in self.c.store.collections():
+            if name.startswith(prefix) and name not in keep:
+                self.c.store.drop(name)
+        for name in self.c.records.collections() - keep:
+            self.c.records.forget_collection(name)
+
+    def _promote(self, target: IndexTarget) -> None:
+        previous = self.c.records.active()
+        self.c.records.promote(target)
+        if previous and previous.collection != target.collection:
+            self.c.store.drop(previous.collection)
+            self.c.records.forget_collection(previous.collection)
+
+    def _sync(self, target: IndexTarget, files: list[SourceFile]) -> None:
+        collection = target.collection
+        records = self.c.records.files(collection)
+        present = {f.key for f in files}
+        todo = []
+        for f in files:
+            old = records.get(f.key)
+            if old and old.content_hash == f.content_hash and not old.pending_ids:
+                self.report.unchanged += 1
+                if old.error:
+                    self.report.skipped[f.key] = old.error
+            else:
+                todo.append(f)
+        gone = [r for key, r in records.items() if key not in present]
+        self._remove(collection, gone)
+        progress = IngestProgress(files_total=len(files), files_done=self.report.unchanged)
+        self.progress(progress)
+        for batch in _batches(todo, self._chunk_files):
+            self._index(collection, batch, records)
+            progress.files_done += len(batch)
+            progress.chunks_done += sum(len(chunks) for _, chunks, _ in batch)
+            self.progress(progress)
+
+    def _remove(self, collection: str, gone: list[FileRecord]) -> None:
+        ids = sorted(set().union(*(r.stale_ids for r in gone))) if gone else []
+        self.c.store.delete(collection, ids)
+        self.c.records.remove(collection, [r.source for r in gone])
+        self.report.removed += len(gone)
+        self.report.chunks_deleted += len(ids)
+
+    def _chunk_files(self, f: SourceFile) -> tuple[SourceFile, list[Chunk], str | None]:
+        if f.loader is None:
+            return f, [], f"no loader for '{f.path.suffix or f.path.name}' files"
+        try:
+            documents = f.loader.load(f.path, f.key)
+        except LoadError as exc:
+            return f, [], exc.reason
+        except (OSError, UnicodeError, ValueError) as exc:
+            return f, [], f"{type(exc).__name__}: {exc}"
+        unique: dict[str, Chunk] = {}
+        for document in documents:
+            for chunk in self.c.chunker.split(document):
+                unique.setdefault(chunk.id, chunk)
+        return f, list(unique.values()), None
+
+    def _index(
+        self,
+        collection: str,
+        batch: list[tuple[SourceFile, list[Chunk], str | None]],
+        records: dict[str, FileRecord],
+    ) -> None:
+        self.c.records.mark_pending(collection, {f.key: [c.id for c in cs] for f, cs, _ in batch})
+        chunks = [c for _, cs, _ in batch for c in cs]
+        if chunks:
+            self._check_lengths(chunks)
+            vectors = self.c.embedder.embed_documents([c.text for c in chunks])
+            self.report.embed_calls += 1
+            self.c.store.upsert(collection, chunks, vectors)
+        stale: set[str] = set()
+        for f, cs, _ in batch:
+            old = records.get(f.key)
+            stale |= (old.stale_ids if old else set()) - {c.id for c in cs}
+            if old and old.content_hash:
+                self.report.updated += 1
+            else:
+                self.report.added += 1
+        self.c.store.delete(collection, sorted(stale))
+        self.c.records.commit(
+            collection,
+            [
+                FileRecord(f.key, f.content_hash, tuple(c.id for c in cs), (), e)
+                for f, cs, e in batch
+            ],
+        )
+        for f, _, error in batch:
+            if error:
+                self.report.skipped[f.key] = error
+        self.report.chunks_embedded += len(chunks)
+        self.report.chunks_deleted += len(stale)
+
+    def _check_lengths(self, chunks: list[Chunk]) -> None:
+        limit = self.c.embedder.max_seq_length
+        counts = self.c.embedder.count_tokens([c.text for c in chunks])
+        over = [n for n in counts if n > limit]
+        self.report.oversize_chunks += len(over)
+        self.report.longest_chunk_tokens = max([self.report.longest_chunk_tokens, *counts])
+
+
+def _batches(
+    files: list[SourceFile],
+    prepare: Callable[[SourceFile], tuple[SourceFile, list[Chunk], str | None]],
+) -> Iterator[list[tuple[SourceFile, list[Chunk], str | None]]]:
+    """Group prepared files so that each embedding call gets about BATCH_CHUNKS chunks."""
+    batch: list[tuple[SourceFile, list[Chunk], str | None]] = []
+    size = 0
+    for f in files:
+        batch.append(prepare(f))
+        size += len(batch[-1][1])
+        if size >= BATCH_CHUNKS:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch

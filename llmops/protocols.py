@@ -1,0 +1,132 @@
+"""Every component contract on one screen. The docstrings are the spec.
+
+Components are built from config by ``llmops.build``. Constructors are cheap (no I/O);
+``start()`` loads weights, opens clients and checks health; ``close()`` undoes it.
+CPU-bound work (loading, chunking, embedding) is sync; network I/O (generators) is async.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from llmops.types import Chunk, Document, Generation, Message, ScoredChunk
+
+Vectors = npt.NDArray[np.float32]
+"""A 2-D float32 array, one row per text."""
+
+TokenCounter = Callable[[Sequence[str]], list[int]]
+"""Counts tokens of each text with the embedder's own tokenizer."""
+
+
+@runtime_checkable
+class Loader(Protocol):
+    """Parses one file into documents.
+
+    ``extensions`` lists the file suffixes (lower case, with the dot) it handles by default.
+    ``load`` raises ``LoadError`` for an unreadable or malformed file; it never returns partial
+    garbage. Document ids must be stable: derived from ``source`` (the path as given) and the
+    position inside the file (page, record, row).
+    """
+
+    extensions: tuple[str, ...]
+
+    def load(self, path: Path, source: str) -> list[Document]: ...
+
+
+@runtime_checkable
+class Chunker(Protocol):
+    """Splits a document into chunks with stable ids (see ``llmops.rag.chunkers.make_chunk``).
+
+    Chunk metadata carries the document's metadata plus what the chunker knows (heading path).
+    """
+
+    def split(self, document: Document) -> list[Chunk]: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into L2-comparable vectors.
+
+    ``fingerprint`` identifies the model and every setting that changes vectors: when it changes,
+    the index is rebuilt. ``dimension`` and ``max_seq_length`` are valid after ``start()``.
+    Texts longer than ``max_seq_length`` tokens are truncated by the model; callers warn.
+    """
+
+    fingerprint: str
+    dimension: int
+    max_seq_length: int
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors: ...
+
+    def embed_queries(self, texts: Sequence[str]) -> Vectors: ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """Stores chunk vectors in named collections and searches them by cosine similarity.
+
+    Every method takes the collection name, so an index can be rebuilt into a new collection
+    while queries keep reading the old one. ``upsert`` is idempotent by chunk id.
+    ``where`` is a store-native filter produced by ``llmops.rag.filters``.
+    ``search`` takes one row per query and returns one hit list per query, best first; with
+    ``with_vectors`` each hit list comes with the hits' vectors (for MMR).
+    ``namespace`` prefixes the names of the collections this app creates.
+    """
+
+    namespace: str
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def upsert(self, collection: str, chunks: Sequence[Chunk], vectors: Vectors) -> None: ...
+
+    def delete(self, collection: str, ids: Sequence[str]) -> None: ...
+
+    def search(
+        self,
+        collection: str,
+        queries: Vectors,
+        top_k: int,
+        where: Mapping[str, Any] | None = None,
+        with_vectors: bool = False,
+    ) -> list[tuple[list[ScoredChunk], Vectors | None]]: ...
+
+    def count(self, collection: str) -> int: ...
+
+    def ids(self, collection: str) -> set[str]: ...
+
+    def collections(self) -> list[str]: ...
+
+    def drop(self, collection: str) -> None: ...
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Answers a question from retrieved context.
+
+    ``context`` is numbered from 1 in the order given; ``prompt`` is the rendered prompt for
+    backends that use one. The returned ``Generation.cited`` lists the context positions the
+    answer cites. A generator that finds the context irrelevant says so and sets ``abstained``.
+    """
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def generate(
+        self, question: str, context: Sequence[ScoredChunk], prompt: Sequence[Message]
+    ) -> Generation: ...

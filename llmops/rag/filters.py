@@ -1,0 +1,117 @@
+"""One filter language for every retrieval path.
+
+A filter is JSON: ``{"field": value}`` (equality), ``{"field": {"op": value}}`` with op one of
+eq, ne, in, nin, gt, gte, lt, lte, and ``{"and": [...]}`` / ``{"or": [...]}``. Several keys in
+one object are combined with ``and``. ``parse`` validates it once; ``to_chroma`` translates it
+for Chroma and ``matches`` evaluates it in Python, with the same meaning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from llmops.errors import InvalidRequest
+
+Scalar = str | int | float | bool
+COMPARISONS = ("eq", "ne", "in", "nin", "gt", "gte", "lt", "lte")
+LOGICAL = ("and", "or")
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str
+    op: str
+    value: Scalar | tuple[Scalar, ...]
+
+
+@dataclass(frozen=True)
+class Logical:
+    op: str
+    children: tuple[Filter, ...]
+
+
+Filter = Condition | Logical
+
+
+def parse(spec: Mapping[str, Any]) -> Filter:
+    """Validate a JSON filter; raises InvalidRequest naming the offending part."""
+    if not isinstance(spec, Mapping) or not spec:
+        raise InvalidRequest("a filter must be a non-empty JSON object")
+    parts = [_parse_entry(str(key), value) for key, value in spec.items()]
+    return parts[0] if len(parts) == 1 else Logical("and", tuple(parts))
+
+
+def _parse_entry(key: str, value: Any) -> Filter:
+    if key in LOGICAL:
+        if not isinstance(value, list) or not value:
+            raise InvalidRequest(f"filter '{key}' needs a non-empty list of filters")
+        return Logical(key, tuple(parse(item) for item in value))
+    if key.startswith("$") or not key:
+        raise InvalidRequest(
+            f"unknown filter operator '{key}'; use a field name, 'and' or 'or' "
+            f"(comparisons: {', '.join(COMPARISONS)})"
+        )
+    if isinstance(value, Mapping):
+        if len(value) != 1:
+            raise InvalidRequest(f"filter on '{key}' needs exactly one operator, got {len(value)}")
+        op, operand = next(iter(value.items()))
+        return _condition(key, str(op), operand)
+    return _condition(key, "eq", value)
+
+
+def _condition(field: str, op: str, operand: Any) -> Condition:
+    if op not in COMPARISONS:
+        raise InvalidRequest(
+            f"unknown operator '{op}' on '{field}'; allowed: {', '.join(COMPARISONS)}"
+        )
+    if op in ("in", "nin"):
+        if not isinstance(operand, list) or not operand or not all(map(_is_scalar, operand)):
+            raise InvalidRequest(f"'{op}' on '{field}' needs a non-empty list of values")
+        return Condition(field, op, tuple(operand))
+    if op in ("gt", "gte", "lt", "lte"):
+        if isinstance(operand, bool) or not isinstance(operand, int | float):
+            raise InvalidRequest(f"'{op}' on '{field}' needs a number, got {operand!r}")
+    elif not _is_scalar(operand):
+        raise InvalidRequest(f"'{op}' on '{field}' needs a string, number or boolean")
+    return Condition(field, op, operand)
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool)
+
+
+def to_chroma(node: Filter) -> dict[str, Any]:
+    """The equivalent Chroma ``where`` clause."""
+    if isinstance(node, Logical):
+        children = [to_chroma(c) for c in node.children]
+        return children[0] if len(children) == 1 else {f"${node.op}": children}
+    value = list(node.value) if isinstance(node.value, tuple) else node.value
+    return {node.field: {f"${node.op}": value}}
+
+
+def matches(node: Filter, metadata: Mapping[str, Any]) -> bool:
+    """Evaluate the filter on one chunk's metadata (a missing field never matches)."""
+    if isinstance(node, Logical):
+        results = (matches(c, metadata) for c in node.children)
+        return all(results) if node.op == "and" else any(results)
+    if node.field not in metadata:
+        return False
+    return _compare(node.op, metadata[node.field], node.value)
+
+
+def _compare(op: str, actual: Any, expected: Any) -> bool:
+    if op == "eq":
+        return bool(actual == expected)
+    if op == "ne":
+        return bool(actual != expected)
+    if op == "in":
+        return actual in expected
+    if op == "nin":
+        return actual not in expected
+    if isinstance(actual, bool) or not isinstance(actual, int | float):
+        return False
+    return {"gt": actual > expected, "gte": actual >= expected, "lt": actual < expected}.get(
+        op, actual <= expected
+    )

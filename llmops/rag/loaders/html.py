@@ -1,0 +1,98 @@
+"""HTML files: the title and the visible text, with block elements as line breaks."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+from llmops.rag.loaders.base import NoSettings, read_text
+from llmops.registry import register
+from llmops.types import Document
+
+_HIDDEN = {"script", "style", "head", "nav", "noscript", "template", "svg"}
+_BLOCK = {
+    "p",
+    "div",
+    "br",
+    "li",
+    "ul",
+    "ol",
+    "tr",
+    "table",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "pre",
+    "blockquote",
+    "dd",
+    "dt",
+}
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title = ""
+        self._hidden = 0
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title":
+            self._in_title = True
+        elif tag in _HIDDEN:
+            self._hidden += 1
+        elif tag in _BLOCK:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+        elif tag in _HIDDEN:
+            self._hidden = max(0, self._hidden - 1)
+        elif tag in _BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+        elif not self._hidden:
+            self.parts.append(data)
+
+
+def html_to_text(markup: str) -> tuple[str, str]:
+    """(title, visible text) of an HTML page."""
+    parser = _TextExtractor()
+    parser.feed(markup)
+    parser.close()
+    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return " ".join(parser.title.split()), text
+
+
+@register("loader", "html", summary="HTML (.html .htm): title and visible text")
+class HtmlLoader:
+    Config = NoSettings
+    extensions = (".html", ".htm")
+
+    def __init__(self, config: NoSettings | None = None) -> None:
+        self.config = config
+
+    def load(self, path: Path, source: str) -> list[Document]:
+        title, text = html_to_text(read_text(path, source))
+        if not text:
+            return []
+        body = f"{title}\n\n{text}" if title and not text.startswith(title) else text
+        return [
+            Document(
+                id=source, text=body, source=source, metadata={"title": title} if title else {}
+            )
+        ]

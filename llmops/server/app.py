@@ -1,0 +1,68 @@
+"""FastAPI application factory."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from llmops.errors import InvalidRequest, LLMOpsError, NotReady
+from llmops.server.limits import BodyLimit
+from llmops.server.routes import health, ingest, query
+from llmops.service import RAG
+
+REQUEST_ID = "X-Request-ID"
+
+
+def create_app(rag: RAG) -> FastAPI:
+    """An HTTP app serving ``rag``; starting the app starts the RAG, stopping it closes it."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await rag.astart()
+        try:
+            yield
+        finally:
+            await ingest.wait_for_jobs(app)
+            await rag.aclose()
+
+    app = FastAPI(
+        title="llmops",
+        summary="Questions answered from your documents, with sources.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.rag = rag
+    app.state.jobs = {}
+    app.add_middleware(BodyLimit, max_bytes=rag.config.server.max_body_bytes)
+    app.middleware("http")(_request_id)
+    app.add_exception_handler(InvalidRequest, _error(400))
+    app.add_exception_handler(NotReady, _error(503))
+    app.add_exception_handler(LLMOpsError, _error(500))
+    for module in (query, ingest, health):
+        app.include_router(module.router)
+    return app
+
+
+async def _request_id(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    request.state.request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
+    response = await call_next(request)
+    response.headers[REQUEST_ID] = request.state.request_id
+    return response
+
+
+def _error(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def handle(request: Request, exc: Exception) -> Response:
+        request_id = getattr(request.state, "request_id", None)
+        return JSONResponse(
+            {"detail": str(exc), "request_id": request_id},
+            status_code=status,
+            headers={REQUEST_ID: request_id} if request_id else None,
+        )
+
+    return handle

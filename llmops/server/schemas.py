@@ -1,0 +1,68 @@
+"""HTTP request and response bodies."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class QueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(min_length=1, description="The question to answer.")
+    top_k: int | None = Field(None, ge=1, description="How many chunks to retrieve.")
+    filters: dict[str, Any] | None = Field(
+        None,
+        description="Metadata filter, e.g. {'source': 'guide/01-intro.md'} or "
+        "{'page': {'gte': 2}}; operators eq ne in nin gt gte lt lte, and/or lists.",
+    )
+    score_threshold: float | None = Field(None, ge=-1.0, le=1.0)
+    mmr: bool | None = Field(None, description="Diversify results with MMR.")
+
+
+class SourceOut(BaseModel):
+    citation: int
+    document_id: str
+    chunk_id: str
+    source: str
+    page: int | None
+    heading: str | None
+    score: float
+    snippet: str
+    cited: bool
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class QueryResponse(BaseModel):
+    answer: str
+    sources: list[SourceOut]
+    abstained: bool
+    latency_ms: float
+    request_id: str
+    generator: str
+    usage: UsageOut
+
+
+class IngestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    full: bool = Field(False, description="Rebuild everything into a new collection.")
+
+
+class IngestJob(BaseModel):
+    job_id: str
+    status: Literal["running", "succeeded", "failed"]
+    full: bool
+    files_total: int = 0
+    files_done: int = 0
+    chunks_done: int = 0
+    report: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+    request_id: str | None = None

@@ -1,0 +1,207 @@
+"""``RAG``: a built app with its lifecycle — the Python API, and what the CLI and HTTP use.
+
+    with RAG.from_config("configs/quickstart.yaml") as rag:
+        rag.ingest()
+        print(rag.query("How do I add PDFs?").answer)
+
+Sync methods run on a private event-loop thread; inside async code use ``astart``,
+``aingest``, ``aquery`` and ``async with``. One ingestion runs at a time per app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from llmops.build import AppSpec, Components, build, load_config
+from llmops.config.schema import AppConfig
+from llmops.pipelines.ingest import Ingestion, IngestReport, ProgressFn
+from llmops.pipelines.query import QueryOptions, QueryPipeline
+from llmops.rag.embedders import QueryBatcher
+from llmops.types import Answer
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """An event loop on a daemon thread, for the sync wrappers."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop = None
+
+
+class RAG:
+    """A RAG app built from one config file."""
+
+    def __init__(self, spec: AppSpec) -> None:
+        self.spec = spec
+        self.components: Components = build(spec)
+        self.batcher = QueryBatcher(self.components.embedder.embed_queries)
+        self.pipeline = QueryPipeline(
+            self.components, self.config.retrieval, self.config.prompt, self.batcher
+        )
+        self._started = False
+        self._generator_started = False
+        self._start_lock = threading.Lock()
+        self._ingest_lock = threading.Lock()
+        self._portal = _LoopThread()
+        self.last_ingestion: IngestReport | None = None
+
+    @classmethod
+    def from_config(cls, path: str | Path) -> RAG:
+        """Validate the config (raises ConfigError listing every problem) and build the app."""
+        return cls(load_config(path))
+
+    @property
+    def config(self) -> AppConfig:
+        return self.spec.loaded.app
+
+    @property
+    def ready(self) -> bool:
+        return self._started and self.components.records.active() is not None
+
+    # lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the record table and the store and load the embedding model (idempotent)."""
+        with self._start_lock:
+            if self._started:
+                return
+            c = self.components
+            c.records.open()
+            c.store.start()
+            c.embedder.start()
+            self.batcher.start()
+            self._started = True
+
+    async def astart(self) -> None:
+        await asyncio.to_thread(self.start)
+        if not self._generator_started:
+            await self.components.generator.start()
+            self._generator_started = True
+
+    def close(self) -> None:
+        if self._generator_started:
+            self._portal.run(self.components.generator.close())
+            self._generator_started = False
+        self._close_sync()
+        self._portal.stop()
+
+    async def aclose(self) -> None:
+        if self._generator_started:
+            await self.components.generator.close()
+            self._generator_started = False
+        await asyncio.to_thread(self._close_sync)
+
+    def _close_sync(self) -> None:
+        with self._start_lock:
+            if not self._started:
+                return
+            self.batcher.close()
+            self.components.embedder.close()
+            self.components.store.close()
+            self.components.records.close()
+            self._started = False
+
+    def __enter__(self) -> RAG:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> RAG:
+        await self.astart()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # work ------------------------------------------------------------------------------------
+    def ingest(self, full: bool = False, progress: ProgressFn | None = None) -> IngestReport:
+        """Bring the index in step with the sources (only what changed, unless ``full``)."""
+        self.start()
+        with self._ingest_lock:
+            report = Ingestion(self.components, progress).run(full=full)
+        self.last_ingestion = report
+        return report
+
+    async def aingest(self, full: bool = False, progress: ProgressFn | None = None) -> IngestReport:
+        return await asyncio.to_thread(self.ingest, full, progress)
+
+    def is_stale(self) -> bool:
+        """True when the index is missing or built with other chunking/embedding settings.
+
+        Changed files are only found by an ingestion, which skips unchanged files cheaply.
+        """
+        self.start()
+        active = self.components.records.active()
+        return active is None or active.fingerprint != self.components.fingerprint
+
+    async def aquery(
+        self,
+        question: str,
+        *,
+        top_k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        score_threshold: float | None = None,
+        mmr: bool | None = None,
+        request_id: str | None = None,
+    ) -> Answer:
+        await self.astart()
+        options = QueryOptions(top_k, filters, score_threshold, mmr)
+        return await self.pipeline.run(question, options, request_id)
+
+    def query(
+        self,
+        question: str,
+        *,
+        top_k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        score_threshold: float | None = None,
+        mmr: bool | None = None,
+    ) -> Answer:
+        return self._portal.run(
+            self.aquery(
+                question, top_k=top_k, filters=filters, score_threshold=score_threshold, mmr=mmr
+            )
+        )
+
+    def stats(self) -> dict[str, Any]:
+        self.start()
+        c = self.components
+        active = c.records.active()
+        files = c.records.files(active.collection) if active else {}
+        last = self.last_ingestion
+        return {
+            "app": self.config.name,
+            "collection": active.collection if active else None,
+            "documents": sum(1 for r in files.values() if r.chunk_ids),
+            "chunks": c.store.count(active.collection) if active else 0,
+            "embedder": {
+                "fingerprint": c.embedder.fingerprint,
+                "dimension": c.embedder.dimension,
+                "max_seq_length": c.embedder.max_seq_length,
+            },
+            "generator": c.generator.name,
+            "stale": active is None or active.fingerprint != c.fingerprint,
+            "last_ingestion": last.to_dict() if last else None,
+        }

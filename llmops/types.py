@@ -1,0 +1,107 @@
+"""Frozen value types shared by every layer: documents, chunks, hits, messages, generations."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Metadata = Mapping[str, str | int | float | bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A unit of loaded text: a file, a PDF page, a JSON record or a CSV row.
+
+    ``id`` is stable across runs: derived from the source path and the position inside it.
+    """
+
+    id: str
+    text: str
+    source: str
+    metadata: Metadata = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of a document that gets embedded and indexed.
+
+    ``id`` is derived from the document id and the chunk's content, so an unchanged chunk keeps
+    its id across re-ingestions.
+    """
+
+    id: str
+    document_id: str
+    text: str
+    source: str
+    index: int
+    metadata: Metadata = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredChunk:
+    """A retrieved chunk with its relevance score (cosine similarity for dense search)."""
+
+    chunk: Chunk
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """What a generator returns.
+
+    ``cited`` holds the 1-based positions (in the context given to the generator) of the chunks
+    the answer cites; ``abstained`` is True when the generator declined to answer.
+    """
+
+    text: str
+    generator: str
+    cited: tuple[int, ...] = ()
+    abstained: bool = False
+    usage: Usage = field(default_factory=Usage)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """One retrieved chunk as shown to the user; ``citation`` is its [n] in the answer."""
+
+    citation: int
+    document_id: str
+    chunk_id: str
+    source: str
+    score: float
+    snippet: str
+    cited: bool
+    page: int | None = None
+    heading: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The answer to one question, with the sources it was drawn from."""
+
+    question: str
+    answer: str
+    sources: tuple[SourceRef, ...]
+    abstained: bool
+    latency_ms: float
+    request_id: str
+    generator: str
+    usage: Usage = field(default_factory=Usage)

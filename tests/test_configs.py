@@ -1,0 +1,21 @@
+"""Every example config in configs/ validates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmops.build import load_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+def test_there_are_example_configs() -> None:
+    assert any(p.name == "quickstart.yaml" for p in CONFIGS)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_example_config_validates(path: Path) -> None:
+    spec = load_config(path)
+    assert spec.loaded.app.name
