@@ -67,6 +67,17 @@ def _source_issues(
     return issues
 
 
+def _retrieval_issues(app: AppConfig, smap: SourceMap, file: str) -> list[ConfigIssue]:
+    retrieval = app.retrieval
+    if retrieval.mmr.enabled and retrieval.mmr.fetch_k < retrieval.top_k:
+        return [
+            issue_at(smap, file, ("retrieval", "mmr", "fetch_k"),
+                     f"fetch_k ({retrieval.mmr.fetch_k}) must be at least top_k ({retrieval.top_k})",
+                     "MMR picks top_k results out of fetch_k candidates")
+        ]
+    return []
+
+
 def load_app_config(path: str | Path, extra_checks: ExtraChecks | None = None) -> LoadedConfig:
     """Read, interpolate and validate an app config; raises ConfigError with every problem.
 
@@ -85,6 +96,8 @@ def load_app_config(path: str | Path, extra_checks: ExtraChecks | None = None) -
     except ValidationError as exc:
         issues += issues_from_validation(exc, smap, file, (), AppConfig)
     issues += _source_issues(data, smap, file, base_dir)
+    if app is not None:
+        issues += _retrieval_issues(app, smap, file)
     if extra_checks is not None:
         issues += extra_checks(data, smap, file, base_dir)
     if issues or app is None:

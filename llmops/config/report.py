@@ -95,6 +95,11 @@ def _message(error: Any, model: type[BaseModel] | None, loc: Loc) -> tuple[str, 
     if kind == "too_short" and isinstance(value, list):
         need = error.get("ctx", {}).get("min_length", 1)
         return f"needs at least {need} item{'s' if need != 1 else ''}", ""
+    bounds = {"greater_than_equal": ("ge", "at least"), "less_than_equal": ("le", "at most"),
+              "greater_than": ("gt", "more than"), "less_than": ("lt", "less than")}
+    if kind in bounds:
+        key, words = bounds[kind]
+        return f"must be {words} {error.get('ctx', {}).get(key)}, got {value!r}", ""
     if kind == "value_error":
         return str(error["msg"]).removeprefix("Value error, "), ""
     return f"{error['msg']} (got {value!r})", ""

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,62}")
 
 
 class Strict(BaseModel):
@@ -47,12 +52,6 @@ class RetrievalConfig(Strict):
     score_threshold: float = Field(0.0, ge=-1.0, le=1.0, description="Drop hits scoring below.")
     mmr: MMRConfig = Field(default_factory=lambda: MMRConfig())
 
-    @model_validator(mode="after")
-    def _mmr_fetch_covers_top_k(self) -> RetrievalConfig:
-        if self.mmr.enabled and self.mmr.fetch_k < self.top_k:
-            raise ValueError(f"mmr.fetch_k ({self.mmr.fetch_k}) must be >= top_k ({self.top_k})")
-        return self
-
 
 class ServerConfig(Strict):
     host: str = "127.0.0.1"
@@ -65,7 +64,7 @@ class ServerConfig(Strict):
 class AppConfig(Strict):
     """One RAG app: where documents come from, how they are indexed, how questions are answered."""
 
-    name: str = Field("llmops", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{2,62}$")
+    name: str = Field("llmops", description="3-63 letters, digits, _ or -; names collections.")
     data_dir: str = Field(".llmops", description="Index and records; relative to the config file.")
     sources: list[SourceConfig] = Field(min_length=1)
     chunker: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="recursive"))
@@ -80,3 +79,13 @@ class AppConfig(Strict):
     )
     retrieval: RetrievalConfig = Field(default_factory=lambda: RetrievalConfig())
     server: ServerConfig = Field(default_factory=lambda: ServerConfig())
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_collection_prefix(cls, name: str) -> str:
+        if not _NAME.fullmatch(name):
+            raise ValueError(
+                f"'{name}' is not a valid app name: use 3-63 letters, digits, '_' or '-', "
+                "starting with a letter or digit"
+            )
+        return name
