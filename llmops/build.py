@@ -27,6 +27,7 @@ from llmops.config import (
 from llmops.errors import ComponentError, ConfigIssue, UnknownComponent
 from llmops.prompts import PromptLibrary, find_prompt_dirs
 from llmops.protocols import Chunker, Embedder, Generator, Loader, VectorStore
+from llmops.rag.embedders import EncoderThread
 from llmops.rag.indexing import RecordTable
 from llmops.rag.loaders.directory import default_loaders
 
@@ -187,7 +188,7 @@ class Components:
 
     sources: list[tuple[Path, list[str], list[str], dict[str, Loader]]]
     chunker: Chunker
-    embedder: Embedder
+    embedder: EncoderThread
     store: VectorStore
     generator: Generator
     prompts: PromptLibrary
@@ -204,7 +205,7 @@ def build(spec: AppSpec) -> Components:
     """Instantiate every component of a validated app (cheap: no I/O, no model loading)."""
     app = spec.loaded.app
     data_dir = resolve_path(spec.base_dir, app.data_dir)
-    embedder: Embedder = _make(spec.components["embedder"], base_dir=spec.base_dir)
+    embedder = EncoderThread(_make(spec.components["embedder"], base_dir=spec.base_dir))
     sources = []
     for source, overrides in zip(app.sources, spec.loaders, strict=True):
         loaders = {**default_loaders(), **{ext: _make(r) for ext, r in overrides.items()}}

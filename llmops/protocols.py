@@ -57,9 +57,14 @@ class Embedder(Protocol):
     Texts longer than ``max_seq_length`` tokens are truncated by the model; callers warn.
     """
 
-    fingerprint: str
-    dimension: int
-    max_seq_length: int
+    @property
+    def fingerprint(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def max_seq_length(self) -> int: ...
 
     def start(self) -> None: ...
 

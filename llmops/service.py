@@ -21,7 +21,6 @@ from llmops.build import AppSpec, Components, build, load_config
 from llmops.config.schema import AppConfig
 from llmops.pipelines.ingest import Ingestion, IngestReport, ProgressFn
 from llmops.pipelines.query import QueryOptions, QueryPipeline
-from llmops.rag.embedders import QueryBatcher
 from llmops.types import Answer
 
 T = TypeVar("T")
@@ -53,10 +52,7 @@ class RAG:
     def __init__(self, spec: AppSpec) -> None:
         self.spec = spec
         self.components: Components = build(spec)
-        self.batcher = QueryBatcher(self.components.embedder.embed_queries)
-        self.pipeline = QueryPipeline(
-            self.components, self.config.retrieval, self.config.prompt, self.batcher
-        )
+        self.pipeline = QueryPipeline(self.components, self.config.retrieval, self.config.prompt)
         self._started = False
         self._generator_started = False
         self._start_lock = threading.Lock()
@@ -87,7 +83,6 @@ class RAG:
             c.records.open()
             c.store.start()
             c.embedder.start()
-            self.batcher.start()
             self._started = True
 
     async def astart(self) -> None:
@@ -113,7 +108,6 @@ class RAG:
         with self._start_lock:
             if not self._started:
                 return
-            self.batcher.close()
             self.components.embedder.close()
             self.components.store.close()
             self.components.records.close()

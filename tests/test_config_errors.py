@@ -1,8 +1,8 @@
 """Golden tests: the exact error report for each kind of config mistake.
 
 Each ``tests/config_errors/<case>.yaml`` has a ``<case>.expected`` next to it. After a
-deliberate change of wording, regenerate with ``UPDATE_GOLDENS=1 pytest tests/test_config_errors.py``
-and review the diff.
+deliberate change of wording, regenerate with
+``UPDATE_GOLDENS=1 pytest tests/test_config_errors.py`` and review the diff.
 """
 
 from __future__ import annotations

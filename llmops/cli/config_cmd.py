@@ -22,7 +22,8 @@ def show(config: ConfigArg = DEFAULT_CONFIG) -> None:
     resolved = spec.loaded.app.model_dump(mode="json", by_alias=True)
     for kind, component in spec.components.items():
         resolved[kind] = {"type": component.entry.name, **component.config.model_dump(mode="json")}
-    console.print(yaml.safe_dump(mask_secrets(resolved), sort_keys=False), markup=False)
+    masked = mask_secrets(resolved, spec.loaded.secret_paths)
+    console.print(yaml.safe_dump(masked, sort_keys=False), markup=False)
 
 
 @app.command()

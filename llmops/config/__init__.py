@@ -14,12 +14,13 @@ from pydantic import ValidationError
 
 from llmops.config.interpolate import Interpolator, mask_secrets
 from llmops.config.report import issue_at, issues_from_validation
-from llmops.config.schema import AppConfig
-from llmops.config.yaml_source import SourceMap, read_yaml
+from llmops.config.schema import AppConfig, RetrievalConfig
+from llmops.config.yaml_source import Loc, SourceMap, load_yaml, read_yaml
 from llmops.errors import ConfigError, ConfigIssue
 
 __all__ = [
     "AppConfig",
+    "ExtraChecks",
     "LoadedConfig",
     "SourceMap",
     "issue_at",
@@ -35,23 +36,36 @@ ExtraChecks = Callable[[dict[str, Any], SourceMap, str, Path], list[ConfigIssue]
 
 @dataclass(frozen=True)
 class LoadedConfig:
+    """A validated app config and what is needed to locate and resolve its values."""
+
     app: AppConfig
-    data: dict[str, Any]
+    data: dict[str, Any]  # after interpolation, before defaults
     source_map: SourceMap
-    file: str
-    base_dir: Path
+    file: str  # the path as given
+    base_dir: Path  # the config file's folder, resolved
+    secret_paths: frozenset[Loc] = frozenset()  # for ``mask_secrets(..., secret_paths)``
 
 
-def resolve_path(base_dir: Path, value: str) -> Path:
+def resolve_path(base_dir: Path, value: str | Path) -> Path:
     """A path from the config: ``~`` expanded, relative to the config file's folder."""
     return (base_dir / os.path.expanduser(value)).resolve()
+
+
+def _validate(
+    data: dict[str, Any], smap: SourceMap, file: str
+) -> tuple[AppConfig | None, list[ConfigIssue]]:
+    try:
+        return AppConfig.model_validate(data), []
+    except ValidationError as exc:
+        return None, issues_from_validation(exc, smap, file, (), AppConfig)
 
 
 def _source_issues(
     data: dict[str, Any], smap: SourceMap, file: str, base: Path
 ) -> list[ConfigIssue]:
+    sources = data.get("sources")
     issues = []
-    for i, source in enumerate(data.get("sources") or []):
+    for i, source in enumerate(sources if isinstance(sources, list) else []):
         if isinstance(source, dict) and isinstance(source.get("path"), str):
             path = resolve_path(base, source["path"])
             if not path.exists():
@@ -67,39 +81,46 @@ def _source_issues(
     return issues
 
 
-def _retrieval_issues(app: AppConfig, smap: SourceMap, file: str) -> list[ConfigIssue]:
-    retrieval = app.retrieval
-    if retrieval.mmr.enabled and retrieval.mmr.fetch_k < retrieval.top_k:
-        return [
-            issue_at(smap, file, ("retrieval", "mmr", "fetch_k"),
-                     f"fetch_k ({retrieval.mmr.fetch_k}) must be at least top_k ({retrieval.top_k})",
-                     "MMR picks top_k results out of fetch_k candidates")
-        ]
-    return []
+def _retrieval_issues(data: dict[str, Any], smap: SourceMap, file: str) -> list[ConfigIssue]:
+    """Cross-field checks of ``retrieval``; run even when other sections have problems."""
+    try:
+        retrieval = RetrievalConfig.model_validate(data.get("retrieval", {}))
+    except ValidationError:
+        return []  # already reported by the app validation
+    mmr = retrieval.mmr
+    if not (mmr.enabled and mmr.fetch_k < retrieval.top_k):
+        return []
+    return [
+        issue_at(
+            smap,
+            file,
+            ("retrieval", "mmr", "fetch_k"),
+            f"fetch_k ({mmr.fetch_k}) must be at least top_k ({retrieval.top_k})",
+            "MMR picks top_k results out of fetch_k candidates",
+        )
+    ]
 
 
 def load_app_config(path: str | Path, extra_checks: ExtraChecks | None = None) -> LoadedConfig:
     """Read, interpolate and validate an app config; raises ConfigError with every problem.
 
-    ``extra_checks`` validates what this package cannot see (component settings) and its
+    Each stage runs even when an earlier one found problems (an unset variable reads as "").
+    ``extra_checks`` validates what this package cannot see (component settings); its
     issues are reported together with the rest.
     """
     file = str(path)
-    raw, smap = read_yaml(Path(path), file)
+    raw, smap, issues = load_yaml(Path(path), file)
     base_dir = Path(path).resolve().parent
     interpolator = Interpolator()
     data = interpolator.resolve(raw)
-    issues = [issue_at(smap, file, loc, msg, hint) for loc, msg, hint in interpolator.problems]
-    app = None
-    try:
-        app = AppConfig.model_validate(data)
-    except ValidationError as exc:
-        issues += issues_from_validation(exc, smap, file, (), AppConfig)
+    issues += [issue_at(smap, file, loc, msg, hint) for loc, msg, hint in interpolator.problems]
+    app, validation_issues = _validate(data, smap, file)
+    issues += validation_issues
     issues += _source_issues(data, smap, file, base_dir)
-    if app is not None:
-        issues += _retrieval_issues(app, smap, file)
+    issues += _retrieval_issues(data, smap, file)
     if extra_checks is not None:
         issues += extra_checks(data, smap, file, base_dir)
     if issues or app is None:
         raise ConfigError(sorted(issues, key=lambda i: (i.line, i.col, i.path)))
-    return LoadedConfig(app, data, smap, file, base_dir)
+    secrets = frozenset(interpolator.secret_paths)
+    return LoadedConfig(app, data, smap, file, base_dir, secrets)

@@ -7,13 +7,16 @@ import typing
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
-from llmops.config.yaml_source import Loc, SourceMap
+from llmops.config.yaml_source import Loc, SourceMap, dotted
 from llmops.errors import ConfigIssue
 from llmops.registry import suggest
 
 _TYPE_NAMES = {
     "int_parsing": "an integer",
+    "int_parsing_size": "an integer",
     "int_type": "an integer",
     "int_from_float": "an integer",
     "float_parsing": "a number",
@@ -24,85 +27,128 @@ _TYPE_NAMES = {
     "list_type": "a list",
     "dict_type": "a mapping",
     "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
 }
-
-
-def dotted(loc: Loc) -> str:
-    return ".".join(str(part) for part in loc)
+_BOUNDS = {
+    "greater_than_equal": ("ge", "at least"),
+    "less_than_equal": ("le", "at most"),
+    "greater_than": ("gt", "more than"),
+    "less_than": ("lt", "less than"),
+}
+_VALIDATOR_PREFIXES = ("Value error, ", "Assertion failed, ")
 
 
 def issue_at(
     source_map: SourceMap, file: str, loc: Loc, message: str, hint: str = ""
 ) -> ConfigIssue:
+    """An issue located at ``loc`` (or the nearest enclosing key the file has)."""
     line, col = source_map.locate(loc)
     return ConfigIssue(file, line, col, dotted(loc), message, hint)
 
 
-def _field_names(model: type[BaseModel]) -> list[str]:
-    return sorted(info.alias or name for name, info in model.model_fields.items())
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _strip_optional(annotation: Any) -> Any:
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+def _keys(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """The keys a model accepts: aliases, and field names where the model allows them."""
+    by_name = bool(
+        model.model_config.get("populate_by_name") or model.model_config.get("validate_by_name")
+    )
+    keys: dict[str, FieldInfo] = {}
+    for name, info in model.model_fields.items():
+        if info.alias is None or by_name:
+            keys[name] = info
+        if info.alias is not None:
+            keys[info.alias] = info
+    return keys
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``Model | None`` and ``Annotated[Model, ...]`` -> ``Model``; other unions as they are."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args[0] if len(args) == 1 else annotation
+        return _unwrap(args[0]) if len(args) == 1 else annotation
     return annotation
 
 
+def _as_model(annotation: Any) -> type[BaseModel] | None:
+    annotation = _unwrap(annotation)
+    is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    return annotation if is_model else None
+
+
 def _model_at(model: type[BaseModel] | None, loc: Loc) -> type[BaseModel] | None:
-    """The model that owns the last element of ``loc``, walking nested fields."""
+    """The model that owns the last element of ``loc``, walking nested fields and containers."""
     annotation: Any = model
     for part in loc[:-1]:
-        annotation = _strip_optional(annotation)
+        annotation = _unwrap(annotation)
         if typing.get_origin(annotation) in (list, dict):  # an index or a mapping key
             args = typing.get_args(annotation)
             annotation = args[-1] if args else None
             continue
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return None
-        fields = {info.alias or name: info for name, info in annotation.model_fields.items()}
-        info = fields.get(str(part))
+        owner = _as_model(annotation)
+        info = _keys(owner).get(str(part)) if owner else None
         if info is None:
             return None
         annotation = info.annotation
-    annotation = _strip_optional(annotation)
-    return (
-        annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return _as_model(annotation)
+
+
+def _did_you_mean(value: object, allowed: list[str]) -> str:
+    guess = suggest(str(value), allowed)
+    listed = f"allowed: {', '.join(allowed)}" if allowed else ""
+    return (f"did you mean '{guess}'? " if guess else "") + listed
+
+
+def _unknown_key(model: type[BaseModel] | None, loc: Loc) -> tuple[str, str]:
+    owner = _model_at(model, loc)
+    allowed = sorted(_keys(owner)) if owner else []
+    return f"unknown key '{loc[-1]}'", _did_you_mean(loc[-1], allowed)
+
+
+def _not_allowed(error: ErrorDetails) -> tuple[str, str]:
+    expected = str(error.get("ctx", {}).get("expected", ""))
+    options = [o.strip(" '\"") for o in expected.replace(" or ", ",").split(",") if o.strip()]
+    return f"{_show(error['input'])} is not an allowed value", _did_you_mean(
+        error["input"], options
     )
 
 
-def _message(error: Any, model: type[BaseModel] | None, loc: Loc) -> tuple[str, str]:
-    kind, value = error["type"], error.get("input")
+def _count(error: ErrorDetails, key: str, words: str) -> str:
+    need = error.get("ctx", {}).get(key, 1)
+    return f"{words} {need} item{'s' if need != 1 else ''}"
+
+
+def _message(error: ErrorDetails, model: type[BaseModel] | None, loc: Loc) -> tuple[str, str]:
+    kind, value = error["type"], error["input"]
     if kind == "extra_forbidden":
-        owner = _model_at(model, loc)
-        allowed = _field_names(owner) if owner else []
-        guess = suggest(str(loc[-1]), allowed)
-        hint = (f"did you mean '{guess}'? " if guess else "") + (
-            f"allowed: {', '.join(allowed)}" if allowed else ""
-        )
-        return f"unknown key '{loc[-1]}'", hint
+        return _unknown_key(model, loc)
+    if kind in ("literal_error", "enum"):
+        return _not_allowed(error)
     if kind == "missing":
         return "required key missing", ""
-    if kind in ("literal_error", "enum"):
-        expected = error.get("ctx", {}).get("expected", "")
-        options = [o.strip(" '\"") for o in expected.replace(" or ", ",").split(",") if o.strip()]
-        guess = suggest(str(value), options)
-        hint = (f"did you mean '{guess}'? " if guess else "") + f"allowed: {', '.join(options)}"
-        return f"'{value}' is not allowed", hint
+    if kind == "invalid_key":
+        return f"a key must be a name, got {_show(value)}", f"quote it: '{value}':"
     if kind in _TYPE_NAMES:
-        return f"expected {_TYPE_NAMES[kind]}, got {value!r}", ""
+        return f"expected {_TYPE_NAMES[kind]}, got {_show(value)}", ""
     if kind == "too_short" and isinstance(value, list):
-        need = error.get("ctx", {}).get("min_length", 1)
-        return f"needs at least {need} item{'s' if need != 1 else ''}", ""
-    bounds = {"greater_than_equal": ("ge", "at least"), "less_than_equal": ("le", "at most"),
-              "greater_than": ("gt", "more than"), "less_than": ("lt", "less than")}
-    if kind in bounds:
-        key, words = bounds[kind]
-        return f"must be {words} {error.get('ctx', {}).get(key)}, got {value!r}", ""
-    if kind == "value_error":
-        return str(error["msg"]).removeprefix("Value error, "), ""
-    return f"{error['msg']} (got {value!r})", ""
+        return _count(error, "min_length", "needs at least"), ""
+    if kind == "too_long" and isinstance(value, list):
+        return _count(error, "max_length", "takes at most"), f"got {len(value)}"
+    if kind in _BOUNDS:
+        key, words = _BOUNDS[kind]
+        return f"must be {words} {error.get('ctx', {}).get(key)}, got {_show(value)}", ""
+    if kind in ("value_error", "assertion_error"):
+        message = error["msg"]
+        for prefix in _VALIDATOR_PREFIXES:
+            message = message.removeprefix(prefix)
+        return message, ""
+    scalar = isinstance(value, str | int | float | bool) or value is None
+    return (f"{error['msg']} (got {_show(value)})" if scalar else error["msg"]), ""
 
 
 def issues_from_validation(
@@ -112,7 +158,12 @@ def issues_from_validation(
     prefix: Loc = (),
     model: type[BaseModel] | None = None,
 ) -> list[ConfigIssue]:
-    """One issue per pydantic error, located in the file; ``prefix`` roots nested models."""
+    """One issue per pydantic error, located in the file.
+
+    ``prefix`` is where the validated data sits in the file (``("chunker",)`` when a
+    component's settings are validated on their own); ``model`` is the model that was
+    validated, used to list the allowed keys of an unknown one.
+    """
     issues = []
     for item in error.errors():
         loc = tuple(item["loc"])

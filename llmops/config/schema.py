@@ -4,12 +4,10 @@ that component's own settings, which ``llmops.build`` validates against the comp
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-import re
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,62}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,14 @@ import yaml
 from llmops.errors import ConfigError, ConfigIssue
 
 Loc = tuple[str | int, ...]
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 @dataclass
 class SourceMap:
-    """1-based (line, col) of each path in a YAML document."""
+    """1-based (line, col) of each path in a YAML document; a mapping key's own position."""
 
     positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
 
@@ -28,104 +32,161 @@ class SourceMap:
         return (1, 1)
 
 
-def _at(mark: Any) -> tuple[int, int]:
+def dotted(loc: Loc) -> str:
+    """``("sources", 0, "path")`` -> ``"sources.0.path"``."""
+    return ".".join(str(part) for part in loc)
+
+
+def _at(mark: yaml.Mark) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1)
 
 
 class _Builder:
+    """Turns a composed node tree into plain data, recording positions and problems."""
+
     def __init__(self, file: str) -> None:
         self.file = file
         self.map = SourceMap()
         self.issues: list[ConfigIssue] = []
         self._constructor = yaml.SafeLoader("")
+        self._open: set[int] = set()  # collection nodes being built, to catch recursive aliases
 
     def build(self, node: yaml.Node, loc: Loc) -> Any:
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, loc)
-        if isinstance(node, yaml.SequenceNode):
-            result = []
-            for index, item in enumerate(node.value):
-                self.map.positions[(*loc, index)] = _at(item.start_mark)
-                result.append(self.build(item, (*loc, index)))
-            return result
-        return self._constructor.construct_object(node, deep=True)
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node, loc)
+        if id(node) in self._open:
+            self._issue(node.start_mark, loc, "an alias refers to a node that contains it")
+            return None
+        if node.tag not in (_MAP_TAG, _SEQ_TAG):
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            self._issue(node.start_mark, loc, f"unsupported YAML tag '{tag}'", "remove the tag")
+        self._open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, loc)
+            return self._sequence(node, loc)
+        finally:
+            self._open.discard(id(node))
+
+    def _scalar(self, node: yaml.ScalarNode, loc: Loc) -> Any:
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError) as exc:
+            problem = getattr(exc, "problem", None) or str(exc)
+            self._issue(node.start_mark, loc, f"cannot read this value: {problem}")
+            return None
+
+    def _sequence(self, node: yaml.Node, loc: Loc) -> list[Any]:
+        result = []
+        for index, item in enumerate(node.value):
+            self.map.positions[(*loc, index)] = _at(item.start_mark)
+            result.append(self.build(item, (*loc, index)))
+        return result
 
     def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
-        first_seen: dict[Any, int] = {}
+        for source in reversed(list(self._merge_sources(node, loc))):
+            merged = self.build(source, loc)  # earlier sources win, explicit keys win over all
+            result.update(merged if isinstance(merged, dict) else {})
+        first_line: dict[Any, int] = {}
         for key_node, value_node in node.value:
-            key = self._constructor.construct_object(key_node, deep=True)
-            line, col = _at(key_node.start_mark)
-            if key in first_seen:
-                self.issues.append(
-                    ConfigIssue(
-                        self.file,
-                        line,
-                        col,
-                        ".".join(map(str, (*loc, key))),
-                        f"duplicate key '{key}' (first defined on line {first_seen[key]})",
-                        "remove one of them",
-                    )
-                )
+            if key_node.tag == _MERGE_TAG:
                 continue
-            first_seen[key] = line
+            key = self._key(key_node, loc)
+            if key is None:
+                continue
+            line, col = _at(key_node.start_mark)
+            if key in first_line:
+                self._duplicate(key_node.start_mark, (*loc, key), first_line[key])
+            first_line.setdefault(key, line)
             self.map.positions[(*loc, key)] = (line, col)
-            result[key] = self.build(value_node, (*loc, key))
+            result[key] = self.build(value_node, (*loc, key))  # the last one wins, as in PyYAML
         return result
 
+    def _merge_sources(self, node: yaml.MappingNode, loc: Loc) -> Iterator[yaml.MappingNode]:
+        """The mappings that ``<<: *anchor`` (or ``<<: [*a, *b]``) merges into ``node``."""
+        for key_node, value_node in node.value:
+            if key_node.tag != _MERGE_TAG:
+                continue
+            items = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for item in items:
+                if isinstance(item, yaml.MappingNode):
+                    yield item
+                else:
+                    self._issue(item.start_mark, loc, "'<<' merges only mappings")
 
-def read_yaml(path: Path, file: str | None = None) -> tuple[Any, SourceMap]:
-    """Parse a YAML file into plain data plus a SourceMap; raises ConfigError."""
-    name = file or str(path)
+    def _key(self, node: yaml.Node, loc: Loc) -> str | int | None:
+        key = self.build(node, loc) if isinstance(node, yaml.ScalarNode) else None
+        if isinstance(key, str | int) and not isinstance(key, bool):
+            return key
+        self._issue(node.start_mark, loc, "a key must be a plain name or number")
+        return None
+
+    def _duplicate(self, mark: yaml.Mark, loc: Loc, first_line: int) -> None:
+        message = f"duplicate key '{loc[-1]}' (first defined on line {first_line})"
+        self._issue(mark, loc, message, "remove one of them")
+
+    def _issue(self, mark: yaml.Mark, loc: Loc, message: str, hint: str = "") -> None:
+        line, col = _at(mark)
+        self.issues.append(ConfigIssue(self.file, line, col, dotted(loc), message, hint))
+
+
+def _fail(file: str, message: str, hint: str, at: tuple[int, int] = (1, 1)) -> ConfigError:
+    return ConfigError([ConfigIssue(file, at[0], at[1], "", message, hint)])
+
+
+def _read_text(path: Path, file: str) -> str:
     if not path.is_file():
-        raise ConfigError(
-            [
-                ConfigIssue(
-                    name,
-                    1,
-                    1,
-                    "",
-                    "config file not found",
-                    f"looked at {path.resolve()}; paths are relative to {Path.cwd()}",
-                )
-            ]
-        )
-    text = path.read_text(encoding="utf-8", errors="replace")
+        hint = f"looked at {path.resolve()}; relative paths start from {Path.cwd()}"
+        raise _fail(file, "config file not found", hint)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise _fail(file, f"not UTF-8 text (byte {exc.start})", "save it as UTF-8") from None
+    except OSError as exc:
+        raise _fail(file, f"cannot read the config file: {exc.strerror}", str(path)) from None
+
+
+def _compose(text: str, file: str) -> yaml.MappingNode:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line, col = _at(mark) if mark else (1, 1)
-        problem = exc.problem or str(exc)
         context = f" ({exc.context})" if exc.context else ""
-        raise ConfigError(
-            [
-                ConfigIssue(
-                    name,
-                    line,
-                    col,
-                    "",
-                    f"YAML syntax error: {problem}{context}",
-                    "check indentation, colons and quotes on this line or the one above",
-                )
-            ]
+        raise _fail(
+            file,
+            f"YAML syntax error: {exc.problem or exc}{context}",
+            "check indentation, colons and quotes on this line or the one above",
+            _at(mark) if mark else (1, 1),
         ) from None
-    if node is None or not isinstance(node, yaml.MappingNode):
+    if not isinstance(node, yaml.MappingNode):
         found = "an empty file" if node is None else "not a mapping"
-        raise ConfigError(
-            [
-                ConfigIssue(
-                    name,
-                    1,
-                    1,
-                    "",
-                    f"the config must be a YAML mapping of keys, found {found}",
-                    "start from configs/quickstart.yaml",
-                )
-            ]
+        raise _fail(
+            file,
+            f"the config must be a YAML mapping of keys, found {found}",
+            "start from configs/quickstart.yaml",
         )
+    return node
+
+
+def load_yaml(
+    path: Path, file: str | None = None
+) -> tuple[dict[Any, Any], SourceMap, list[ConfigIssue]]:
+    """Parse a YAML mapping into plain data, a SourceMap and the problems found on the way.
+
+    Raises ConfigError only when nothing usable was read (no file, bad syntax, not a mapping);
+    duplicate keys, bad tags and unreadable values are returned so that later checks still run.
+    """
+    name = file or str(path)
+    node = _compose(_read_text(path, name), name)
     builder = _Builder(name)
     data = builder.build(node, ())
-    if builder.issues:
-        raise ConfigError(builder.issues)
-    return data, builder.map
+    return data, builder.map, builder.issues
+
+
+def read_yaml(path: Path, file: str | None = None) -> tuple[Any, SourceMap]:
+    """Parse a YAML file into plain data plus a SourceMap; raises ConfigError on any problem."""
+    data, source_map, issues = load_yaml(path, file)
+    if issues:
+        raise ConfigError(issues)
+    return data, source_map

@@ -13,7 +13,6 @@ from llmops.build import Components
 from llmops.config.schema import RetrievalConfig
 from llmops.errors import NotReady
 from llmops.rag import filters
-from llmops.rag.embedders import QueryBatcher
 from llmops.rag.retrieval import DenseRetriever, SearchParams
 from llmops.types import Answer, Generation, ScoredChunk, SourceRef
 
@@ -31,13 +30,10 @@ class QueryOptions:
 
 
 class QueryPipeline:
-    def __init__(
-        self, components: Components, retrieval: RetrievalConfig, prompt: str, batcher: QueryBatcher
-    ) -> None:
+    def __init__(self, components: Components, retrieval: RetrievalConfig, prompt: str) -> None:
         self.c = components
         self.retrieval = retrieval
         self.prompt = prompt
-        self.batcher = batcher
         self.retriever = DenseRetriever(components.store)
 
     def params(self, options: QueryOptions) -> SearchParams:
@@ -62,7 +58,7 @@ class QueryPipeline:
         active = self.c.records.active()
         if active is None:
             raise NotReady("the index is empty: run `llmops ingest` (or POST /ingest) first")
-        vector = await self.batcher.encode(question)
+        vector = await self.c.embedder.encode_query(question)
         hits = await asyncio.to_thread(self.retriever.search, active.collection, vector, params)
         prompt = self.c.prompts.render(self.prompt, question, hits)
         generation = await self.c.generator.generate(question, hits, prompt)

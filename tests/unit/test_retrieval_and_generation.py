@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from llmops.generation.extractive import NO_ANSWER, ExtractiveGenerator, sentences
-from llmops.rag.embedders.batching import QueryBatcher
+from llmops.rag.embedders.worker import EncoderThread
 from llmops.rag.retrieval import mmr_select
 from llmops.types import Chunk, ScoredChunk
 
@@ -53,26 +53,59 @@ def test_sentences_drop_markup_code_and_tables() -> None:
     assert sentences(text) == ["First real sentence is here.", "Second one follows it."]
 
 
-def test_query_batcher_groups_concurrent_requests() -> None:
-    calls: list[int] = []
-    gate = threading.Event()
+class _SlowEmbedder:
+    """Counts calls and records which thread ran them; blocks until the gate opens."""
 
-    def encode(texts: Sequence[str]) -> np.ndarray:
-        gate.wait(timeout=5)
-        calls.append(len(texts))
+    fingerprint = "fake"
+    dimension = 1
+    max_seq_length = 100
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.calls: list[tuple[str, int]] = []
+        self.threads: set[str] = set()
+
+    def start(self) -> None:
+        self.threads.add(threading.current_thread().name)
+
+    def close(self) -> None:
+        return None
+
+    def _vectors(self, kind: str, texts: Sequence[str]) -> np.ndarray:
+        self.gate.wait(timeout=5)
+        self.threads.add(threading.current_thread().name)
+        self.calls.append((kind, len(texts)))
         return np.array([[float(len(t))] for t in texts], dtype=np.float32)
 
-    batcher = QueryBatcher(encode)
-    batcher.start()
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._vectors("query", texts)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._vectors("docs", texts)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(t) for t in texts]
+
+
+def test_encoder_thread_batches_concurrent_queries_on_one_thread() -> None:
+    inner = _SlowEmbedder()
+    encoder = EncoderThread(inner)
+    encoder.start()
 
     async def main() -> list[float]:
-        tasks = [asyncio.create_task(batcher.encode("x" * n)) for n in range(1, 11)]
+        tasks = [asyncio.create_task(encoder.encode_query("x" * n)) for n in range(1, 11)]
         await asyncio.sleep(0.05)
-        gate.set()
+        inner.gate.set()
         return [float(v[0]) for v in await asyncio.gather(*tasks)]
 
     try:
         assert asyncio.run(main()) == [float(n) for n in range(1, 11)]
+        documents = ["a" * n for n in (5, 200, 1, 70)] * 40
+        vectors = encoder.embed_documents(documents)
     finally:
-        batcher.close()
-    assert sum(calls) == 10 and len(calls) <= 2 and max(calls) >= 9
+        encoder.close()
+    query_calls = [n for kind, n in inner.calls if kind == "query"]
+    assert sum(query_calls) == 10 and len(query_calls) <= 2 and max(query_calls) >= 9
+    assert [float(v[0]) for v in vectors] == [float(len(d)) for d in documents]
+    assert all(n <= 64 for kind, n in inner.calls if kind == "docs")
+    assert inner.threads == {"llmops-encoder"}

@@ -14,19 +14,23 @@ from llmops.rag.chunkers.recursive import SizeConfig, make_splitter
 from llmops.registry import register
 from llmops.types import Chunk, Document, Metadata
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
-_FENCE = re.compile(r"^\s*(```|~~~)")
+_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
 
 def sections(text: str) -> Iterator[tuple[list[str], str]]:
     """(heading path, body) for each section; ``#`` lines inside code fences are not headings."""
     path: list[tuple[int, str]] = []
     body: list[str] = []
-    fenced = False
+    fence = ""  # the marker of the open code fence, if any
     for line in text.splitlines():
-        if _FENCE.match(line):
-            fenced = not fenced
-        match = None if fenced else _HEADING.match(line)
+        if marker := _FENCE.match(line):
+            opened = marker.group(1)
+            if not fence:
+                fence = opened
+            elif opened[0] == fence[0] and len(opened) >= len(fence):
+                fence = ""
+        match = None if fence else _HEADING.match(line)
         if match:
             yield [title for _, title in path], "\n".join(body)
             level = len(match.group(1))
@@ -55,7 +59,15 @@ class MarkdownChunker:
         self, config: MarkdownConfig, *, token_counter: TokenCounter | None = None
     ) -> None:
         self.config = config
-        self._splitter: Any = None
+        self._splitters: dict[int, Any] = {}
+
+    def _split(self, body: str, reserve: int) -> list[str]:
+        """Split one section, leaving ``reserve`` characters for the heading line."""
+        reserve = min(reserve, self.config.chunk_size - self.config.chunk_size // 2)
+        if reserve not in self._splitters:
+            self._splitters[reserve] = make_splitter(self.config, reserve=reserve)
+        pieces: list[str] = self._splitters[reserve].split_text(body)
+        return pieces
 
     def _pieces(self, document: Document) -> Iterator[tuple[str, Metadata]]:
         for headings, body in sections(document.text):
@@ -63,11 +75,9 @@ class MarkdownChunker:
                 continue
             heading = " > ".join(headings)
             meta: Metadata = {"heading": heading} if heading else {}
-            for piece in self._splitter.split_text(body):
-                text = f"{heading}\n\n{piece}" if heading and self.config.include_heading else piece
-                yield text, meta
+            prefix = f"{heading}\n\n" if heading and self.config.include_heading else ""
+            for piece in self._split(body, len(prefix)):
+                yield prefix + piece, meta
 
     def split(self, document: Document) -> list[Chunk]:
-        if self._splitter is None:
-            self._splitter = make_splitter(self.config)
         return make_chunks(document, self._pieces(document))

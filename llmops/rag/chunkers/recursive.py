@@ -15,7 +15,7 @@ from llmops.types import Chunk, Document
 
 class SizeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    chunk_size: int = Field(1000, ge=20, description="Maximum chunk length (characters).")
+    chunk_size: int = Field(1000, ge=50, description="Maximum chunk length (characters).")
     chunk_overlap: int = Field(100, ge=0, description="Shared text between neighbours.")
     separators: list[str] | None = Field(None, description="Split points, coarsest first.")
 
@@ -28,11 +28,16 @@ class SizeConfig(BaseModel):
         return overlap
 
 
-def make_splitter(config: SizeConfig, length: TokenCounter | None = None) -> Any:
+def make_splitter(
+    config: SizeConfig, length: TokenCounter | None = None, *, reserve: int = 0
+) -> Any:
+    """A RecursiveCharacterTextSplitter for ``config``; ``reserve`` shrinks the size (never
+    below half) to leave room for text the caller adds to every chunk."""
     splitters = require("langchain_text_splitters", "rag")
+    size = max(config.chunk_size - reserve, config.chunk_size // 2)
     kwargs: dict[str, Any] = {
-        "chunk_size": config.chunk_size,
-        "chunk_overlap": config.chunk_overlap,
+        "chunk_size": size,
+        "chunk_overlap": min(config.chunk_overlap, size - 1),
         "keep_separator": True,
         "strip_whitespace": True,
     }

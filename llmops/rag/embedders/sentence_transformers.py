@@ -109,5 +109,7 @@ class SentenceTransformerEmbedder:
         if self._model is None:
             raise RuntimeError("embedder not started: call start() first")
         prefix = self.config.document_prefix
-        encoded = self._model.tokenizer([prefix + t for t in texts], add_special_tokens=True)
+        encoded = self._model.tokenizer(
+            [prefix + t for t in texts], add_special_tokens=True, verbose=False
+        )
         return [len(ids) for ids in encoded["input_ids"]]

@@ -14,7 +14,8 @@ class NoSettings(BaseModel):
 
 
 def read_text(path: Path, source: str) -> str:
-    """UTF-8 text (a BOM is fine); undecodable or binary files raise LoadError."""
+    """UTF-8 text with ``\n`` line ends (a BOM is fine); binary or undecodable files raise
+    LoadError."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -22,6 +23,7 @@ def read_text(path: Path, source: str) -> str:
     if b"\x00" in data[:8192]:
         raise LoadError(source, "looks like a binary file (NUL bytes), not text")
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise LoadError(source, f"not valid UTF-8 text (byte {exc.start})") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")

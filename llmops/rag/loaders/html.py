@@ -10,31 +10,12 @@ from llmops.rag.loaders.base import NoSettings, read_text
 from llmops.registry import register
 from llmops.types import Document
 
-_HIDDEN = {"script", "style", "head", "nav", "noscript", "template", "svg"}
-_BLOCK = {
-    "p",
-    "div",
-    "br",
-    "li",
-    "ul",
-    "ol",
-    "tr",
-    "table",
-    "section",
-    "article",
-    "header",
-    "footer",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "pre",
-    "blockquote",
-    "dd",
-    "dt",
-}
+_HIDDEN = frozenset("script style head nav noscript template svg iframe".split())
+_BLOCK = frozenset(
+    "p div br hr li ul ol dl dd dt tr table thead tbody section article aside main header footer"
+    " h1 h2 h3 h4 h5 h6 pre blockquote figure figcaption form fieldset details summary".split()
+)
+_CELL = frozenset({"td", "th"})
 
 
 class _TextExtractor(HTMLParser):
@@ -43,14 +24,18 @@ class _TextExtractor(HTMLParser):
         self.parts: list[str] = []
         self.title = ""
         self._hidden = 0
+        self._pre = 0
         self._in_title = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "title":
-            self._in_title = True
+            self._in_title = not self.title  # the first <title> only (not an <svg>'s)
         elif tag in _HIDDEN:
             self._hidden += 1
+        elif tag in _CELL:
+            self.parts.append(" ")
         elif tag in _BLOCK:
+            self._pre += tag == "pre"
             self.parts.append("\n")
 
     def handle_endtag(self, tag: str) -> None:
@@ -59,13 +44,15 @@ class _TextExtractor(HTMLParser):
         elif tag in _HIDDEN:
             self._hidden = max(0, self._hidden - 1)
         elif tag in _BLOCK:
+            self._pre = max(0, self._pre - (tag == "pre"))
             self.parts.append("\n")
 
     def handle_data(self, data: str) -> None:
         if self._in_title:
             self.title += data
         elif not self._hidden:
-            self.parts.append(data)
+            # Source line breaks are plain whitespace in HTML, except inside <pre>.
+            self.parts.append(data if self._pre else re.sub(r"\s+", " ", data))
 
 
 def html_to_text(markup: str) -> tuple[str, str]:
@@ -84,7 +71,7 @@ class HtmlLoader:
     extensions = (".html", ".htm")
 
     def __init__(self, config: NoSettings | None = None) -> None:
-        self.config = config
+        self.config = config or NoSettings()
 
     def load(self, path: Path, source: str) -> list[Document]:
         title, text = html_to_text(read_text(path, source))

@@ -9,8 +9,39 @@ from llmops.rag.loaders.base import NoSettings, read_text
 from llmops.registry import register
 from llmops.types import Document
 
-_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
-_H1 = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.M)
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*(?:\r?\n|\Z)", re.S | re.M)
+_TITLE = re.compile(r"^title:[ \t]*(.+?)[ \t]*$", re.M)
+_H1 = re.compile(r"^#[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
+_FENCE = re.compile(r"^[ \t]*(```|~~~)")
+
+
+def split_front_matter(text: str) -> tuple[str | None, str]:
+    """(title from a YAML front matter block, text without the block)."""
+    front = _FRONT_MATTER.match(text)
+    if not front:
+        return None, text
+    found = _TITLE.search(front.group(1))
+    title = found.group(1).strip("'\"").strip() if found else ""
+    return title or None, text[front.end() :]
+
+
+def first_heading(text: str) -> str | None:
+    """The first ``# `` heading outside fenced code blocks."""
+    fenced = False
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and (match := _H1.match(line)):
+            return match.group(1)
+    return None
+
+
+def _document(source: str, text: str, title: str | None) -> list[Document]:
+    if not text.strip():
+        return []
+    return [
+        Document(id=source, text=text, source=source, metadata={"title": title} if title else {})
+    ]
 
 
 @register("loader", "text", summary="plain text files (.txt .rst .log)")
@@ -19,11 +50,10 @@ class TextLoader:
     extensions = (".txt", ".rst", ".log")
 
     def __init__(self, config: NoSettings | None = None) -> None:
-        self.config = config
+        self.config = config or NoSettings()
 
     def load(self, path: Path, source: str) -> list[Document]:
-        text = read_text(path, source)
-        return [Document(id=source, text=text, source=source)] if text.strip() else []
+        return _document(source, read_text(path, source), None)
 
 
 @register(
@@ -34,22 +64,8 @@ class MarkdownLoader:
     extensions = (".md", ".markdown")
 
     def __init__(self, config: NoSettings | None = None) -> None:
-        self.config = config
+        self.config = config or NoSettings()
 
     def load(self, path: Path, source: str) -> list[Document]:
-        text = read_text(path, source)
-        title = None
-        front = _FRONT_MATTER.match(text)
-        if front:
-            text = text[front.end() :]
-            found = re.search(r"^title:\s*['\"]?(.+?)['\"]?\s*$", front.group(1), re.M)
-            title = found.group(1) if found else None
-        if title is None and (heading := _H1.search(text)):
-            title = heading.group(1)
-        if not text.strip():
-            return []
-        return [
-            Document(
-                id=source, text=text, source=source, metadata={"title": title} if title else {}
-            )
-        ]
+        title, text = split_front_matter(read_text(path, source))
+        return _document(source, text, title or first_heading(text))
