@@ -86,6 +86,8 @@ class RAG:
             self._started = True
 
     async def astart(self) -> None:
+        if self._started and self._generator_started:
+            return
         await asyncio.to_thread(self.start)
         if not self._generator_started:
             await self.components.generator.start()

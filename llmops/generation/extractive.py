@@ -52,6 +52,15 @@ def sentences(text: str) -> list[str]:
     return out
 
 
+def _body(hit: ScoredChunk) -> str:
+    """The chunk text without the heading-path line a chunker may have put in front."""
+    heading = hit.chunk.metadata.get("heading")
+    text = hit.chunk.text
+    if isinstance(heading, str) and text.startswith(heading + "\n"):
+        return text[len(heading) :].lstrip("\n")
+    return text
+
+
 @dataclass(frozen=True)
 class _Candidate:
     text: str
@@ -97,7 +106,7 @@ class ExtractiveGenerator:
         pool = [
             (citation, position, sentence, hit.score)
             for citation, hit in relevant
-            for position, sentence in enumerate(sentences(hit.chunk.text))
+            for position, sentence in enumerate(sentences(_body(hit)))
         ]
         if not pool:
             first, hit = relevant[0]

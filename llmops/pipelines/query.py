@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Mapping
@@ -59,7 +58,7 @@ class QueryPipeline:
         if active is None:
             raise NotReady("the index is empty: run `llmops ingest` (or POST /ingest) first")
         vector = await self.c.embedder.encode_query(question)
-        hits = await asyncio.to_thread(self.retriever.search, active.collection, vector, params)
+        hits = await self.retriever.asearch(active.collection, vector, params)
         prompt = self.c.prompts.render(self.prompt, question, hits)
         generation = await self.c.generator.generate(question, hits, prompt)
         return Answer(

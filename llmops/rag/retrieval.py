@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,19 +48,70 @@ def mmr_select(query: Vectors, vectors: Vectors, k: int, lambda_: float) -> list
     return chosen
 
 
+_Key = tuple[str, int, str, bool]
+_Hits = tuple[list[ScoredChunk], Vectors | None]
+
+
 class DenseRetriever:
-    """Searches one collection of a vector store with a query vector."""
+    """Searches one collection of a vector store with query vectors.
+
+    ``asearch`` batches the searches of concurrent requests: every request that asks in the
+    same event-loop turn with the same collection, depth and filter shares one store call
+    (one Chroma query with many vectors costs far less than many queries with one).
+    """
 
     def __init__(self, store: VectorStore) -> None:
         self.store = store
+        self._pending: dict[_Key, list[tuple[Vectors, asyncio.Future[_Hits]]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    def search(self, collection: str, query: Vectors, params: SearchParams) -> list[ScoredChunk]:
-        where: Mapping[str, Any] | None = filters.to_chroma(params.where) if params.where else None
-        fetch = max(params.fetch_k, params.top_k) if params.mmr else params.top_k
-        hits, vectors = self.store.search(
-            collection, query.reshape(1, -1), fetch, where=where, with_vectors=params.mmr
-        )[0]
-        if params.mmr and vectors is not None and len(hits) > params.top_k:
-            order = mmr_select(query, vectors, params.top_k, params.mmr_lambda)
-            hits = [hits[i] for i in order]
-        return [h for h in hits[: params.top_k] if h.score >= params.score_threshold]
+    async def asearch(
+        self, collection: str, query: Vectors, params: SearchParams
+    ) -> list[ScoredChunk]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_Hits] = loop.create_future()
+        key = _key(collection, params)
+        waiting = self._pending.setdefault(key, [])
+        if not waiting:
+            loop.call_soon(self._schedule_flush, key, _where(params))
+        waiting.append((query, future))
+        return _finish(query, await future, params)
+
+    def _schedule_flush(self, key: _Key, where: Mapping[str, Any] | None) -> None:
+        task = asyncio.get_running_loop().create_task(self._flush(key, where))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, key: _Key, where: Mapping[str, Any] | None) -> None:
+        batch = self._pending.pop(key)
+        queries = np.stack([q for q, _ in batch])
+        try:
+            found = await asyncio.to_thread(
+                self.store.search, key[0], queries, key[1], where, key[3]
+            )
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), hits in zip(batch, found, strict=True):
+            if not future.done():
+                future.set_result(hits)
+
+
+def _key(collection: str, params: SearchParams) -> _Key:
+    fetch = max(params.fetch_k, params.top_k) if params.mmr else params.top_k
+    where = json.dumps(filters.to_chroma(params.where), sort_keys=True) if params.where else ""
+    return (collection, fetch, where, params.mmr)
+
+
+def _where(params: SearchParams) -> Mapping[str, Any] | None:
+    return filters.to_chroma(params.where) if params.where else None
+
+
+def _finish(query: Vectors, found: _Hits, params: SearchParams) -> list[ScoredChunk]:
+    hits, vectors = found
+    if params.mmr and vectors is not None and len(hits) > params.top_k:
+        order = mmr_select(query, vectors, params.top_k, params.mmr_lambda)
+        hits = [hits[i] for i in order]
+    return [h for h in hits[: params.top_k] if h.score >= params.score_threshold]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -10,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from llmops.errors import InvalidRequest, LLMOpsError, NotReady
-from llmops.server.limits import BodyLimit
+from llmops.server.limits import BodyLimit, RequestId
 from llmops.server.routes import health, ingest, query
 from llmops.service import RAG
 
@@ -38,22 +37,13 @@ def create_app(rag: RAG) -> FastAPI:
     app.state.rag = rag
     app.state.jobs = {}
     app.add_middleware(BodyLimit, max_bytes=rag.config.server.max_body_bytes)
-    app.middleware("http")(_request_id)
+    app.add_middleware(RequestId)
     app.add_exception_handler(InvalidRequest, _error(400))
     app.add_exception_handler(NotReady, _error(503))
     app.add_exception_handler(LLMOpsError, _error(500))
     for module in (query, ingest, health):
         app.include_router(module.router)
     return app
-
-
-async def _request_id(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    request.state.request_id = request.headers.get(REQUEST_ID) or uuid.uuid4().hex
-    response = await call_next(request)
-    response.headers[REQUEST_ID] = request.state.request_id
-    return response
 
 
 def _error(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:

@@ -1,8 +1,9 @@
-"""Reject request bodies over a size limit with 413, before they are read into memory."""
+"""Pure ASGI middleware (no per-request task or body copy): body-size limit, request ids."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -53,3 +54,28 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+
+class RequestId:
+    """Echo the caller's ``X-Request-ID`` or make one; handlers read ``request.state``."""
+
+    header = b"x-request-id"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers", [])).get(self.header)
+        request_id = given.decode("latin-1") if given else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() != self.header]
+                message = {**message, "headers": [*headers, (self.header, request_id.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)

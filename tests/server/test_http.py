@@ -118,3 +118,23 @@ def test_openapi_docs_are_served(client: TestClient) -> None:
     assert {"/query", "/ingest", "/ingest/{job_id}", "/health", "/ready", "/stats"} <= set(
         spec["paths"]
     )
+
+
+def test_queries_are_served_while_an_ingestion_runs(client: TestClient, corpus: Path) -> None:
+    for i in range(25):
+        paragraphs = "\n\n".join(
+            f"Widget model {i}-{j} ships with a {j}-year warranty and a spare battery." * 3
+            for j in range(12)
+        )
+        (corpus / f"catalogue-{i:02d}.md").write_text(f"# Catalogue {i}\n\n{paragraphs}\n")
+    job_id = client.post("/ingest", json={"full": True}).json()["job_id"]
+    answered_while_running = 0
+    for _ in range(200):
+        response = client.post("/query", json={"question": "How do I restore a backup?"})
+        assert response.status_code == 200
+        if client.get(f"/ingest/{job_id}").json()["status"] == "running":
+            answered_while_running += 1
+        else:
+            break
+    assert answered_while_running >= 3
+    assert client.get(f"/ingest/{job_id}").json()["status"] in ("running", "succeeded")

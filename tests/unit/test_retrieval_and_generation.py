@@ -109,3 +109,17 @@ def test_encoder_thread_batches_concurrent_queries_on_one_thread() -> None:
     assert [float(v[0]) for v in vectors] == [float(len(d)) for d in documents]
     assert all(n <= 64 for kind, n in inner.calls if kind == "docs")
     assert inner.threads == {"llmops-encoder"}
+
+
+def test_extractive_never_quotes_the_heading_path_line() -> None:
+    chunk = Chunk(
+        id="h",
+        document_id="g.md",
+        text="Indexing > Stable chunk ids\n\nChunk ids are derived from the source and content.",
+        source="g.md",
+        index=0,
+        metadata={"heading": "Indexing > Stable chunk ids"},
+    )
+    gen = ExtractiveGenerator(ExtractiveGenerator.Config(max_sentences=3))
+    result = asyncio.run(gen.generate("How are chunk ids stable?", [ScoredChunk(chunk, 0.6)], []))
+    assert result.text == "Chunk ids are derived from the source and content. [1]"
