@@ -62,7 +62,7 @@ def test_templates_are_sandboxed(tmp_path: Path) -> None:
 
 
 def test_missing_prompt_lists_what_exists() -> None:
-    with pytest.raises(ComponentError, match="available: answer.v1"):
+    with pytest.raises(ComponentError, match=r"available: answer\.v1"):
         PromptLibrary([PROMPTS]).check("answer.v9")
 
 
