@@ -37,6 +37,7 @@ class PromptLibrary:
             undefined=StrictUndefined,
             autoescape=False,
             keep_trailing_newline=True,
+            auto_reload=False,  # no stat() per render; restart to pick up edited templates
         )
 
     def names(self) -> list[str]:

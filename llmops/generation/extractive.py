@@ -12,6 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,6 +40,12 @@ def _stem(word: str) -> str:
 def terms(text: str) -> list[str]:
     """Lower-cased, stemmed content words."""
     return [_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+
+
+@lru_cache(maxsize=8192)
+def analysed(text: str) -> tuple[tuple[str, frozenset[str]], ...]:
+    """Sentences of a chunk with their term sets (cached: the same chunks recur across queries)."""
+    return tuple((s, frozenset(terms(s))) for s in sentences(text))
 
 
 def sentences(text: str) -> list[str]:
@@ -104,31 +111,35 @@ class ExtractiveGenerator:
 
     def _pick(self, question: str, relevant: list[tuple[int, ScoredChunk]]) -> list[_Candidate]:
         pool = [
-            (citation, position, sentence, hit.score)
+            (citation, position, sentence, words, hit.score)
             for citation, hit in relevant
-            for position, sentence in enumerate(sentences(_body(hit)))
+            for position, (sentence, words) in enumerate(analysed(_body(hit)))
         ]
         if not pool:
             first, hit = relevant[0]
             return [_Candidate(" ".join(hit.chunk.text.split())[:400], first, 0, hit.score)]
-        weights = _idf([terms(s) for _, _, s, _ in pool])
-        wanted = set(terms(question))
+        weights = _idf([words for _, _, _, words, _ in pool])
+        wanted = frozenset(terms(question))
         scored = [
-            _Candidate(s, c, p, _score(s, wanted, weights, retrieval, p))
-            for c, p, s, retrieval in pool
+            _Candidate(s, c, p, _score(words, wanted, weights, retrieval, p))
+            for c, p, s, words, retrieval in pool
         ]
         best = sorted(scored, key=lambda c: -c.score)[: self.config.max_sentences]
         return sorted(best, key=lambda c: (c.citation, c.position))
 
 
-def _idf(documents: list[list[str]]) -> dict[str, float]:
-    frequency = Counter(term for doc in documents for term in set(doc))
+def _idf(documents: list[frozenset[str]]) -> dict[str, float]:
+    frequency = Counter(term for doc in documents for term in doc)
     total = len(documents)
     return {t: math.log(1.0 + total / n) for t, n in frequency.items()}
 
 
 def _score(
-    sentence: str, wanted: set[str], weights: dict[str, float], retrieval: float, position: int
+    words: frozenset[str],
+    wanted: frozenset[str],
+    weights: dict[str, float],
+    retrieval: float,
+    position: int,
 ) -> float:
-    overlap = sum(weights.get(t, 0.0) for t in set(terms(sentence)) & wanted)
+    overlap = sum(weights.get(t, 0.0) for t in words & wanted)
     return overlap * (0.5 + retrieval) + 0.3 * retrieval - 0.01 * position
