@@ -126,12 +126,24 @@ def measure(command: list[str], port: int, requests: int) -> list[dict[str, floa
         proc.wait(timeout=30)
 
 
+def _median_levels(rounds: list[list[dict[str, float]]]) -> list[dict[str, float]]:
+    """Per concurrency level, the median of each figure over the rounds."""
+    return [
+        {key: round(median([r[i][key] for r in rounds]), 2) for key in rounds[0][i]}
+        for i in range(len(rounds[0]))
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating llmops/reference runs")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--corpus", type=Path, default=ROOT / "datasets" / "guide")
     args = parser.parse_args()
+    ours: list[list[dict[str, float]]] = []
+    reference: list[list[dict[str, float]]] = []
+    floors: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         config = write_app(
             Path(tmp),
@@ -141,47 +153,48 @@ def main() -> None:
         )
         with RAG.from_config(config) as rag:
             rag.ingest()
-            floor = floor_ms(rag)
             active = rag.components.records.active()
             assert active is not None
-        ours = measure(
-            [
-                sys.executable,
-                "-m",
-                "llmops.cli.main",
-                "up",
-                str(config),
-                "--no-ingest",
-                "--port",
-                str(args.port),
-            ],
-            args.port,
-            args.requests,
-        )
-        reference = measure(
-            [
-                sys.executable,
-                str(ROOT / "bench" / "reference_server.py"),
-                str(Path(tmp) / "data" / "chroma"),
-                active.collection,
-                str(args.port),
-            ],
-            args.port,
-            args.requests,
-        )
+            collection = active.collection
+        llmops_cmd = [
+            sys.executable,
+            "-m",
+            "llmops.cli.main",
+            "up",
+            str(config),
+            "--no-ingest",
+            "--port",
+            str(args.port),
+        ]
+        reference_cmd = [
+            sys.executable,
+            str(ROOT / "bench" / "reference_server.py"),
+            str(Path(tmp) / "data" / "chroma"),
+            collection,
+            str(args.port),
+        ]
+        for _ in range(args.rounds):
+            with RAG.from_config(config) as rag:
+                floors.append(floor_ms(rag))
+            ours.append(measure(llmops_cmd, args.port, args.requests))
+            reference.append(measure(reference_cmd, args.port, args.requests))
+    mine, theirs, floor = _median_levels(ours), _median_levels(reference), median(floors)
     emit(
         {
             "benchmark": "query",
             "machine": machine(),
             "corpus": str(args.corpus),
+            "rounds": args.rounds,
             "floor_ms": round(floor, 2),
-            "llmops": ours,
-            "reference": reference,
-            "c1_p50_minus_floor_ms": round(ours[0]["p50_ms"] - floor, 2),
+            "llmops": mine,
+            "reference": theirs,
+            "c1_p50_minus_floor_ms": round(mine[0]["p50_ms"] - floor, 2),
+            "reference_c1_p50_minus_floor_ms": round(theirs[0]["p50_ms"] - floor, 2),
             "c32_throughput_vs_reference": round(
-                ours[2]["throughput_rps"] / reference[2]["throughput_rps"], 2
+                mine[2]["throughput_rps"] / theirs[2]["throughput_rps"], 2
             ),
-            "c32_p99_over_p50": round(ours[2]["p99_ms"] / ours[2]["p50_ms"], 2),
+            "c32_p99_over_p50": round(mine[2]["p99_ms"] / mine[2]["p50_ms"], 2),
+            "all_rounds": {"llmops": ours, "reference": reference, "floors_ms": floors},
         }
     )
 

@@ -124,9 +124,11 @@ class Generator(Protocol):
     ``context`` is numbered from 1 in the order given; ``prompt`` is the rendered prompt for
     backends that use one. The returned ``Generation.cited`` lists the context positions the
     answer cites. A generator that finds the context irrelevant says so and sets ``abstained``.
+    ``uses_prompt`` is False for generators that ignore ``prompt`` (it is then not rendered).
     """
 
     name: str
+    uses_prompt: bool
 
     async def start(self) -> None: ...
 

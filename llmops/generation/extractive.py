@@ -86,6 +86,7 @@ class ExtractiveGenerator:
         )
 
     name = "extractive"
+    uses_prompt = False
 
     def __init__(self, config: Config) -> None:
         self.config = config

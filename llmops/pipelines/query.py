@@ -59,8 +59,9 @@ class QueryPipeline:
             raise NotReady("the index is empty: run `llmops ingest` (or POST /ingest) first")
         vector = await self.c.embedder.encode_query(question)
         hits = await self.retriever.asearch(active.collection, vector, params)
-        prompt = self.c.prompts.render(self.prompt, question, hits)
-        generation = await self.c.generator.generate(question, hits, prompt)
+        generator = self.c.generator
+        prompt = self.c.prompts.render(self.prompt, question, hits) if generator.uses_prompt else []
+        generation = await generator.generate(question, hits, prompt)
         return Answer(
             question=question,
             answer=generation.text,

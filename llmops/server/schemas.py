@@ -21,6 +21,7 @@ class QueryRequest(BaseModel):
 
 
 class SourceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     citation: int
     document_id: str
     chunk_id: str
@@ -33,11 +34,13 @@ class SourceOut(BaseModel):
 
 
 class UsageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     prompt_tokens: int
     completion_tokens: int
 
 
 class QueryResponse(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     answer: str
     sources: list[SourceOut]
     abstained: bool

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from fastapi import APIRouter, HTTPException, Request
 
 from llmops.server.schemas import ErrorResponse, QueryRequest, QueryResponse
@@ -38,4 +36,4 @@ async def post_query(body: QueryRequest, request: Request) -> QueryResponse:
         mmr=body.mmr,
         request_id=request.state.request_id,
     )
-    return QueryResponse.model_validate(asdict(answer))
+    return QueryResponse.model_validate(answer, from_attributes=True)
