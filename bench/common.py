@@ -11,16 +11,12 @@ from typing import Any
 
 import yaml
 
+from llmops.deps import offline_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LLMOPS_SHARED", ROOT.parent / "shared")) / "datasets"
 
-for _key, _value in {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "ANONYMIZED_TELEMETRY": "False",
-    "TOKENIZERS_PARALLELISM": "false",
-}.items():
-    os.environ.setdefault(_key, _value)
+offline_environment()
 
 
 def dataset(name: str) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,24 +13,12 @@ from rich.console import Console
 from llmops.errors import ConfigError, LLMOpsError
 
 DEFAULT_CONFIG = Path("configs/quickstart.yaml")
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "ANONYMIZED_TELEMETRY": "False",
-    "TOKENIZERS_PARALLELISM": "false",
-}
 
-console = Console()
-errors = Console(stderr=True)
+console = Console(soft_wrap=True)  # long lines (a curl command) must stay copy-pasteable
+errors = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 ConfigArg = Annotated[Path, typer.Argument(help="App config file (YAML).", show_default=True)]
-
-
-def offline_environment() -> None:
-    """Never reach for a model hub or send telemetry unless the user asked for it."""
-    for key, value in OFFLINE_ENV.items():
-        os.environ.setdefault(key, value)
 
 
 @contextmanager

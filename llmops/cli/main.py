@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from llmops.cli import components, config_cmd, ingest, query, up, validate
-from llmops.cli.common import offline_environment
+from llmops.deps import offline_environment
 
 app = typer.Typer(
     name="llmops",

@@ -83,3 +83,34 @@ def test_oversize_chunks_are_counted_not_hidden(write_config: ConfigWriter) -> N
         report = rag.ingest()
     assert report.oversize_chunks > 0 and report.longest_chunk_tokens > 10
     assert report.oversize_warning and "10-token limit" in report.oversize_warning
+
+
+def test_every_format_through_the_pipeline_with_loader_overrides(
+    write_config: ConfigWriter, corpus: Path
+) -> None:
+    from reportlab.pdfgen import canvas
+
+    pdf = canvas.Canvas(str(corpus / "manual.pdf"))
+    for text in ("Pump manual cover page.", "Bleed the pump before the first start."):
+        pdf.drawString(72, 720, text)
+        pdf.showPage()
+    pdf.save()
+    (corpus / "faq.jsonl").write_text('{"id": "q1", "body": "Spare filters ship monthly."}\n')
+    (corpus / "parts.csv").write_text("part,price\nfilter,12\nvalve,40\n")
+    (corpus / "page.html").write_text("<title>Shop</title><p>The shop opens at nine.</p>")
+    config = write_config(
+        sources=[
+            {
+                "path": "docs",
+                "include": ["**/*"],
+                "loaders": {".jsonl": {"type": "json", "text_field": "body", "id_field": "id"}},
+            }
+        ]
+    )
+    with RAG.from_config(config) as rag:
+        report = rag.ingest()
+        assert report.skipped == {} and report.added == 8
+        answer = rag.query("How do I bleed the pump?", top_k=2)
+        assert answer.sources[0].source == "docs/manual.pdf" and answer.sources[0].page == 2
+        jsonl = rag.query("spare filters", filters={"source": "docs/faq.jsonl"})
+        assert jsonl.sources[0].document_id == "docs/faq.jsonl#q1"
