@@ -69,6 +69,8 @@ def _condition(field: str, op: str, operand: Any) -> Condition:
     if op in ("in", "nin"):
         if not isinstance(operand, list) or not operand or not all(map(_is_scalar, operand)):
             raise InvalidRequest(f"'{op}' on '{field}' needs a non-empty list of values")
+        if len({type(v) for v in operand}) > 1:
+            raise InvalidRequest(f"'{op}' on '{field}' needs values of one type, got {operand!r}")
         return Condition(field, op, tuple(operand))
     if op in ("gt", "gte", "lt", "lte"):
         if isinstance(operand, bool) or not isinstance(operand, int | float):

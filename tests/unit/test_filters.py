@@ -50,6 +50,7 @@ def test_translation_and_evaluation(spec: dict, chroma: dict, expected: bool) ->
         ({"page": {"gt": True}}, "needs a number"),
         ({"lang": {"in": "en"}}, "non-empty list"),
         ({"lang": {"in": []}}, "non-empty list"),
+        ({"lang": {"in": [1, "en"]}}, "values of one type"),
         ({"and": []}, "non-empty list of filters"),
         ({"$and": [{"a": 1}]}, "unknown filter operator '$and'"),
         ({"page": {"gt": 1, "lt": 3}}, "exactly one operator"),
