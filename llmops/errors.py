@@ -88,3 +88,11 @@ class InvalidRequest(LLMOpsError):
 
 class NotReady(LLMOpsError):
     """The service or its index is not ready to answer."""
+
+
+class BackendError(LLMOpsError):
+    """A model backend failed after its retries, refused the request, or timed out."""
+
+    def __init__(self, backend: str, reason: str, *, retryable: bool = False) -> None:
+        self.backend, self.reason, self.retryable = backend, reason, retryable
+        super().__init__(f"{backend}: {reason}")

@@ -2,3 +2,4 @@
 the offline default; LLM backends plug in under the same ``Generator`` protocol."""
 
 from llmops.generation import extractive as extractive
+from llmops.generation import openai_compat as openai_compat

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from llmops.errors import InvalidRequest, LLMOpsError, NotReady
+from llmops.errors import BackendError, InvalidRequest, LLMOpsError, NotReady
 from llmops.server.limits import BodyLimit, RequestId
 from llmops.server.routes import health, ingest, query
 from llmops.service import RAG
@@ -40,6 +40,7 @@ def create_app(rag: RAG) -> FastAPI:
     app.add_middleware(RequestId)
     app.add_exception_handler(InvalidRequest, _error(400))
     app.add_exception_handler(NotReady, _error(503))
+    app.add_exception_handler(BackendError, _error(502))
     app.add_exception_handler(LLMOpsError, _error(500))
     for module in (query, ingest, health):
         app.include_router(module.router)
