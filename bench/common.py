@@ -33,7 +33,6 @@ def write_app(folder: Path, source: Path, include: list[str], **sections: Any) -
         "name": "bench",
         "data_dir": str(folder / "data"),
         "sources": [{"path": str(source), "include": include}],
-        "prompts_dir": str(ROOT / "prompts"),
         **sections,
     }
     config = folder / "bench.yaml"

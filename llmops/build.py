@@ -25,6 +25,7 @@ from llmops.config import (
     resolve_path,
 )
 from llmops.errors import ComponentError, ConfigIssue, UnknownComponent
+from llmops.generation.fallback import FallbackChain
 from llmops.prompts import PromptLibrary, find_prompt_dirs
 from llmops.protocols import Chunker, Embedder, Generator, Loader, VectorStore
 from llmops.rag.embedders import EncoderThread
@@ -68,7 +69,11 @@ class Resolved:
 
 @dataclass(frozen=True)
 class AppSpec:
-    """A fully validated app config: the app's settings plus each component's settings."""
+    """A fully validated app config: the app's settings plus each component's settings.
+
+    ``components`` is keyed by section: chunker, embedder, store, generator, and
+    ``fallback.<i>`` for the i-th entry of ``fallbacks``.
+    """
 
     loaded: LoadedConfig
     components: dict[str, Resolved]
@@ -130,6 +135,10 @@ def check_components(
         resolved = checker.resolve(kind, raw, (kind,))
         if resolved is not None:
             components[kind] = resolved
+    for i, raw in enumerate(data.get("fallbacks") or []):
+        resolved = checker.resolve("generator", raw, ("fallbacks", i))
+        if resolved is not None:
+            components[f"fallback.{i}"] = resolved
     loaders = []
     for i, source in enumerate(data.get("sources") or []):
         overrides = source.get("loaders") if isinstance(source, dict) else None
@@ -201,6 +210,17 @@ def _make(resolved: Resolved, **kwargs: Any) -> Any:
     return resolved.entry.factory(resolved.config, **kwargs)
 
 
+def _generator(spec: AppSpec) -> Generator:
+    """The configured generator, wrapped in a fallback chain when fallbacks are configured."""
+    primary: Generator = _make(spec.components["generator"])
+    count = len(spec.loaded.app.fallbacks)
+    if not count:
+        return primary
+    return FallbackChain(
+        [primary, *(_make(spec.components[f"fallback.{i}"]) for i in range(count))]
+    )
+
+
 def build(spec: AppSpec) -> Components:
     """Instantiate every component of a validated app (cheap: no I/O, no model loading)."""
     app = spec.loaded.app
@@ -216,7 +236,7 @@ def build(spec: AppSpec) -> Components:
         chunker=_make(spec.components["chunker"], token_counter=embedder.count_tokens),
         embedder=embedder,
         store=_make(spec.components["store"], data_dir=data_dir, namespace=app.name),
-        generator=_make(spec.components["generator"]),
+        generator=_generator(spec),
         prompts=PromptLibrary(find_prompt_dirs(spec.base_dir, app.prompts_dir)),
         records=RecordTable(data_dir / "records.sqlite"),
         data_dir=data_dir,

@@ -19,14 +19,18 @@ from llmops.types import Message, ScoredChunk
 _ROLE = re.compile(r"^<\|(system|user|assistant)\|>\s*$", re.M)
 
 
+BUNDLED = Path(__file__).resolve().parent / "templates"
+
+
 def find_prompt_dirs(base_dir: Path, explicit: str | None) -> list[Path]:
-    """``explicit`` (relative to the config) or the nearest ``prompts/`` at or above it."""
+    """Where templates are looked up, first match wins: ``explicit`` (relative to the config)
+    or the nearest ``prompts/`` at or above the config, then the templates bundled with llmops."""
     if explicit:
-        return [(base_dir / explicit).resolve()]
+        return [(base_dir / explicit).resolve(), BUNDLED]
     for folder in (base_dir, *base_dir.parents[:3]):
         if (folder / "prompts").is_dir():
-            return [(folder / "prompts").resolve()]
-    return []
+            return [(folder / "prompts").resolve(), BUNDLED]
+    return [BUNDLED]
 
 
 class PromptLibrary:

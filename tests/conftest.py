@@ -77,7 +77,6 @@ def write_config(tmp_path: Path, corpus: Path) -> ConfigWriter:
             "sources": [{"path": "docs", "include": ["**/*.md", "**/*.txt"]}],
             "chunker": {"type": "markdown", "chunk_size": 300, "chunk_overlap": 30},
             "embedder": {"type": "sentence_transformers", "model": "bundled"},
-            "prompts_dir": str(Path(__file__).resolve().parents[1] / "prompts"),
         }
         data.update(sections)
         path = tmp_path / name

@@ -20,8 +20,13 @@ def show(config: ConfigArg = DEFAULT_CONFIG) -> None:
     """Print the config as llmops sees it: defaults filled in, ${ENV} resolved, secrets masked."""
     spec = run(lambda: load_config(config))
     resolved = spec.loaded.app.model_dump(mode="json", by_alias=True)
-    for kind, component in spec.components.items():
-        resolved[kind] = {"type": component.entry.name, **component.config.model_dump(mode="json")}
+    for key, component in spec.components.items():
+        dumped = {"type": component.entry.name, **component.config.model_dump(mode="json")}
+        section, _, index = key.partition(".")  # "fallback.0" -> resolved["fallbacks"][0]
+        if index:
+            resolved["fallbacks"][int(index)] = dumped
+        else:
+            resolved[section] = dumped
     masked = mask_secrets(resolved, spec.loaded.secret_paths)
     console.print(yaml.safe_dump(masked, sort_keys=False), markup=False)
 

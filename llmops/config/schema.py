@@ -71,6 +71,10 @@ class AppConfig(Strict):
     )
     store: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="chroma"))
     generator: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="extractive"))
+    fallbacks: list[ComponentSpec] = Field(
+        default_factory=list,
+        description="Generators that answer, in order, when the generator fails or times out.",
+    )
     prompt: str = Field("answer.v1", description="Template name in prompts/ (answer.v1.j2).")
     prompts_dir: str | None = Field(
         None, description="Folder of templates; default: the nearest prompts/ above the config."

@@ -123,3 +123,62 @@ def test_dead_backend_is_a_502_with_the_reason_over_http(write_config: ConfigWri
         response = client.post("/query", json={"question": "How do I restore a backup?"})
     assert response.status_code == 502
     assert "connection failed" in response.json()["detail"]
+
+
+def _fallback_config(write_config: ConfigWriter, primary: dict[str, object]) -> object:
+    return write_config(
+        embedder=HASHING, generator=primary, fallbacks=[{"type": "extractive", "min_score": 0.0}]
+    )
+
+
+def test_dead_backend_falls_back_and_says_which_generator_served(
+    write_config: ConfigWriter,
+) -> None:
+    primary = {
+        "type": "openai_compat",
+        "base_url": "http://127.0.0.1:9/v1",
+        "model": "tiny",
+        "max_retries": 0,
+    }
+    with RAG.from_config(_fallback_config(write_config, primary)) as rag:
+        rag.ingest()
+        answer = rag.query("How do I restore a backup?")
+    assert answer.generator == "extractive" and "restore" in answer.answer.lower()
+
+
+def test_stalled_backend_times_out_then_falls_back(write_config: ConfigWriter) -> None:
+    behaviour = Behaviour(delay_s=3.0)
+    with serve(behaviour) as url:
+        primary = {
+            "type": "openai_compat",
+            "base_url": url,
+            "model": "tiny",
+            "timeout_s": 0.2,
+            "max_retries": 0,
+        }
+        with RAG.from_config(_fallback_config(write_config, primary)) as rag:
+            rag.ingest()
+            started = time.perf_counter()
+            answer = rag.query("How do I restore a backup?")
+            waited = time.perf_counter() - started
+    assert answer.generator == "extractive" and waited < 3.0
+
+
+def test_healthy_backend_serves_without_fallback(write_config: ConfigWriter) -> None:
+    with serve(Behaviour(reply="Use the restore command [1].")) as url:
+        primary = {"type": "openai_compat", "base_url": url, "model": "tiny"}
+        with RAG.from_config(_fallback_config(write_config, primary)) as rag:
+            rag.ingest()
+            answer = rag.query("How do I restore a backup?")
+    assert answer.generator == "openai_compat:tiny"
+
+
+def test_fallback_entries_are_validated(write_config: ConfigWriter) -> None:
+    from llmops.build import load_config
+    from llmops.errors import ConfigError
+
+    config = write_config(fallbacks=[{"type": "extractiv"}])
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    (issue,) = caught.value.issues
+    assert issue.path == "fallbacks.0.type" and "did you mean 'extractive'" in issue.hint

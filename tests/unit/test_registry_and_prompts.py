@@ -14,10 +14,9 @@ from pydantic import BaseModel
 from llmops import registry
 from llmops.build import load_components
 from llmops.errors import ComponentError, UnknownComponent
-from llmops.prompts import PromptLibrary, split_messages
+from llmops.prompts import BUNDLED as PROMPTS
+from llmops.prompts import PromptLibrary, find_prompt_dirs, split_messages
 from llmops.types import Chunk, ScoredChunk
-
-PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
 
 
 def test_unknown_component_suggests_the_closest_name() -> None:
@@ -59,6 +58,14 @@ def test_templates_are_sandboxed(tmp_path: Path) -> None:
     (tmp_path / "evil.v1.j2").write_text("{{ question.__class__.__mro__[1].__subclasses__() }}")
     with pytest.raises(SecurityError):
         PromptLibrary([tmp_path]).render("evil.v1", "q", [])
+
+
+def test_user_templates_come_before_bundled_ones(tmp_path: Path) -> None:
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "answer.v1.j2").write_text("Mine: {{ question }}")
+    library = PromptLibrary(find_prompt_dirs(tmp_path, None))
+    assert [m.content for m in library.render("answer.v1", "q?", [])] == ["Mine: q?"]
+    assert find_prompt_dirs(tmp_path / "nothing-here" / "a" / "b" / "c", None) == [PROMPTS]
 
 
 def test_missing_prompt_lists_what_exists() -> None:
