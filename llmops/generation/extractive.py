@@ -124,7 +124,11 @@ class ExtractiveGenerator:
         scored = [
             _Candidate(s, c, p, _score(words, wanted, weights, retrieval, p))
             for c, p, s, words, retrieval in pool
+            if words & wanted
         ]
+        if not scored:  # nothing shares a word with the question: quote the best chunk's lead
+            c, p, s, _, retrieval = max(pool, key=lambda item: (item[4], -item[1]))
+            scored = [_Candidate(s, c, p, retrieval)]
         best = sorted(scored, key=lambda c: -c.score)[: self.config.max_sentences]
         return sorted(best, key=lambda c: (c.citation, c.position))
 
