@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from llmops.errors import BackendError, InvalidRequest, LLMOpsError, NotReady
 from llmops.server.limits import BodyLimit, RequestId
-from llmops.server.routes import health, ingest, query
+from llmops.server.routes import health, ingest, openai_api, query
 from llmops.service import RAG
 
 REQUEST_ID = "X-Request-ID"
@@ -42,7 +42,7 @@ def create_app(rag: RAG) -> FastAPI:
     app.add_exception_handler(NotReady, _error(503))
     app.add_exception_handler(BackendError, _error(502))
     app.add_exception_handler(LLMOpsError, _error(500))
-    for module in (query, ingest, health):
+    for module in (query, ingest, health, openai_api):
         app.include_router(module.router)
     return app
 
