@@ -70,10 +70,11 @@ class DenseRetriever:
     ) -> list[ScoredChunk]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_Hits] = loop.create_future()
-        key = _key(collection, params)
+        where = _where(params)
+        key = _key(collection, params, where)
         waiting = self._pending.setdefault(key, [])
         if not waiting:
-            loop.call_soon(self._schedule_flush, key, _where(params))
+            loop.call_soon(self._schedule_flush, key, where)
         waiting.append((query, future))
         return _finish(query, await future, params)
 
@@ -99,10 +100,9 @@ class DenseRetriever:
                 future.set_result(hits)
 
 
-def _key(collection: str, params: SearchParams) -> _Key:
+def _key(collection: str, params: SearchParams, where: Mapping[str, Any] | None) -> _Key:
     fetch = max(params.fetch_k, params.top_k) if params.mmr else params.top_k
-    where = json.dumps(filters.to_chroma(params.where), sort_keys=True) if params.where else ""
-    return (collection, fetch, where, params.mmr)
+    return (collection, fetch, json.dumps(where, sort_keys=True) if where else "", params.mmr)
 
 
 def _where(params: SearchParams) -> Mapping[str, Any] | None:

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from llmops.errors import BackendError, InvalidRequest, LLMOpsError, NotReady
-from llmops.server.limits import BodyLimit, RequestId
+from llmops.server.middleware import BodyLimit, RequestId
 from llmops.server.routes import health, ingest, openai_api, query
 from llmops.service import RAG
 
