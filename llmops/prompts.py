@@ -56,9 +56,19 @@ class PromptLibrary:
                 f"prompt '{name}' not found in {where}; available: {', '.join(self.names())}"
             ) from None
 
-    def render(self, name: str, question: str, context: Sequence[ScoredChunk]) -> list[Message]:
+    def render(
+        self,
+        name: str,
+        question: str,
+        context: Sequence[ScoredChunk],
+        history: Sequence[Message] = (),
+    ) -> list[Message]:
+        """The template's messages; earlier turns of a conversation (``history``) go after its
+        system messages, as messages of their own (never through the template)."""
         text = self._env.get_template(f"{name}.j2").render(question=question, context=context)
-        return split_messages(text)
+        messages = split_messages(text)
+        lead = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
+        return [*messages[:lead], *history, *messages[lead:]]
 
 
 def split_messages(text: str) -> list[Message]:

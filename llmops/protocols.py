@@ -7,14 +7,14 @@ CPU-bound work (loading, chunking, embedding) is sync; network I/O (generators) 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
-from llmops.types import Chunk, Document, Generation, Message, ScoredChunk
+from llmops.types import Chunk, Document, Generation, GenerationRequest, ScoredChunk
 
 Vectors = npt.NDArray[np.float32]
 """A 2-D float32 array, one row per text."""
@@ -121,10 +121,16 @@ class VectorStore(Protocol):
 class Generator(Protocol):
     """Answers a question from retrieved context.
 
-    ``context`` is numbered from 1 in the order given; ``prompt`` is the rendered prompt for
-    backends that use one. The returned ``Generation.cited`` lists the context positions the
-    answer cites. A generator that finds the context irrelevant says so and sets ``abstained``.
-    ``uses_prompt`` is False for generators that ignore ``prompt`` (it is then not rendered).
+    ``generate`` returns the whole answer. ``stream`` yields the answer's text as it is
+    produced (``str`` pieces), then exactly one ``Generation`` whose ``text`` is the pieces
+    joined. A failure before the first piece raises ``BackendError``; a failure after it raises
+    ``BackendError`` from the iterator. Closing the iterator early (``aclose()``, or cancelling
+    the task that consumes it) stops the backend's work and frees its connection.
+
+    ``Generation.cited`` lists the context positions the answer cites. A generator that finds
+    the context irrelevant says so and sets ``abstained``. ``uses_prompt`` is False for
+    generators that ignore ``request.prompt`` (it is then not rendered). Both methods retry
+    transient backend errors and give up within the configured timeout.
     """
 
     name: str
@@ -134,6 +140,6 @@ class Generator(Protocol):
 
     async def close(self) -> None: ...
 
-    async def generate(
-        self, question: str, context: Sequence[ScoredChunk], prompt: Sequence[Message]
-    ) -> Generation: ...
+    async def generate(self, request: GenerationRequest) -> Generation: ...
+
+    def stream(self, request: GenerationRequest) -> AsyncGenerator[str | Generation, None]: ...

@@ -12,18 +12,30 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import AsyncGenerator, Coroutine, Iterator, Mapping, Sequence
+from contextlib import aclosing
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from llmops.build import AppSpec, Components, build, load_config
 from llmops.config.schema import AppConfig
 from llmops.pipelines.ingest import Ingestion, IngestReport, ProgressFn
 from llmops.pipelines.query import QueryOptions, QueryPipeline
-from llmops.types import Answer
+from llmops.types import Answer, GenerationOptions, Message
 
 T = TypeVar("T")
+
+
+class QueryKwargs(TypedDict, total=False):
+    """Per-request options of ``RAG.query`` and ``RAG.stream`` (see ``QueryOptions``)."""
+
+    top_k: int | None
+    filters: Mapping[str, Any] | None
+    score_threshold: float | None
+    mmr: bool | None
+    history: Sequence[Message]
+    generation: GenerationOptions
 
 
 class _LoopThread:
@@ -153,33 +165,39 @@ class RAG:
         return active is None or active.fingerprint != self.components.fingerprint
 
     async def aquery(
-        self,
-        question: str,
-        *,
-        top_k: int | None = None,
-        filters: Mapping[str, Any] | None = None,
-        score_threshold: float | None = None,
-        mmr: bool | None = None,
-        request_id: str | None = None,
+        self, question: str, *, request_id: str | None = None, **options: Unpack[QueryKwargs]
     ) -> Answer:
+        """Answer ``question``; ``options`` are those of ``QueryOptions``."""
         await self.astart()
-        options = QueryOptions(top_k, filters, score_threshold, mmr)
-        return await self.pipeline.run(question, options, request_id)
+        return await self.pipeline.run(question, QueryOptions(**options), request_id)
 
-    def query(
-        self,
-        question: str,
-        *,
-        top_k: int | None = None,
-        filters: Mapping[str, Any] | None = None,
-        score_threshold: float | None = None,
-        mmr: bool | None = None,
-    ) -> Answer:
-        return self._portal.run(
-            self.aquery(
-                question, top_k=top_k, filters=filters, score_threshold=score_threshold, mmr=mmr
-            )
-        )
+    def query(self, question: str, **options: Unpack[QueryKwargs]) -> Answer:
+        """Answer ``question``: top_k, filters, score_threshold, mmr, history, generation."""
+        return self._portal.run(self.aquery(question, **options))
+
+    async def astream(
+        self, question: str, *, request_id: str | None = None, **options: Unpack[QueryKwargs]
+    ) -> AsyncGenerator[str | Answer, None]:
+        """The answer's text as it is generated, then the ``Answer`` with its sources."""
+        await self.astart()
+        async with aclosing(
+            self.pipeline.stream(question, QueryOptions(**options), request_id)
+        ) as pieces:
+            async for item in pieces:
+                yield item
+
+    def stream(self, question: str, **options: Unpack[QueryKwargs]) -> Iterator[str | Answer]:
+        """Sync ``astream``: ``for piece in rag.stream(q): ...``; the last item is the Answer."""
+        pieces = self.astream(question, **options)
+
+        async def step() -> str | Answer | None:
+            return await anext(pieces, None)
+
+        try:
+            while (item := self._portal.run(step())) is not None:
+                yield item
+        finally:
+            self._portal.run(pieces.aclose())
 
     def stats(self) -> dict[str, Any]:
         self.start()

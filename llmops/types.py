@@ -63,6 +63,36 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class GenerationOptions:
+    """Per-request overrides of a generator's configured sampling; ``None`` keeps the config.
+
+    ``adapter`` names a LoRA adapter for backends that serve several (``hf_local``; for vLLM
+    the adapter is the ``model``).
+    """
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] | None = None
+    adapter: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """Everything a generator gets for one answer.
+
+    ``context`` is numbered from 1 in the order given; ``prompt`` is the rendered conversation
+    (empty for generators that do not use one).
+    """
+
+    question: str
+    context: tuple[ScoredChunk, ...] = ()
+    prompt: tuple[Message, ...] = ()
+    options: GenerationOptions = field(default_factory=GenerationOptions)
+
+
+@dataclass(frozen=True, slots=True)
 class Generation:
     """What a generator returns.
 

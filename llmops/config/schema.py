@@ -49,6 +49,19 @@ class RetrievalConfig(Strict):
     top_k: int = Field(4, ge=1, le=100)
     score_threshold: float = Field(0.0, ge=-1.0, le=1.0, description="Drop hits scoring below.")
     mmr: MMRConfig = Field(default_factory=lambda: MMRConfig())
+    max_context_tokens: int | None = Field(
+        None,
+        ge=16,
+        description="Token budget for the passages put in the prompt: the least relevant are "
+        "dropped until the rest fit (counted with the embedder's tokenizer).",
+    )
+    history_turns: int = Field(
+        2,
+        ge=0,
+        le=20,
+        description="In a conversation, how many earlier user turns join the search query, "
+        "so follow-ups like 'and on Windows?' find the right passages.",
+    )
 
 
 class ServerConfig(Strict):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from llmops.types import Generation, GenerationRequest, Usage
+
 _CITATION = re.compile(r"\[(\d{1,3})\]")
 _DECLINES = ("i don't know", "i do not know", "not in the provided", "cannot answer")
 
@@ -18,3 +20,16 @@ def declined(text: str) -> bool:
     """True when the answer says the context does not contain it (as prompts ask it to)."""
     lowered = text.strip().lower()
     return any(phrase in lowered for phrase in _DECLINES)
+
+
+def generation_from_text(
+    name: str, text: str, request: GenerationRequest, usage: Usage | None = None
+) -> Generation:
+    """An LLM's finished answer as a ``Generation``: its citations and whether it declined."""
+    return Generation(
+        text=text,
+        generator=name,
+        cited=cited_positions(text, len(request.context)),
+        abstained=declined(text),
+        usage=usage or Usage(),
+    )

@@ -10,14 +10,14 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmops.registry import register
-from llmops.types import Generation, Message, ScoredChunk
+from llmops.types import Generation, GenerationRequest, ScoredChunk
 
 NO_ANSWER = "I could not find an answer to that in the indexed documents."
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(\[])|\n{2,}|\n(?=[#>*\-|]|\d+\.)")
@@ -97,18 +97,26 @@ class ExtractiveGenerator:
     async def close(self) -> None:
         return None
 
-    async def generate(
-        self, question: str, context: Sequence[ScoredChunk], prompt: Sequence[Message]
-    ) -> Generation:
+    async def generate(self, request: GenerationRequest) -> Generation:
         relevant = [
-            (i, hit) for i, hit in enumerate(context, 1) if hit.score >= self.config.min_score
+            (i, hit)
+            for i, hit in enumerate(request.context, 1)
+            if hit.score >= self.config.min_score
         ]
         if not relevant:
             return Generation(text=NO_ANSWER, generator=self.name, abstained=True)
-        picked = self._pick(question, relevant)
+        picked = self._pick(request.question, relevant)
         text = " ".join(f"{c.text} [{c.citation}]" for c in picked)
         cited = tuple(sorted({c.citation for c in picked}))
         return Generation(text=text, generator=self.name, cited=cited)
+
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[str | Generation, None]:
+        """The answer one quoted sentence at a time (it is ready at once; no model runs)."""
+        generation = await self.generate(request)
+        for piece in re.split(r"(?<=\] )", generation.text):  # joined, they are the text
+            if piece:
+                yield piece
+        yield generation
 
     def _pick(self, question: str, relevant: list[tuple[int, ScoredChunk]]) -> list[_Candidate]:
         pool = [

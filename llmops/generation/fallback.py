@@ -1,17 +1,18 @@
 """A chain of generators: when one fails or times out, the next one answers.
 
 The answer's ``generator`` names the one that served; ``extra["fallback_errors"]`` lists why
-the ones before it did not.
+the ones before it did not. A stream falls back only before its first piece of text: once
+text has reached the caller, a failure is reported rather than mixed with another answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import replace
 
 from llmops.errors import BackendError
 from llmops.protocols import Generator
-from llmops.types import Generation, Message, ScoredChunk
+from llmops.types import Generation, GenerationRequest
 
 
 class FallbackChain:
@@ -30,17 +31,41 @@ class FallbackChain:
         for generator in self.generators:
             await generator.close()
 
-    async def generate(
-        self, question: str, context: Sequence[ScoredChunk], prompt: Sequence[Message]
-    ) -> Generation:
+    async def generate(self, request: GenerationRequest) -> Generation:
         errors: list[str] = []
         for generator in self.generators:
             try:
-                result = await generator.generate(question, context, prompt)
+                result = await generator.generate(request)
             except BackendError as exc:
                 errors.append(str(exc))
                 continue
-            if errors:
-                result = replace(result, extra={**result.extra, "fallback_errors": errors})
-            return result
-        raise BackendError(self.name, "every generator failed: " + "; ".join(errors))
+            return _noted(result, errors)
+        raise self._exhausted(errors)
+
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[str | Generation, None]:
+        errors: list[str] = []
+        for generator in self.generators:
+            pieces = generator.stream(request)
+            try:
+                first = await anext(pieces)
+            except (BackendError, StopAsyncIteration) as exc:
+                errors.append(str(exc) or f"{generator.name}: the stream was empty")
+                await pieces.aclose()
+                continue
+            try:
+                yield first if isinstance(first, str) else _noted(first, errors)
+                async for item in pieces:
+                    yield item if isinstance(item, str) else _noted(item, errors)
+            finally:
+                await pieces.aclose()
+            return
+        raise self._exhausted(errors)
+
+    def _exhausted(self, errors: list[str]) -> BackendError:
+        return BackendError(self.name, "every generator failed: " + "; ".join(errors))
+
+
+def _noted(result: Generation, errors: list[str]) -> Generation:
+    if not errors:
+        return result
+    return replace(result, extra={**result.extra, "fallback_errors": list(errors)})

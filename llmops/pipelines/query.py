@@ -1,31 +1,51 @@
-"""Query: question → query vector (batched) → dense retrieval → prompt → generator → answer."""
+"""Query: question (+ earlier turns) → query vector (batched) → dense retrieval → token budget →
+prompt → generator (whole or streamed) → answer with sources."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
 from typing import Any
 
 from llmops.build import Components
 from llmops.config.schema import RetrievalConfig
-from llmops.errors import NotReady
+from llmops.errors import BackendError, NotReady
 from llmops.rag import filters
 from llmops.rag.retrieval import DenseRetriever, SearchParams
-from llmops.types import Answer, Generation, ScoredChunk, SourceRef
+from llmops.types import (
+    Answer,
+    Generation,
+    GenerationOptions,
+    GenerationRequest,
+    Message,
+    ScoredChunk,
+    SourceRef,
+)
 
 SNIPPET_CHARS = 300
 
 
 @dataclass(frozen=True)
 class QueryOptions:
-    """Per-request overrides of the configured retrieval settings."""
+    """Per-request settings: retrieval overrides, earlier turns of the conversation
+    (``history``, oldest first, user and assistant messages) and sampling overrides."""
 
     top_k: int | None = None
     filters: Mapping[str, Any] | None = None
     score_threshold: float | None = None
     mmr: bool | None = None
+    history: Sequence[Message] = ()
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    request: GenerationRequest
+    started: float
+    request_id: str
 
 
 class QueryPipeline:
@@ -49,32 +69,83 @@ class QueryPipeline:
             mmr_lambda=r.mmr.lambda_,
         )
 
-    async def run(
-        self, question: str, options: QueryOptions | None = None, request_id: str | None = None
-    ) -> Answer:
+    def search_text(self, question: str, history: Sequence[Message]) -> str:
+        """The question, preceded by the last ``history_turns`` earlier user turns."""
+        turns = self.retrieval.history_turns
+        earlier = [m.content for m in history if m.role == "user"][-turns:] if turns else []
+        return "\n".join([*earlier, question])
+
+    def fit_budget(self, hits: list[ScoredChunk]) -> list[ScoredChunk]:
+        """Keep the most relevant hits whose texts fit ``max_context_tokens`` together."""
+        budget = self.retrieval.max_context_tokens
+        if budget is None or not hits:
+            return hits
+        sizes = self.c.embedder.count_tokens([h.chunk.text for h in hits])
+        kept: set[int] = set()
+        for i in sorted(range(len(hits)), key=lambda i: -hits[i].score):
+            if sizes[i] <= budget:
+                kept.add(i)
+                budget -= sizes[i]
+        return [hit for i, hit in enumerate(hits) if i in kept]
+
+    async def _prepare(
+        self, question: str, options: QueryOptions, request_id: str | None
+    ) -> _Prepared:
         started = time.perf_counter()
-        params = self.params(options or QueryOptions())
+        params = self.params(options)
         active = self.c.records.active()
         if active is None:
             raise NotReady("the index is empty: run `llmops ingest` (or POST /ingest) first")
-        vector = await self.c.embedder.encode_query(question)
-        hits = await self.retriever.asearch(active.collection, vector, params)
-        generator = self.c.generator
-        prompt = self.c.prompts.render(self.prompt, question, hits) if generator.uses_prompt else []
-        generation = await generator.generate(question, hits, prompt)
-        return Answer(
-            question=question,
-            answer=generation.text,
-            sources=tuple(_sources(hits, generation)),
-            abstained=generation.abstained,
-            latency_ms=round((time.perf_counter() - started) * 1000, 2),
-            request_id=request_id or uuid.uuid4().hex,
-            generator=generation.generator,
-            usage=generation.usage,
+        vector = await self.c.embedder.encode_query(self.search_text(question, options.history))
+        hits = self.fit_budget(await self.retriever.asearch(active.collection, vector, params))
+        prompt = (
+            self.c.prompts.render(self.prompt, question, hits, options.history)
+            if self.c.generator.uses_prompt
+            else []
         )
+        request = GenerationRequest(question, tuple(hits), tuple(prompt), options.generation)
+        return _Prepared(request, started, request_id or uuid.uuid4().hex)
+
+    async def run(
+        self, question: str, options: QueryOptions | None = None, request_id: str | None = None
+    ) -> Answer:
+        prepared = await self._prepare(question, options or QueryOptions(), request_id)
+        generation = await self.c.generator.generate(prepared.request)
+        return _answer(prepared, generation)
+
+    async def stream(
+        self, question: str, options: QueryOptions | None = None, request_id: str | None = None
+    ) -> AsyncGenerator[str | Answer, None]:
+        """The answer's text as it is generated, then the ``Answer`` with its sources.
+
+        Errors before the first piece (empty index, bad filter, every backend down) are raised
+        by the first ``anext``; closing the stream early stops the generator's work."""
+        prepared = await self._prepare(question, options or QueryOptions(), request_id)
+        generator = self.c.generator
+        async with aclosing(generator.stream(prepared.request)) as pieces:
+            async for item in pieces:
+                if isinstance(item, Generation):
+                    yield _answer(prepared, item)
+                    return
+                yield item
+        raise BackendError(generator.name, "the stream ended without a final answer")
 
 
-def _sources(hits: list[ScoredChunk], generation: Generation) -> list[SourceRef]:
+def _answer(prepared: _Prepared, generation: Generation) -> Answer:
+    request = prepared.request
+    return Answer(
+        question=request.question,
+        answer=generation.text,
+        sources=tuple(_sources(request.context, generation)),
+        abstained=generation.abstained,
+        latency_ms=round((time.perf_counter() - prepared.started) * 1000, 2),
+        request_id=prepared.request_id,
+        generator=generation.generator,
+        usage=generation.usage,
+    )
+
+
+def _sources(hits: Sequence[ScoredChunk], generation: Generation) -> list[SourceRef]:
     cited = set(generation.cited)
     refs = []
     for number, hit in enumerate(hits, 1):

@@ -2,12 +2,16 @@
 
 from llmops.testing.generator_contract import check_generator
 asyncio.run(check_generator(MyGenerator(MyGenerator.Config(...))))
+
+It checks the whole answer and the stream (pieces that join to the final text, one final
+``Generation``), that a stream abandoned after its first piece is cleaned up, and that closing
+twice is harmless.
 """
 
 from __future__ import annotations
 
 from llmops.protocols import Generator
-from llmops.types import Chunk, Generation, Message, ScoredChunk
+from llmops.types import Chunk, Generation, GenerationRequest, Message, ScoredChunk
 
 CONTEXT = (
     ScoredChunk(
@@ -53,17 +57,48 @@ def check_generation(result: Generation, context_size: int) -> None:
     assert result.usage.prompt_tokens >= 0 and result.usage.completion_tokens >= 0
 
 
+async def check_stream(generator: Generator, request: GenerationRequest) -> Generation:
+    """Stream one answer: text pieces first, then one Generation whose text they make up."""
+    pieces: list[str] = []
+    final: Generation | None = None
+    async for item in generator.stream(request):
+        assert final is None, "nothing may follow the final Generation"
+        if isinstance(item, Generation):
+            final = item
+        else:
+            assert isinstance(item, str), f"stream items are str or Generation, got {item!r}"
+            pieces.append(item)
+    assert final is not None, "the stream must end with a Generation"
+    assert pieces, "the stream must yield the text before the final Generation"
+    assert "".join(pieces) == final.text, "the pieces must join to the final text"
+    check_generation(final, len(request.context))
+    return final
+
+
+async def check_abandoned_stream(generator: Generator, request: GenerationRequest) -> None:
+    """A caller that goes away after the first piece: closing the stream must not fail."""
+    stream = generator.stream(request)
+    first = await anext(stream)
+    assert isinstance(first, str | Generation)
+    await stream.aclose()
+
+
 async def check_generator(generator: Generator) -> Generation:
-    """Start, answer with context, answer without context, close twice. Returns the first
-    answer so the caller can add backend-specific assertions."""
+    """Start; answer with context, without context and as a stream; abandon a stream; close
+    twice. Returns the first answer so the caller can add backend-specific assertions."""
     assert isinstance(generator.name, str) and generator.name, "a generator needs a name"
     assert isinstance(generator.uses_prompt, bool), "uses_prompt must be a bool"
+    request = GenerationRequest("How do I restore a backup?", CONTEXT, PROMPT)
     await generator.start()
     try:
-        answer = await generator.generate("How do I restore a backup?", CONTEXT, PROMPT)
+        answer = await generator.generate(request)
         check_generation(answer, len(CONTEXT))
-        empty = await generator.generate("How do I restore a backup?", (), PROMPT)
+        empty = await generator.generate(GenerationRequest(request.question, (), PROMPT))
         check_generation(empty, 0)
+        await check_stream(generator, request)
+        await check_abandoned_stream(generator, request)
+        again = await generator.generate(request)  # still serves after an abandoned stream
+        check_generation(again, len(CONTEXT))
     finally:
         await generator.close()
     await generator.close()  # closing twice is harmless

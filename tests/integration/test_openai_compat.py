@@ -10,7 +10,7 @@ import pytest
 from llmops import RAG
 from llmops.errors import BackendError
 from llmops.generation.openai_compat import OpenAICompatGenerator
-from llmops.types import Chunk, Message, ScoredChunk
+from llmops.types import Chunk, GenerationRequest, Message, ScoredChunk
 from tests.conftest import HASHING, ConfigWriter
 from tests.stubs.openai_server import Behaviour, serve
 
@@ -30,7 +30,7 @@ def _generate(base_url: str, **settings: object) -> object:
     async def run() -> object:
         await generator.start()
         try:
-            return await generator.generate("q", CONTEXT, PROMPT)
+            return await generator.generate(GenerationRequest("q", tuple(CONTEXT), tuple(PROMPT)))
         finally:
             await generator.close()
 

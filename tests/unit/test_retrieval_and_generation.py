@@ -11,7 +11,7 @@ import numpy as np
 from llmops.generation.extractive import NO_ANSWER, ExtractiveGenerator, sentences
 from llmops.rag.embedders.worker import EncoderThread
 from llmops.rag.retrieval import mmr_select
-from llmops.types import Chunk, ScoredChunk
+from llmops.types import Chunk, GenerationRequest, ScoredChunk
 
 
 def test_mmr_prefers_a_diverse_second_pick() -> None:
@@ -34,14 +34,18 @@ def test_extractive_answer_quotes_and_cites_the_best_sentences() -> None:
         _hit("Our office is in Lyon. The cafeteria opens at noon every weekday.", 0.5),
         _hit("Backups run nightly. To restore a backup, run the restore command.", 0.4, "b.md"),
     ]
-    result = asyncio.run(gen.generate("How do I restore a backup?", context, []))
+    result = asyncio.run(
+        gen.generate(GenerationRequest("How do I restore a backup?", tuple(context)))
+    )
     assert result.text == "To restore a backup, run the restore command. [2]"
     assert result.cited == (2,) and not result.abstained
 
 
 def test_extractive_abstains_below_min_score() -> None:
     gen = ExtractiveGenerator(ExtractiveGenerator.Config(min_score=0.3))
-    result = asyncio.run(gen.generate("q", [_hit("Some unrelated sentence here.", 0.29)], []))
+    result = asyncio.run(
+        gen.generate(GenerationRequest("q", (_hit("Some unrelated sentence here.", 0.29),)))
+    )
     assert result.abstained and result.text == NO_ANSWER and result.cited == ()
 
 
@@ -121,5 +125,7 @@ def test_extractive_never_quotes_the_heading_path_line() -> None:
         metadata={"heading": "Indexing > Stable chunk ids"},
     )
     gen = ExtractiveGenerator(ExtractiveGenerator.Config(max_sentences=3))
-    result = asyncio.run(gen.generate("How are chunk ids stable?", [ScoredChunk(chunk, 0.6)], []))
+    result = asyncio.run(
+        gen.generate(GenerationRequest("How are chunk ids stable?", (ScoredChunk(chunk, 0.6),)))
+    )
     assert result.text == "Chunk ids are derived from the source and content. [1]"
