@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +61,100 @@ def machine() -> dict[str, Any]:
 
 def emit(result: dict[str, Any]) -> None:
     print(json.dumps(result, indent=2))
+
+
+async def _one(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, body: bytes
+) -> float:
+    started = time.perf_counter()
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n".encode()
+        + f"content-length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(head.decode(errors="replace"))
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length")
+    )
+    await reader.readexactly(length)
+    return (time.perf_counter() - started) * 1000
+
+
+async def load(
+    port: int, path: str, bodies: list[bytes], concurrency: int, total: int
+) -> dict[str, float]:
+    """POST ``total`` requests (cycling through ``bodies``) over ``concurrency`` keep-alive
+    connections of a minimal HTTP/1.1 client, so the load generator costs little CPU."""
+    latencies: list[float] = []
+    counter = iter(range(total))
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for i in counter:
+            latencies.append(await _one(reader, writer, path, bodies[i % len(bodies)]))
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return {
+        "concurrency": concurrency,
+        "requests": total,
+        "throughput_rps": round(total / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 50), 2),
+        "p99_ms": round(percentile(latencies, 99), 2),
+    }
+
+
+def wait_ready(
+    port: int, proc: subprocess.Popen[bytes], path: str = "/ready", timeout: float = 120
+) -> None:
+    """Wait until GET ``path`` answers 200, or fail if the server exits or takes too long."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited early")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError("server not ready in time")
+
+
+def median_levels(rounds: list[list[dict[str, float]]]) -> list[dict[str, float]]:
+    """Per load level, the median of each figure over the rounds."""
+    return [
+        {key: round(median([r[i][key] for r in rounds]), 2) for key in rounds[0][i]}
+        for i in range(len(rounds[0]))
+    ]
+
+
+def start_server(command: list[str], port: int, ready: str = "/ready") -> subprocess.Popen[bytes]:
+    """Start a server in its own process group (run from the repository root, which is on its
+    import path) and wait until GET ``ready`` answers 200."""
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        wait_ready(port, proc, ready)
+    except BaseException:
+        stop_server(proc)
+        raise
+    return proc
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the server's whole process group."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)

@@ -13,15 +13,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, emit, machine, median, percentile, write_app
+from common import (
+    ROOT,
+    emit,
+    load,
+    machine,
+    median,
+    median_levels,
+    start_server,
+    stop_server,
+    write_app,
+)
 
 from llmops import RAG
 
@@ -39,48 +46,7 @@ QUESTIONS = [
     "How are secrets passed to the config?",
     "What does /ready report?",
 ]
-
-
-async def _one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> float:
-    started = time.perf_counter()
-    writer.write(
-        b"POST /query HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-        + f"content-length: {len(body)}\r\n\r\n".encode()
-        + body
-    )
-    head = await reader.readuntil(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 200"):
-        raise RuntimeError(head.decode(errors="replace"))
-    length = next(
-        int(line.split(b":")[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length")
-    )
-    await reader.readexactly(length)
-    return (time.perf_counter() - started) * 1000
-
-
-async def load(port: int, concurrency: int, total: int) -> dict[str, float]:
-    bodies = [json.dumps({"question": q}).encode() for q in QUESTIONS]
-    latencies: list[float] = []
-    counter = iter(range(total))
-
-    async def worker() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        for i in counter:
-            latencies.append(await _one(reader, writer, bodies[i % len(bodies)]))
-        writer.close()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    return {
-        "concurrency": concurrency,
-        "requests": total,
-        "throughput_rps": round(total / elapsed, 1),
-        "p50_ms": round(percentile(latencies, 50), 2),
-        "p99_ms": round(percentile(latencies, 99), 2),
-    }
+BODIES = [json.dumps({"question": q}).encode() for q in QUESTIONS]
 
 
 def floor_ms(rag: RAG, repeats: int = 200) -> float:
@@ -96,42 +62,14 @@ def floor_ms(rag: RAG, repeats: int = 200) -> float:
     return median(times)
 
 
-def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    import urllib.request
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("server exited early")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError("server not ready in time")
-
-
 def measure(command: list[str], port: int, requests: int) -> list[dict[str, float]]:
     """Start a server, warm it up, load it at concurrency 1, 8 and 32, stop it."""
-    proc = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    proc = start_server(command, port)
     try:
-        wait_ready(port, proc)
-        asyncio.run(load(port, 4, 40))
-        return [asyncio.run(load(port, c, requests)) for c in (1, 8, 32)]
+        asyncio.run(load(port, "/query", BODIES, 4, 40))
+        return [asyncio.run(load(port, "/query", BODIES, c, requests)) for c in (1, 8, 32)]
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-
-
-def _median_levels(rounds: list[list[dict[str, float]]]) -> list[dict[str, float]]:
-    """Per concurrency level, the median of each figure over the rounds."""
-    return [
-        {key: round(median([r[i][key] for r in rounds]), 2) for key in rounds[0][i]}
-        for i in range(len(rounds[0]))
-    ]
+        stop_server(proc)
 
 
 def main() -> None:
@@ -178,7 +116,7 @@ def main() -> None:
                 floors.append(floor_ms(rag))
             ours.append(measure(llmops_cmd, args.port, args.requests))
             reference.append(measure(reference_cmd, args.port, args.requests))
-    mine, theirs, floor = _median_levels(ours), _median_levels(reference), median(floors)
+    mine, theirs, floor = median_levels(ours), median_levels(reference), median(floors)
     emit(
         {
             "benchmark": "query",

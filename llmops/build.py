@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,15 +211,23 @@ def _make(resolved: Resolved, **kwargs: Any) -> Any:
     return resolved.entry.factory(resolved.config, **kwargs)
 
 
+def _make_generator(resolved: Resolved, base_dir: Path) -> Generator:
+    """A generator; one that reads local files (``hf_local``) also gets the config's folder."""
+    if "base_dir" in inspect.signature(resolved.entry.factory).parameters:
+        return _make(resolved, base_dir=base_dir)
+    return _make(resolved)
+
+
 def _generator(spec: AppSpec) -> Generator:
     """The configured generator, wrapped in a fallback chain when fallbacks are configured."""
-    primary: Generator = _make(spec.components["generator"])
+    primary = _make_generator(spec.components["generator"], spec.base_dir)
     count = len(spec.loaded.app.fallbacks)
     if not count:
         return primary
-    return FallbackChain(
-        [primary, *(_make(spec.components[f"fallback.{i}"]) for i in range(count))]
-    )
+    fallbacks = [
+        _make_generator(spec.components[f"fallback.{i}"], spec.base_dir) for i in range(count)
+    ]
+    return FallbackChain([primary, *fallbacks])
 
 
 def build(spec: AppSpec) -> Components:

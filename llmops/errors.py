@@ -8,7 +8,8 @@ LLMOpsError
 ├── LoadError              one file could not be read or parsed (it is skipped, never fatal)
 ├── IngestError            an ingestion could not run at all
 ├── InvalidRequest         a query or request that cannot be served as asked (HTTP 4xx)
-└── NotReady               the service is not started or its index is not open (HTTP 503)
+├── NotReady               the service is not started or its index is not open (HTTP 503)
+└── BackendError           a model backend failed, refused or timed out after retries (HTTP 503)
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ class QueryKwargs(TypedDict, total=False):
     mmr: bool | None
     history: Sequence[Message]
     generation: GenerationOptions
+    retrieve: bool
 
 
 class _LoopThread:

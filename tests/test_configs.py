@@ -19,3 +19,8 @@ def test_there_are_example_configs() -> None:
 def test_example_config_validates(path: Path) -> None:
     spec = load_config(path)
     assert spec.loaded.app.name
+
+
+def test_every_generator_backend_has_an_example() -> None:
+    shown = {load_config(p).loaded.app.generator.type for p in CONFIGS}
+    assert {"extractive", "openai_compat", "vllm", "tgi", "ollama", "hf_local"} <= shown

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import aclosing
 from typing import Any, TypeVar
 
 from llmops.deps import require
@@ -76,15 +77,23 @@ class HttpBackend:
 
     async def post_json(self, path: str, body: dict[str, Any]) -> Any:
         """POST ``body``, retrying transient failures; returns the decoded JSON reply."""
+        reply, _ = await self.post_json_with_headers(path, body)
+        return reply
+
+    async def post_json_with_headers(
+        self, path: str, body: dict[str, Any]
+    ) -> tuple[Any, Mapping[str, str]]:
+        """``post_json``, plus the reply's headers (TGI counts prompt tokens in one)."""
         client, slots = self._ready()
 
-        async def once() -> Any:
-            return _json(self.name, await self._send(client.build_request("POST", path, json=body)))
+        async def once() -> tuple[Any, Mapping[str, str]]:
+            response = await self._send(client.build_request("POST", path, json=body))
+            return _json(self.name, response), response.headers
 
         async with slots:
             return await with_retries(once, self.config.max_retries, self.config.backoff_s)
 
-    async def stream_lines(self, path: str, body: dict[str, Any]) -> AsyncIterator[str]:
+    async def stream_lines(self, path: str, body: dict[str, Any]) -> AsyncGenerator[str, None]:
         """POST ``body`` and yield the reply's lines as they arrive. Opening the stream is
         retried like ``post_json``; once lines flow, a failure raises ``BackendError``."""
         client, slots = self._ready()
@@ -157,16 +166,18 @@ def error_detail(text: str) -> str:
     return text[:300]
 
 
-async def sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    """The ``data:`` payloads of a Server-Sent Events stream, up to ``[DONE]``."""
-    async for line in lines:
-        if not line.startswith("data:"):
-            continue
-        payload = line[5:].strip()
-        if payload == "[DONE]":
-            return
-        if payload:
-            yield payload
+async def sse_data(lines: AsyncGenerator[str, None]) -> AsyncGenerator[str, None]:
+    """The ``data:`` payloads of a Server-Sent Events stream, up to ``[DONE]``. Closing this
+    closes ``lines`` (and so the connection) at once."""
+    async with aclosing(lines):
+        async for line in lines:
+            if not line.startswith("data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == "[DONE]":
+                return
+            if payload:
+                yield payload
 
 
 def parse_event(name: str, payload: str) -> dict[str, Any]:

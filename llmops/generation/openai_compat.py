@@ -5,6 +5,7 @@ type), over httpx: streaming (SSE), timeouts, retries, a concurrency limit."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
 from pydantic import Field
@@ -75,16 +76,17 @@ class OpenAICompatGenerator:
         usage: Usage | None = None
         finished = False
         lines = self.http.stream_lines("/chat/completions", self.body(request, stream=True))
-        async for payload in sse_data(lines):
-            event = parse_event(self.name, payload)
-            for choice in event.get("choices") or []:
-                text = (choice.get("delta") or {}).get("content")
-                if text:
-                    pieces.append(text)
-                    yield text
-                finished = finished or bool(choice.get("finish_reason"))
-            if event.get("usage"):
-                usage = _usage(event["usage"])
+        async with aclosing(sse_data(lines)) as payloads:
+            async for payload in payloads:
+                event = parse_event(self.name, payload)
+                for choice in event.get("choices") or []:
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        pieces.append(text)
+                        yield text
+                    finished = finished or bool(choice.get("finish_reason"))
+                if event.get("usage"):
+                    usage = _usage(event["usage"])
         if not finished:
             raise BackendError(self.name, "the stream ended before the answer was finished")
         yield generation_from_text(self.name, "".join(pieces), request, usage)

@@ -32,11 +32,10 @@ class SamplingConfig(BaseModel):
         return {k: v for k, v in merged.items() if v is not None}
 
 
-class HttpBackendConfig(SamplingConfig):
-    """A model server reached over HTTP."""
+class RetryConfig(BaseModel):
+    """How long and how often to try a model server, and how many requests it gets at once."""
 
-    base_url: str = Field(description="The server's address, e.g. http://127.0.0.1:8001/v1")
-    api_key: str | None = Field(None, description="From the environment: ${OPENAI_API_KEY}")
+    model_config = ConfigDict(extra="forbid")
     timeout_s: float = Field(
         30.0, gt=0, description="Give up when the server sends nothing for this long."
     )
@@ -45,6 +44,13 @@ class HttpBackendConfig(SamplingConfig):
     )
     backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles each retry.")
     max_concurrency: int = Field(16, ge=1, description="Requests in flight to this backend.")
+
+
+class HttpBackendConfig(SamplingConfig, RetryConfig):
+    """A model server reached over HTTP."""
+
+    base_url: str = Field(description="The server's address, e.g. http://127.0.0.1:8001/v1")
+    api_key: str | None = Field(None, description="From the environment: ${OPENAI_API_KEY}")
 
 
 def _pick(override: Any, configured: Any) -> Any:

@@ -64,7 +64,11 @@ class VLLMGenerator(OpenAICompatGenerator):
     async def start(self) -> None:
         await super().start()
         if self.config.check_model:
-            await self.check_server()
+            try:
+                await self.check_server()
+            except BaseException:
+                await self.close()
+                raise
 
     async def check_server(self) -> None:
         """Fail with a clear error when the server is down or does not serve the model."""

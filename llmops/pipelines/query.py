@@ -3,6 +3,7 @@ prompt → generator (whole or streamed) → answer with sources."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -14,7 +15,7 @@ from llmops.build import Components
 from llmops.config.schema import RetrievalConfig
 from llmops.errors import BackendError, NotReady
 from llmops.rag import filters
-from llmops.rag.retrieval import DenseRetriever, SearchParams
+from llmops.rag.retrieval import DenseRetriever, SearchParams, rrf_fuse
 from llmops.types import (
     Answer,
     Generation,
@@ -31,7 +32,8 @@ SNIPPET_CHARS = 300
 @dataclass(frozen=True)
 class QueryOptions:
     """Per-request settings: retrieval overrides, earlier turns of the conversation
-    (``history``, oldest first, user and assistant messages) and sampling overrides."""
+    (``history``, oldest first) and sampling overrides. ``retrieve=False`` skips the documents:
+    the conversation goes to the generator as it is (the gateway use of the OpenAI API)."""
 
     top_k: int | None = None
     filters: Mapping[str, Any] | None = None
@@ -39,6 +41,7 @@ class QueryOptions:
     mmr: bool | None = None
     history: Sequence[Message] = ()
     generation: GenerationOptions = field(default_factory=GenerationOptions)
+    retrieve: bool = True
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,18 @@ class QueryPipeline:
         earlier = [m.content for m in history if m.role == "user"][-turns:] if turns else []
         return "\n".join([*earlier, question])
 
+    async def retrieve(
+        self, collection: str, question: str, history: Sequence[Message], params: SearchParams
+    ) -> list[ScoredChunk]:
+        """Search with the question; in a conversation, also with the question plus the earlier
+        user turns, and fuse both rankings (RRF): a follow-up finds its topic, and a question
+        that changes the subject is not dragged back by the old one."""
+        texts = dict.fromkeys([question, self.search_text(question, history)])
+        encode, search = self.c.embedder.encode_query, self.retriever.asearch
+        vectors = await asyncio.gather(*(encode(text) for text in texts))
+        rankings = await asyncio.gather(*(search(collection, v, params) for v in vectors))
+        return rankings[0] if len(rankings) == 1 else rrf_fuse(list(rankings), params.top_k)
+
     def fit_budget(self, hits: list[ScoredChunk]) -> list[ScoredChunk]:
         """Keep the most relevant hits whose texts fit ``max_context_tokens`` together."""
         budget = self.retrieval.max_context_tokens
@@ -91,20 +106,26 @@ class QueryPipeline:
     async def _prepare(
         self, question: str, options: QueryOptions, request_id: str | None
     ) -> _Prepared:
+        """Retrieve, budget and render: everything up to the generator call."""
         started = time.perf_counter()
+        request_id = request_id or uuid.uuid4().hex
+        if not options.retrieve:
+            conversation = (*options.history, Message("user", question))
+            request = GenerationRequest(question, (), conversation, options.generation)
+            return _Prepared(request, started, request_id)
         params = self.params(options)
         active = self.c.records.active()
         if active is None:
             raise NotReady("the index is empty: run `llmops ingest` (or POST /ingest) first")
-        vector = await self.c.embedder.encode_query(self.search_text(question, options.history))
-        hits = self.fit_budget(await self.retriever.asearch(active.collection, vector, params))
+        hits = await self.retrieve(active.collection, question, options.history, params)
+        hits = self.fit_budget(hits)
         prompt = (
             self.c.prompts.render(self.prompt, question, hits, options.history)
             if self.c.generator.uses_prompt
             else []
         )
         request = GenerationRequest(question, tuple(hits), tuple(prompt), options.generation)
-        return _Prepared(request, started, request_id or uuid.uuid4().hex)
+        return _Prepared(request, started, request_id)
 
     async def run(
         self, question: str, options: QueryOptions | None = None, request_id: str | None = None

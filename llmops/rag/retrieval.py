@@ -48,6 +48,21 @@ def mmr_select(query: Vectors, vectors: Vectors, k: int, lambda_: float) -> list
     return chosen
 
 
+def rrf_fuse(rankings: list[list[ScoredChunk]], top_k: int, k: int = 60) -> list[ScoredChunk]:
+    """Reciprocal rank fusion: order chunks by the sum of ``1 / (k + rank)`` over the rankings
+    they appear in (rank from 1). Each fused hit keeps its best score from any ranking."""
+    fused: dict[str, float] = {}
+    best: dict[str, ScoredChunk] = {}
+    for ranking in rankings:
+        for rank, hit in enumerate(ranking, 1):
+            cid = hit.chunk.id
+            fused[cid] = fused.get(cid, 0.0) + 1.0 / (k + rank)
+            if cid not in best or hit.score > best[cid].score:
+                best[cid] = hit
+    order = sorted(fused, key=lambda cid: -fused[cid])
+    return [best[cid] for cid in order[:top_k]]
+
+
 _Key = tuple[str, int, str, bool]
 _Hits = tuple[list[ScoredChunk], Vectors | None]
 

@@ -40,7 +40,7 @@ def create_app(rag: RAG) -> FastAPI:
     app.add_middleware(RequestId)
     app.add_exception_handler(InvalidRequest, _error(400))
     app.add_exception_handler(NotReady, _error(503))
-    app.add_exception_handler(BackendError, _error(502))
+    app.add_exception_handler(BackendError, _error(503))
     app.add_exception_handler(LLMOpsError, _error(500))
     for module in (query, ingest, health, openai_api):
         app.include_router(module.router)

@@ -18,6 +18,10 @@ class QueryRequest(BaseModel):
     )
     score_threshold: float | None = Field(None, ge=-1.0, le=1.0)
     mmr: bool | None = Field(None, description="Diversify results with MMR.")
+    stream: bool = Field(False, description="Send the answer as Server-Sent Events.")
+    temperature: float | None = Field(None, ge=0, le=2, description="Override the generator's.")
+    max_tokens: int | None = Field(None, ge=1, description="Override the generator's.")
+    adapter: str | None = Field(None, description="LoRA adapter to answer with (hf_local).")
 
 
 class SourceOut(BaseModel):

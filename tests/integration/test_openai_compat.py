@@ -105,7 +105,7 @@ def test_rag_pipeline_with_an_llm_backend(write_config: ConfigWriter) -> None:
     )
 
 
-def test_dead_backend_is_a_502_with_the_reason_over_http(write_config: ConfigWriter) -> None:
+def test_dead_backend_is_a_503_with_the_reason_over_http(write_config: ConfigWriter) -> None:
     from fastapi.testclient import TestClient
 
     from llmops.server import create_app
@@ -121,7 +121,7 @@ def test_dead_backend_is_a_502_with_the_reason_over_http(write_config: ConfigWri
     rag.ingest()
     with TestClient(create_app(rag)) as client:
         response = client.post("/query", json={"question": "How do I restore a backup?"})
-    assert response.status_code == 502
+    assert response.status_code == 503
     assert "connection failed" in response.json()["detail"]
 
 
@@ -182,3 +182,33 @@ def test_fallback_entries_are_validated(write_config: ConfigWriter) -> None:
         load_config(config)
     (issue,) = caught.value.issues
     assert issue.path == "fallbacks.0.type" and "did you mean 'extractive'" in issue.hint
+
+
+def test_gateway_mode_passes_the_conversation_through(write_config: ConfigWriter) -> None:
+    import openai
+    from fastapi.testclient import TestClient
+
+    from llmops.server import create_app
+
+    behaviour = Behaviour(reply="Hello there.")
+    with serve(behaviour) as url:
+        generator = {"type": "openai_compat", "base_url": url, "model": "tiny"}
+        rag = RAG.from_config(write_config(embedder=HASHING, generator=generator))
+        with TestClient(create_app(rag)) as client:  # never ingested: no index needed
+            sdk = openai.OpenAI(base_url="http://testserver/v1", api_key="x", http_client=client)
+            messages = [
+                {"role": "system", "content": "Be terse."},
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello."},
+                {"role": "user", "content": "How are you?"},
+            ]
+            completion = sdk.chat.completions.create(
+                model="testapp",
+                messages=messages,  # type: ignore[arg-type]
+                temperature=0.5,
+                extra_body={"retrieval": False},
+            )
+    assert completion.choices[0].message.content == "Hello there."
+    assert (completion.model_extra or {})["sources"] == []
+    sent = behaviour.requests[0]
+    assert sent["messages"] == messages and sent["temperature"] == 0.5

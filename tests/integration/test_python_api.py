@@ -8,7 +8,8 @@ import pytest
 
 from llmops import RAG
 from llmops.errors import InvalidRequest, NotReady
-from tests.conftest import ConfigWriter
+from llmops.types import Answer, Message
+from tests.conftest import HASHING, ConfigWriter
 
 
 def test_query_answers_with_cited_sources(write_config: ConfigWriter) -> None:
@@ -60,3 +61,58 @@ def test_async_api_and_async_context_manager(write_config: ConfigWriter) -> None
             return first.sources[0].source, second.sources[0].source
 
     assert asyncio.run(main()) == ("docs/pricing.md", "docs/install.md")
+
+
+def test_stream_yields_text_then_the_answer_sync_and_async(write_config: ConfigWriter) -> None:
+    with RAG.from_config(write_config()) as rag:
+        rag.ingest()
+        items = list(rag.stream("How do I restore a backup?"))
+        *pieces, answer = items
+        assert pieces and all(isinstance(p, str) for p in pieces)
+        assert isinstance(answer, Answer) and "".join(pieces) == answer.answer  # type: ignore[arg-type]
+        abandoned = rag.stream("How do I restore a backup?")
+        assert isinstance(next(abandoned), str)
+        abandoned.close()  # leaving early is clean, and the app keeps answering
+        assert rag.query("How do I restore a backup?").sources
+
+    async def run() -> list[object]:
+        async with RAG.from_config(write_config()) as rag:
+            return [item async for item in rag.astream("What does the team edition cost?")]
+
+    streamed = asyncio.run(run())
+    assert isinstance(streamed[-1], Answer) and "20 euros" in streamed[-1].answer
+
+
+def test_context_budget_drops_the_least_relevant_chunks(write_config: ConfigWriter) -> None:
+    question = "How do I restore a backup?"
+    full = write_config("full.yaml", embedder=HASHING, retrieval={"top_k": 4})
+    with RAG.from_config(full) as rag:
+        rag.ingest()
+        everything = rag.query(question).sources
+        sizes = rag.components.embedder.count_tokens([s.snippet for s in everything])
+    budget, expected = 40, set()
+    remaining = budget
+    for source, size in sorted(zip(everything, sizes, strict=True), key=lambda p: -p[0].score):
+        if size <= remaining:
+            expected.add(source.chunk_id)
+            remaining -= size
+    assert 0 < len(expected) < len(everything)  # the budget bites in this corpus
+    limited = write_config(embedder=HASHING, retrieval={"top_k": 4, "max_context_tokens": budget})
+    with RAG.from_config(limited) as rag:
+        rag.ingest()
+        kept = rag.query(question).sources
+    assert {s.chunk_id for s in kept} == expected
+    assert [s.citation for s in kept] == list(range(1, len(kept) + 1))
+
+
+def test_history_joins_the_search_and_the_prompt(write_config: ConfigWriter) -> None:
+    with RAG.from_config(write_config(embedder=HASHING)) as rag:
+        pipeline = rag.pipeline
+        history = [Message("user", "Tell me about backups"), Message("assistant", "Nightly.")]
+        assert pipeline.search_text("and restoring?", history) == (
+            "Tell me about backups\nand restoring?"
+        )
+        assert pipeline.search_text("q", []) == "q"
+        rendered = rag.components.prompts.render("answer.v1", "and restoring?", [], history)
+    assert [m.role for m in rendered] == ["system", "user", "assistant", "user"]
+    assert rendered[1].content == "Tell me about backups"

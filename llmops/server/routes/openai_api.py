@@ -1,9 +1,16 @@
 """An OpenAI-compatible face: GET /v1/models and POST /v1/chat/completions.
 
 Each app is one model (named after the app). The last user message is the question; the
-answer comes back as the assistant message, and the sources in the extension field
-``sources`` (same shape as in POST /query), so the official ``openai`` SDK and LangChain's
-``ChatOpenAI`` work unchanged and can still read the citations.
+earlier user and assistant turns are the conversation (they join the search query and the
+prompt; the client's system messages are not used: the app's prompt template sets the rules).
+The answer comes back as the assistant message, streamed or not, with the sources in the
+extension field ``sources`` (same shape as in POST /query) and the serving backend in
+``generator``, so the official ``openai`` SDK and LangChain's ``ChatOpenAI`` work unchanged
+and can still read the citations. ``temperature``, ``top_p``, ``max_tokens`` (or
+``max_completion_tokens``), ``seed`` and ``stop`` override the generator's settings; the
+extensions ``top_k``, ``filters`` and ``adapter`` work as in POST /query, and
+``"retrieval": false`` makes it a plain gateway: the conversation, system messages included,
+goes to the generator (with its retries, timeouts and fallbacks) without documents.
 """
 
 from __future__ import annotations
@@ -11,12 +18,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmops.errors import InvalidRequest, LLMOpsError
 from llmops.server.schemas import SourceOut, UsageOut
-from llmops.service import RAG
+from llmops.server.streaming import Piece, event_stream, first_piece, sse
+from llmops.service import RAG, QueryKwargs
+from llmops.types import Answer, GenerationOptions, Message
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
@@ -32,15 +42,71 @@ class ChatMessage(BaseModel):
         return self.content or ""
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")  # clients send many sampling fields
+    model_config = ConfigDict(extra="allow")  # clients send many fields we do not use
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    n: int | None = Field(None, ge=1)
+    top_k: int | None = Field(None, ge=1, description="llmops: chunks to retrieve")
+    filters: dict[str, Any] | None = Field(None, description="llmops: metadata filter")
+    adapter: str | None = Field(None, description="llmops: LoRA adapter (hf_local)")
+    retrieval: bool = Field(
+        True, description="llmops: false sends the conversation as is, without documents"
+    )
+
+    def query(self) -> tuple[str, QueryKwargs]:
+        """The question (last user message) and the options: history, retrieval, sampling."""
+        turns = [(m.role, m.text().strip()) for m in self.messages]
+        last = max((i for i, (role, text) in enumerate(turns) if role == "user"), default=None)
+        if last is None or not turns[last][1]:
+            raise InvalidRequest("no user message with text")
+        if self.n not in (None, 1):
+            raise InvalidRequest("n > 1 is not supported; ask once per answer")
+        roles = ("user", "assistant") if self.retrieval else ("system", "user", "assistant")
+        history = [Message(r, t) for r, t in turns[:last] if r in roles and t]
+        stop = [self.stop] if isinstance(self.stop, str) else self.stop
+        generation = GenerationOptions(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=self.max_completion_tokens or self.max_tokens,
+            seed=self.seed,
+            stop=tuple(stop) if stop is not None else None,
+            adapter=self.adapter,
+        )
+        options = QueryKwargs(
+            top_k=self.top_k,
+            filters=self.filters,
+            history=history,
+            generation=generation,
+            retrieve=self.retrieval,
+        )
+        return turns[last][1], options
 
 
-def _error(status: int, message: str, kind: str, code: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status)
+def _error_body(message: str, code: str) -> dict[str, Any]:
+    invalid = code in ("model_not_found", "invalid_request")
+    kind = "invalid_request_error" if invalid else "api_error"
+    return {"error": {"message": message, "type": kind, "code": code}}
+
+
+def _error(exc: LLMOpsError) -> JSONResponse:
+    status, code = (
+        (400, "invalid_request") if isinstance(exc, InvalidRequest) else (503, "unavailable")
+    )
+    return JSONResponse(_error_body(str(exc), code), status)
 
 
 @router.get("/models", summary="The apps served here, as OpenAI models")
@@ -50,47 +116,84 @@ async def models(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": [entry]}
 
 
-@router.post("/chat/completions", summary="RAG answer to the last user message, OpenAI-style")
-async def chat_completions(body: ChatRequest, request: Request) -> JSONResponse:
+@router.post("/chat/completions", summary="RAG answer to the conversation, OpenAI-style")
+async def chat_completions(body: ChatRequest, request: Request) -> Response:
     rag: RAG = request.app.state.rag
     if body.model != rag.config.name:
-        return _error(
-            404,
-            f"model '{body.model}' not found; available: {rag.config.name}",
-            "invalid_request_error",
-            "model_not_found",
-        )
-    if body.stream:
-        return _error(
-            400,
-            "stream=true is not supported yet; send stream=false",
-            "invalid_request_error",
-            "unsupported_parameter",
-        )
-    questions = [m.text().strip() for m in body.messages if m.role == "user"]
-    if not questions or not questions[-1]:
-        return _error(400, "no user message with text", "invalid_request_error", "no_question")
-    answer = await rag.aquery(questions[-1], request_id=request.state.request_id)
+        message = f"model '{body.model}' not found; available: {rag.config.name}"
+        return JSONResponse(_error_body(message, "model_not_found"), 404)
+    request_id: str = request.state.request_id
+    try:
+        question, options = body.query()
+        if not body.stream:
+            answer = await rag.aquery(question, request_id=request_id, **options)
+            return JSONResponse(_completion(answer, rag.config.name))
+        pieces = rag.astream(question, request_id=request_id, **options)
+        first = await first_piece(pieces)
+    except LLMOpsError as exc:
+        return _error(exc)
+    chunks = _ChunkWriter(rag.config.name, request_id, body.stream_options)
+    return event_stream(first, pieces, chunks.encode, chunks.error)
+
+
+def _usage(answer: Answer) -> dict[str, int]:
     usage = UsageOut.model_validate(answer.usage, from_attributes=True).model_dump()
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-    return JSONResponse(
-        {
-            "id": f"chatcmpl-{answer.request_id}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": rag.config.name,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": answer.answer},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": usage,
-            "sources": [
-                SourceOut.model_validate(s, from_attributes=True).model_dump()
-                for s in answer.sources
-            ],
-            "generator": answer.generator,
-        }
-    )
+    return usage
+
+
+def _extensions(answer: Answer) -> dict[str, Any]:
+    sources = [SourceOut.model_validate(s, from_attributes=True) for s in answer.sources]
+    return {"sources": [s.model_dump() for s in sources], "generator": answer.generator}
+
+
+def _completion(answer: Answer, model: str) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{answer.request_id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer.answer},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": _usage(answer),
+        **_extensions(answer),
+    }
+
+
+class _ChunkWriter:
+    """Turns stream pieces into ``chat.completion.chunk`` events, as OpenAI frames them: the
+    first delta carries the role; the last chunk has ``finish_reason`` and our sources; a usage
+    chunk (empty choices) follows when asked for; then ``[DONE]``."""
+
+    def __init__(self, model: str, request_id: str, options: StreamOptions | None) -> None:
+        self.model = model
+        self.id = f"chatcmpl-{request_id}"
+        self.created = int(time.time())
+        self.include_usage = bool(options and options.include_usage)
+        self.started = False
+
+    def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> str:
+        base = {"id": self.id, "object": "chat.completion.chunk", "created": self.created}
+        return sse({**base, "model": self.model, "choices": choices, **extra})
+
+    def _delta(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        if not self.started:
+            delta = {"role": "assistant", **delta}
+            self.started = True
+        return {"index": 0, "delta": delta, "finish_reason": finish}
+
+    def encode(self, item: Piece) -> str:
+        if isinstance(item, str):
+            return self._chunk([self._delta({"content": item})])
+        out = self._chunk([self._delta({}, "stop")], **_extensions(item))
+        if self.include_usage:
+            out += self._chunk([], usage=_usage(item))
+        return out + sse("[DONE]")
+
+    def error(self, exc: LLMOpsError) -> str:
+        return sse(_error_body(str(exc), "unavailable"))

@@ -1,0 +1,141 @@
+"""Overhead of llmops's /v1/chat/completions over calling the same backend directly.
+
+    python bench/gateway.py [--requests 300] [--rounds 3]
+
+A fake OpenAI-compatible backend (tests/stubs/openai_server.py: answers at once) runs in one
+subprocess, `llmops up` with the openai_compat generator pointed at it in another. The same
+minimal keep-alive client (bench/common.py) then sends, at concurrency 1 and 32:
+
+- direct:  POST backend /v1/chat/completions
+- gateway: POST llmops /v1/chat/completions with "retrieval": false (the conversation goes to
+           the backend as is: parsing, options, the generator's retry/timeout machinery, the
+           OpenAI-shaped response)
+- rag:     POST llmops /v1/chat/completions (query embedding, Chroma search, prompt, backend)
+
+Overhead = llmops latency minus direct latency, per percentile. Rounds alternate the three
+modes; figures are medians over rounds. Everything shares one machine, so at concurrency 32
+the backend, llmops and the client compete for the same cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from common import ROOT, emit, load, machine, median_levels, start_server, stop_server, write_app
+
+from llmops import RAG
+
+QUESTIONS = [
+    "How do I install llmops?",
+    "How are chunk ids made stable?",
+    "Which loaders are there?",
+    "How do I filter by source?",
+    "What is MMR?",
+    "How are secrets passed to the config?",
+]
+LEVELS = (1, 32)
+BACKEND = """
+import sys, uvicorn
+from tests.stubs.openai_server import Behaviour, make_app
+uvicorn.run(make_app(Behaviour(models=("fake",))), host="127.0.0.1", port=int(sys.argv[1]),
+            log_level="warning", access_log=False)
+"""
+
+
+def bodies(model: str, **extra: object) -> list[bytes]:
+    return [
+        json.dumps({"model": model, "messages": [{"role": "user", "content": q}], **extra}).encode()
+        for q in QUESTIONS
+    ]
+
+
+def run_levels(port: int, body: list[bytes], requests: int) -> list[dict[str, float]]:
+    asyncio.run(load(port, "/v1/chat/completions", body, 4, 40))  # warm up
+    return [asyncio.run(load(port, "/v1/chat/completions", body, c, requests)) for c in LEVELS]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--backend-port", type=int, default=8771)
+    parser.add_argument("--port", type=int, default=8772)
+    args = parser.parse_args()
+    modes: dict[str, tuple[int, list[bytes]]] = {
+        "direct": (args.backend_port, bodies("fake")),
+        "gateway": (args.port, bodies("bench", retrieval=False)),
+        "rag": (args.port, bodies("bench")),
+    }
+    results: dict[str, list[list[dict[str, float]]]] = {mode: [] for mode in modes}
+    with tempfile.TemporaryDirectory() as tmp:
+        generator = {
+            "type": "openai_compat",
+            "base_url": f"http://127.0.0.1:{args.backend_port}/v1",
+            "model": "fake",
+            "max_concurrency": 64,
+        }
+        config = write_app(
+            Path(tmp),
+            ROOT / "datasets" / "guide",
+            ["**/*.md"],
+            chunker={"type": "markdown", "chunk_size": 800, "chunk_overlap": 100},
+            generator=generator,
+        )
+        with RAG.from_config(config) as rag:
+            rag.ingest()
+        backend = start_server(
+            [sys.executable, "-c", BACKEND, str(args.backend_port)], args.backend_port, "/health"
+        )
+        server = start_server(
+            [
+                sys.executable,
+                "-m",
+                "llmops.cli.main",
+                "up",
+                str(config),
+                "--no-ingest",
+                "--port",
+                str(args.port),
+            ],
+            args.port,
+            "/ready",
+        )
+        try:
+            for _ in range(args.rounds):
+                for mode, (port, body) in modes.items():
+                    results[mode].append(run_levels(port, body, args.requests))
+        finally:
+            stop_server(server)
+            stop_server(backend)
+    medians = {mode: median_levels(rounds) for mode, rounds in results.items()}
+    overhead = {
+        mode: [
+            {
+                "concurrency": level["concurrency"],
+                "p50_ms": round(level["p50_ms"] - direct["p50_ms"], 2),
+                "p99_ms": round(level["p99_ms"] - direct["p99_ms"], 2),
+            }
+            for level, direct in zip(medians[mode], medians["direct"], strict=True)
+        ]
+        for mode in ("gateway", "rag")
+    }
+    emit(
+        {
+            "benchmark": "gateway",
+            "machine": machine(),
+            "rounds": args.rounds,
+            "requests_per_level": args.requests,
+            "overhead_over_direct": overhead,
+            "medians": medians,
+            "all_rounds": results,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Tiny random causal language models for tests: built on disk in a second, never downloaded.
+
+``build_tiny_model(folder)`` writes a 2-layer Llama-style model with a byte-level BPE tokenizer
+(a few hundred tokens, trained here on a few sentences) and a chat template, in the layout
+``AutoModelForCausalLM`` / ``AutoTokenizer.from_pretrained`` read. ``build_lora_adapter`` saves
+a peft LoRA adapter for it whose weights are random (not the zero-initialised B of a fresh
+adapter), so attaching it changes what the model generates. The weights are random: tests
+check mechanics, never content.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
+
+SPECIAL_TOKENS = ("<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>")
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+_SENTENCES = (
+    "To restore a backup, stop the server and run the restore command with the archive name.",
+    "The team edition costs twenty euros per seat and month.",
+    "Answer from the numbered passages and cite them as [1] or [2].",
+    "Widgetron paints widgets in teal by default; set WIDGET_COLOR to change it.",
+)
+LORA_TARGETS = ("q_proj", "v_proj")
+
+
+def build_tokenizer(vocab_size: int = 384) -> PreTrainedTokenizerFast:
+    """A byte-level BPE fast tokenizer (any text encodes; decoding gives it back) with a chat
+    template; ``<|end|>`` is its end-of-sequence token and ``<|pad|>`` its padding."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(list(_SENTENCES) * 4, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|end|>",
+        pad_token="<|pad|>",
+        additional_special_tokens=list(SPECIAL_TOKENS[2:]),
+        # without this generate() fails on the token_type_ids a bare fast tokenizer returns
+        model_input_names=["input_ids", "attention_mask"],
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def build_tiny_model(folder: Path, seed: int = 0, hidden_size: int = 64) -> Path:
+    """Write a random 2-layer Llama with the tiny tokenizer into ``folder``; returns it."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=8192,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
+    torch.manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_lora_adapter(model_folder: Path, folder: Path, seed: int = 1, rank: int = 4) -> Path:
+    """Save a LoRA adapter for the model in ``model_folder`` with random, non-zero weights
+    (peft's ``init_lora_weights=False``), scaled up so greedy output visibly changes."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    base = AutoModelForCausalLM.from_pretrained(model_folder, dtype=torch.float32)
+    lora = LoraConfig(
+        r=rank,
+        lora_alpha=rank * 8,
+        target_modules=list(LORA_TARGETS),
+        init_lora_weights=False,
+        task_type="CAUSAL_LM",
+    )
+    get_peft_model(base, lora).save_pretrained(folder)
+    return folder
