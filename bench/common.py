@@ -135,6 +135,12 @@ def median_levels(rounds: list[list[dict[str, float]]]) -> list[dict[str, float]
     ]
 
 
+def llmops_up(config: Path, port: int) -> list[str]:
+    """The command serving an already indexed app on ``port``."""
+    cli = [sys.executable, "-m", "llmops.cli.main", "up", str(config), "--no-ingest"]
+    return [*cli, "--port", str(port)]
+
+
 def start_server(command: list[str], port: int, ready: str = "/ready") -> subprocess.Popen[bytes]:
     """Start a server in its own process group (run from the repository root, which is on its
     import path) and wait until GET ``ready`` answers 200."""

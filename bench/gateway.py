@@ -26,7 +26,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import ROOT, emit, load, machine, median_levels, start_server, stop_server, write_app
+from common import (
+    ROOT,
+    emit,
+    llmops_up,
+    load,
+    machine,
+    median_levels,
+    start_server,
+    stop_server,
+    write_app,
+)
 
 from llmops import RAG
 
@@ -91,20 +101,7 @@ def main() -> None:
         backend = start_server(
             [sys.executable, "-c", BACKEND, str(args.backend_port)], args.backend_port, "/health"
         )
-        server = start_server(
-            [
-                sys.executable,
-                "-m",
-                "llmops.cli.main",
-                "up",
-                str(config),
-                "--no-ingest",
-                "--port",
-                str(args.port),
-            ],
-            args.port,
-            "/ready",
-        )
+        server = start_server(llmops_up(config, args.port), args.port)
         try:
             for _ in range(args.rounds):
                 for mode, (port, body) in modes.items():

@@ -21,6 +21,7 @@ from pathlib import Path
 from common import (
     ROOT,
     emit,
+    llmops_up,
     load,
     machine,
     median,
@@ -94,16 +95,7 @@ def main() -> None:
             active = rag.components.records.active()
             assert active is not None
             collection = active.collection
-        llmops_cmd = [
-            sys.executable,
-            "-m",
-            "llmops.cli.main",
-            "up",
-            str(config),
-            "--no-ingest",
-            "--port",
-            str(args.port),
-        ]
+        llmops_cmd = llmops_up(config, args.port)
         reference_cmd = [
             sys.executable,
             str(ROOT / "bench" / "reference_server.py"),

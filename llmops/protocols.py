@@ -130,7 +130,8 @@ class Generator(Protocol):
     ``Generation.cited`` lists the context positions the answer cites. A generator that finds
     the context irrelevant says so and sets ``abstained``. ``uses_prompt`` is False for
     generators that ignore ``request.prompt`` (it is then not rendered). Both methods retry
-    transient backend errors and give up within the configured timeout.
+    transient backend errors and give up within the configured timeout. A ``start`` that
+    fails (server down, model missing) closes whatever it opened before raising.
     """
 
     name: str

@@ -109,7 +109,11 @@ class TGIGenerator:
     async def start(self) -> None:
         await self.http.start()
         await self.chat.start()
-        await self.check_server()
+        try:
+            await self.check_server()
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         await self.chat.close()

@@ -135,10 +135,7 @@ def make_app(behaviour: Behaviour) -> FastAPI:
         refused = _invalid_chat(behaviour, body)
         if refused is not None:
             return refused
-        if behaviour.delay_s:
-            await asyncio.sleep(behaviour.delay_s)  # loading the model
-        if behaviour.fail_times > 0:
-            behaviour.fail_times -= 1
+        if await behaviour.stall_or_fail():  # the delay stands for loading the model
             status = behaviour.fail_status
             return _error(status, ERRORS.get(status, f"simulated failure {status}"))
         if behaviour.malformed:

@@ -41,6 +41,15 @@ class Behaviour:
     requests: list[dict[str, Any]] = field(default_factory=list)
     abandoned_streams: int = 0
 
+    async def stall_or_fail(self) -> bool:
+        """Wait ``delay_s``; True when this request must fail with ``fail_status``."""
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.fail_times > 0:
+            self.fail_times -= 1
+            return True
+        return False
+
     def tokens(self) -> list[str]:
         words = self.reply.split(" ")
         return [w if i == 0 else " " + w for i, w in enumerate(words)]
@@ -68,10 +77,7 @@ def make_app(behaviour: Behaviour) -> FastAPI:
     async def complete(request: Request) -> Response:
         body = await request.json()
         behaviour.requests.append(body)
-        if behaviour.delay_s:
-            await asyncio.sleep(behaviour.delay_s)
-        if behaviour.fail_times > 0:
-            behaviour.fail_times -= 1
+        if await behaviour.stall_or_fail():
             return _error(behaviour.fail_status, "overloaded")
         if body.get("model") not in behaviour.models:
             return _error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")

@@ -87,10 +87,7 @@ async def _admit(behaviour: Behaviour, request: Request) -> tuple[dict[str, Any]
     """Record the request, stall or fail as told; the body and the failure response, if any."""
     body = await request.json()
     behaviour.requests.append(body)
-    if behaviour.delay_s:
-        await asyncio.sleep(behaviour.delay_s)
-    if behaviour.fail_times > 0:
-        behaviour.fail_times -= 1
+    if await behaviour.stall_or_fail():
         return body, _error(behaviour.fail_status, "Model is overloaded")
     return body, None
 
