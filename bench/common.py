@@ -135,6 +135,12 @@ def median_levels(rounds: list[list[dict[str, float]]]) -> list[dict[str, float]
     ]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def llmops_up(config: Path, port: int) -> list[str]:
     """The command serving an already indexed app on ``port``."""
     cli = [sys.executable, "-m", "llmops.cli.main", "up", str(config), "--no-ingest"]

@@ -1,26 +1,47 @@
-"""Ingestion throughput on the FastAPI docs, against the bare model's ceiling, in one run.
+"""Ingestion throughput on the FastAPI docs per embedder backend, against the bare model's
+ceiling and the reference pipeline, in one run; and nDCG@10 on SciFact per backend.
 
-    python bench/ingest.py [--repeats 3]
+    python bench/ingest.py [--repeats 3] [--no-scifact]
 
-Reports llmops chunks/s (first ingestion, model already loaded), a plain
-sentence-transformers ``encode`` of the very same chunk texts (the ceiling), their ratio, and a
-re-ingestion of the unchanged corpus (time as a fraction of the first, embedding calls).
-Skips cleanly when ../shared/datasets/fastapi-docs is absent.
+Each round, in a rotating order:
+- llmops with the torch, onnx (fp32) and onnx int8 backends: a first ingestion of the corpus
+  into a fresh app, model already loaded (ONNX export cached beforehand), then a re-ingestion
+  of the unchanged corpus;
+- the ceiling: a bare ``SentenceTransformer.encode`` (torch) of llmops' chunk texts, at
+  batch 32 (sentence-transformers' default) and at batch 8 (llmops' torch batch on the CPU);
+- the reference: LangChain ``RecursiveCharacterTextSplitter`` (1000/200) +
+  ``HuggingFaceEmbeddings`` (the bundled MiniLM) + ``Chroma.from_documents`` into a temporary
+  folder, model already loaded, run twice to show that a second run doubles the collection.
+Figures are medians over rounds; ratios are taken per round, then the median.
+nDCG@10 (dense search) on ../shared/datasets/scifact runs once per backend through
+``llmops.pipelines.eval_retrieval``. Skips cleanly when the datasets are absent.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from common import dataset, emit, machine, median, write_app
+from common import SHARED, dataset, emit, machine, median, write_app
 
 from llmops import RAG
 from llmops.pipelines.discovery import discover_files
+from llmops.pipelines.eval_retrieval import WHOLE_DOCUMENT_CHUNKER, evaluate_beir
+from llmops.rag.embedders.sentence_transformers import bundled_model_path
 
 CHUNKER = {"type": "recursive", "chunk_size": 1000, "chunk_overlap": 200}
+BACKENDS: dict[str, dict[str, Any]] = {
+    "torch": {"type": "sentence_transformers"},
+    "onnx_fp32": {"type": "sentence_transformers", "backend": "onnx"},
+    "onnx_int8": {"type": "sentence_transformers", "backend": "onnx", "quantize": "int8"},
+}
+# the bare model at sentence-transformers' default batch (32), and at llmops' torch batch (8)
+CEILINGS = {"ceiling": 32, "ceiling_batch8": 8}
+RUNS = [*BACKENDS, *CEILINGS, "reference"]
 
 
 def chunk_texts(rag: RAG) -> list[str]:
@@ -32,22 +53,19 @@ def chunk_texts(rag: RAG) -> list[str]:
     return texts
 
 
-def one_round(source: Path) -> dict[str, float]:
+def llmops_round(source: Path, embedder: dict[str, Any]) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        config = write_app(Path(tmp), source, ["**/*.md"], chunker=CHUNKER)
-        with RAG.from_config(config) as rag:
-            texts = chunk_texts(rag)
-            model = rag.components.embedder
-            model.embed_documents(texts[:64])  # warm-up, same for both
-            started = time.perf_counter()
-            model.embed_documents(texts)
-            ceiling = len(texts) / (time.perf_counter() - started)
+        config = write_app(Path(tmp), source, ["**/*.md"], chunker=CHUNKER, embedder=embedder)
+        rag = RAG.from_config(config)
+        started = time.perf_counter()
+        with rag:  # starting loads the model (and exports it to ONNX the first time)
+            start_s = time.perf_counter() - started
             first = rag.ingest()
             again = rag.ingest()
     return {
         "chunks": first.chunks_embedded,
-        "llmops_chunks_per_s": first.chunks_embedded / first.seconds,
-        "ceiling_chunks_per_s": ceiling,
+        "chunks_per_s": first.chunks_embedded / first.seconds,
+        "start_s": start_s,
         "first_ingest_s": first.seconds,
         "reingest_s": again.seconds,
         "reingest_embed_calls": again.embed_calls,
@@ -55,31 +73,149 @@ def one_round(source: Path) -> dict[str, float]:
     }
 
 
+def ceiling_round(model: Any, texts: list[str], batch_size: int) -> dict[str, float]:
+    started = time.perf_counter()
+    model.encode(texts, batch_size=batch_size, show_progress_bar=False)
+    return {"chunks": len(texts), "chunks_per_s": len(texts) / (time.perf_counter() - started)}
+
+
+def hugging_face_embeddings(model: str) -> Any:
+    """The reference's embedder: langchain_huggingface when installed, else the community one."""
+    try:
+        from langchain_huggingface import HuggingFaceEmbeddings
+    except ImportError:
+        from langchain_community.embeddings import HuggingFaceEmbeddings
+    return HuggingFaceEmbeddings(model_name=model)
+
+
+def reference_round(source: Path, embeddings: Any) -> dict[str, float]:
+    from langchain_chroma import Chroma
+    from langchain_core.documents import Document
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = []
+        for _ in range(2):
+            started = time.perf_counter()
+            documents = [
+                Document(
+                    page_content=path.read_text(encoding="utf-8"), metadata={"source": str(path)}
+                )
+                for path in sorted(source.rglob("*.md"))
+            ]
+            chunks = splitter.split_documents(documents)
+            store = Chroma.from_documents(
+                chunks, embeddings, persist_directory=tmp, collection_name="reference"
+            )
+            runs.append((len(chunks), time.perf_counter() - started, store._collection.count()))
+    (chunks_1, seconds_1, count_1), (_, seconds_2, count_2) = runs
+    return {
+        "chunks": chunks_1,
+        "chunks_per_s": chunks_1 / seconds_1,
+        "first_ingest_s": seconds_1,
+        "second_run_s": seconds_2,
+        "collection_after_first": count_1,
+        "collection_after_second": count_2,
+    }
+
+
+def one_round(
+    number: int, source: Path, model: Any, embeddings: Any, texts: list[str]
+) -> dict[str, dict[str, float]]:
+    """Every run once, starting at a different run each round (drift hits each equally)."""
+    order = RUNS[number % len(RUNS) :] + RUNS[: number % len(RUNS)]
+    results = {}
+    for run in order:
+        if run in BACKENDS:
+            results[run] = llmops_round(source, BACKENDS[run])
+        elif run in CEILINGS:
+            results[run] = ceiling_round(model, texts, CEILINGS[run])
+        else:
+            results[run] = reference_round(source, embeddings)
+        print(
+            f"round {number + 1} {run}: {results[run]['chunks_per_s']:.1f} chunks/s",
+            file=sys.stderr,
+        )
+    return {run: results[run] for run in RUNS}
+
+
+def scifact_ndcg() -> dict[str, Any]:
+    """nDCG@10 of dense search on SciFact per backend (and the ingestion's chunks/s there)."""
+    folder = SHARED / "scifact"
+    if not folder.exists():
+        return {"skipped": f"dataset not found: {folder}"}
+    results: dict[str, Any] = {}
+    for name, embedder in BACKENDS.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            config = write_app(
+                Path(tmp),
+                Path(tmp),
+                ["*.jsonl"],
+                chunker=WHOLE_DOCUMENT_CHUNKER,
+                embedder=embedder,
+                sparse=None,
+                retrieval={"mode": "dense"},
+            )
+            report = evaluate_beir(folder, config=config, modes=["dense"])
+        results[name] = {
+            "ndcg@10": round(report.metrics["dense"]["ndcg@10"], 4),
+            "documents_per_s": round(report.documents / report.ingest.seconds, 1),
+        }
+        print(f"scifact {name}: {results[name]}", file=sys.stderr)
+    torch = results["torch"]["ndcg@10"]
+    for name in results:
+        results[name]["points_vs_torch"] = round(100 * (results[name]["ndcg@10"] - torch), 2)
+    return results
+
+
+def summary(rounds: list[dict[str, dict[str, float]]]) -> dict[str, Any]:
+    def med(run: str, key: str = "chunks_per_s") -> float:
+        return round(median([r[run][key] for r in rounds]), 1)
+
+    def ratio(run: str, base: str) -> float:
+        return round(median([r[run]["chunks_per_s"] / r[base]["chunks_per_s"] for r in rounds]), 2)
+
+    return {
+        "median_chunks_per_s": {run: med(run) for run in RUNS},
+        "ratio_to_reference": {run: ratio(run, "reference") for run in [*BACKENDS, *CEILINGS]},
+        "ratio_to_ceiling": {run: ratio(run, "ceiling") for run in BACKENDS},
+        "median_reingest_fraction": {
+            run: round(median([r[run]["reingest_s"] / r[run]["first_ingest_s"] for r in rounds]), 4)
+            for run in BACKENDS
+        },
+        "reingest_embed_calls": max(r[b]["reingest_embed_calls"] for r in rounds for b in BACKENDS),
+        "reference_collection_after_two_runs": rounds[0]["reference"]["collection_after_second"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-scifact", action="store_true", help="skip the nDCG@10 runs")
     args = parser.parse_args()
     source = dataset("fastapi-docs") / "docs"
-    rounds = [one_round(source) for _ in range(args.repeats)]
-    ratio = [r["llmops_chunks_per_s"] / r["ceiling_chunks_per_s"] for r in rounds]
-    reingest = [r["reingest_s"] / r["first_ingest_s"] for r in rounds]
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(bundled_model_path())
+    embeddings = hugging_face_embeddings(bundled_model_path())
+    with tempfile.TemporaryDirectory() as tmp:
+        config = write_app(Path(tmp), source, ["**/*.md"], chunker=CHUNKER)
+        with RAG.from_config(config) as rag:
+            texts = chunk_texts(rag)
+    model.encode(texts[:64], batch_size=32)  # warm-up
+    rounds = [one_round(i, source, model, embeddings, texts) for i in range(args.repeats)]
     emit(
         {
             "benchmark": "ingest",
             "machine": machine(),
             "corpus": str(source),
             "chunker": CHUNKER,
-            "chunks": rounds[0]["chunks"],
-            "oversize_chunks": rounds[0]["oversize_chunks"],
-            "median_llmops_chunks_per_s": round(
-                median([r["llmops_chunks_per_s"] for r in rounds]), 1
-            ),
-            "median_ceiling_chunks_per_s": round(
-                median([r["ceiling_chunks_per_s"] for r in rounds]), 1
-            ),
-            "median_ratio_to_ceiling": round(median(ratio), 3),
-            "median_reingest_fraction": round(median(reingest), 4),
-            "reingest_embed_calls": max(r["reingest_embed_calls"] for r in rounds),
+            "chunks": rounds[0]["torch"]["chunks"],
+            "reference_chunks": rounds[0]["reference"]["chunks"],
+            "oversize_chunks": rounds[0]["torch"]["oversize_chunks"],
+            **summary(rounds),
+            "scifact_dense": {} if args.no_scifact else scifact_ndcg(),
             "rounds": rounds,
         }
     )

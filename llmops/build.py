@@ -28,7 +28,15 @@ from llmops.config import (
 from llmops.errors import ComponentError, ConfigIssue, UnknownComponent
 from llmops.generation.fallback import FallbackChain
 from llmops.prompts import PromptLibrary, find_prompt_dirs
-from llmops.protocols import Chunker, Embedder, Generator, Loader, VectorStore
+from llmops.protocols import (
+    Chunker,
+    Embedder,
+    Generator,
+    Loader,
+    Reranker,
+    SparseIndex,
+    VectorStore,
+)
 from llmops.rag.embedders import EncoderThread
 from llmops.rag.indexing import RecordTable
 from llmops.rag.loaders.directory import default_loaders
@@ -38,13 +46,17 @@ BUILTIN_PACKAGES = (
     "llmops.rag.chunkers",
     "llmops.rag.embedders",
     "llmops.rag.stores",
+    "llmops.rag.sparse",
+    "llmops.rag.rerankers",
     "llmops.generation",
 )
-COMPONENT_KINDS = ("chunker", "embedder", "store", "generator")
-DEFAULT_TYPES = {
+COMPONENT_KINDS = ("chunker", "embedder", "store", "sparse", "reranker", "generator")
+DEFAULT_TYPES: dict[str, str | None] = {
     "chunker": "recursive",
     "embedder": "sentence_transformers",
     "store": "chroma",
+    "sparse": "bm25",
+    "reranker": None,
     "generator": "extractive",
 }
 _loaded = False
@@ -72,8 +84,8 @@ class Resolved:
 class AppSpec:
     """A fully validated app config: the app's settings plus each component's settings.
 
-    ``components`` is keyed by section: chunker, embedder, store, generator, and
-    ``fallback.<i>`` for the i-th entry of ``fallbacks``.
+    ``components`` is keyed by section: chunker, embedder, store, sparse and reranker (when
+    configured), generator, and ``fallback.<i>`` for the i-th entry of ``fallbacks``.
     """
 
     loaded: LoadedConfig
@@ -132,7 +144,10 @@ def check_components(
     checker = _Checker(source_map, file)
     components: dict[str, Resolved] = {}
     for kind in COMPONENT_KINDS:
-        raw = data.get(kind, {"type": DEFAULT_TYPES[kind]})
+        default = DEFAULT_TYPES[kind]
+        raw = data.get(kind, None if default is None else {"type": default})
+        if raw is None:
+            continue  # an optional component left out (reranker) or switched off (sparse: null)
         resolved = checker.resolve(kind, raw, (kind,))
         if resolved is not None:
             components[kind] = resolved
@@ -151,6 +166,7 @@ def check_components(
         loaders.append(found)
     _check_prompt(checker, data, base_dir)
     _check_model_path(checker, components.get("embedder"), base_dir)
+    _check_model_path(checker, components.get("reranker"), base_dir)
     return checker.issues, components, loaders
 
 
@@ -163,16 +179,29 @@ def _check_prompt(checker: _Checker, data: dict[str, Any], base_dir: Path) -> No
         checker.add(("prompt",), str(exc), "put <name>.j2 in prompts/ or set prompts_dir")
 
 
-def _check_model_path(checker: _Checker, embedder: Resolved | None, base_dir: Path) -> None:
-    model = getattr(embedder.config, "model", None) if embedder else None
-    if not isinstance(model, str) or model == "bundled":
+_MODEL_HINTS = {
+    "embedder": "use 'bundled' (all-MiniLM-L6-v2) or a local model folder; nothing is downloaded",
+    "reranker": "download a cross-encoder where there is internet (`hf download "
+    "cross-encoder/ms-marco-MiniLM-L-6-v2 --local-dir DIR`) and set model to DIR; "
+    "nothing is downloaded",
+}
+
+
+def _check_model_path(checker: _Checker, resolved: Resolved | None, base_dir: Path) -> None:
+    """An embedder's model may also be a name in the local Hugging Face cache; a reranker's
+    is always a folder."""
+    model = getattr(resolved.config, "model", None) if resolved else None
+    if resolved is None or not isinstance(model, str):
+        return
+    kind = resolved.entry.kind
+    if kind == "embedder" and model == "bundled":
         return
     looks_like_path = model.startswith((".", "/", "~")) or model.count("/") > 1
-    if looks_like_path and not resolve_path(base_dir, model).exists():
+    if (looks_like_path or kind == "reranker") and not resolve_path(base_dir, model).exists():
         checker.add(
-            ("embedder", "model"),
+            (kind, "model"),
             f"model folder not found: {resolve_path(base_dir, model)}",
-            "use 'bundled' (all-MiniLM-L6-v2) or a local model folder; nothing is downloaded",
+            _MODEL_HINTS.get(kind, "use a local model folder; nothing is downloaded"),
         )
 
 
@@ -200,11 +229,34 @@ class Components:
     chunker: Chunker
     embedder: EncoderThread
     store: VectorStore
+    sparse: SparseIndex | None
+    reranker: Reranker | None
     generator: Generator
     prompts: PromptLibrary
     records: RecordTable
     data_dir: Path
     fingerprint: str
+
+    def start(self) -> None:
+        """Open the record table and the indexes, load the models (the generator, async, is
+        started by its owner)."""
+        self.records.open()
+        self.store.start()
+        if self.sparse is not None:
+            self.sparse.start()
+        self.embedder.start()
+        if self.reranker is not None:
+            self.embedder.run(self.reranker.start)  # torch models share the encoder thread
+
+    def close(self) -> None:
+        """Undo ``start``, in reverse order."""
+        if self.reranker is not None:
+            self.embedder.run(self.reranker.close)
+        self.embedder.close()
+        if self.sparse is not None:
+            self.sparse.close()
+        self.store.close()
+        self.records.close()
 
 
 def _make(resolved: Resolved, **kwargs: Any) -> Any:
@@ -245,6 +297,8 @@ def build(spec: AppSpec) -> Components:
         chunker=_make(spec.components["chunker"], token_counter=embedder.count_tokens),
         embedder=embedder,
         store=_make(spec.components["store"], data_dir=data_dir, namespace=app.name),
+        sparse=_optional(spec, "sparse", data_dir=data_dir, namespace=app.name),
+        reranker=_optional(spec, "reranker", base_dir=spec.base_dir),
         generator=_generator(spec),
         prompts=PromptLibrary(find_prompt_dirs(spec.base_dir, app.prompts_dir)),
         records=RecordTable(data_dir / "records.sqlite"),
@@ -253,12 +307,19 @@ def build(spec: AppSpec) -> Components:
     )
 
 
+def _optional(spec: AppSpec, kind: str, **kwargs: Any) -> Any:
+    resolved = spec.components.get(kind)
+    return None if resolved is None else _make(resolved, **kwargs)
+
+
 def _fingerprint(spec: AppSpec, embedder: Embedder) -> str:
-    """Everything that changes chunk boundaries or vectors; a change forces a full rebuild."""
-    chunker = spec.components["chunker"]
+    """Everything that changes chunk boundaries, vectors or the keyword index; a change forces
+    a full rebuild."""
+    chunker, sparse = spec.components["chunker"], spec.components.get("sparse")
     parts = {
         "chunker": [chunker.entry.name, chunker.config.model_dump(mode="json")],
         "embedder": embedder.fingerprint,
+        "sparse": sparse and [sparse.entry.name, sparse.config.model_dump(mode="json")],
         "loaders": [
             {ext: [r.entry.name, r.config.model_dump(mode="json")] for ext, r in sorted(f.items())}
             for f in spec.loaders

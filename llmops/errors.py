@@ -7,6 +7,7 @@ LLMOpsError
 │   └── MissingDependency  an optional library is not installed (names the pip extra)
 ├── LoadError              one file could not be read or parsed (it is skipped, never fatal)
 ├── IngestError            an ingestion could not run at all
+├── DatasetError           an evaluation dataset is missing a file or has a malformed line
 ├── InvalidRequest         a query or request that cannot be served as asked (HTTP 4xx)
 ├── NotReady               the service is not started or its index is not open (HTTP 503)
 └── BackendError           a model backend failed, refused or timed out after retries (HTTP 503)
@@ -81,6 +82,11 @@ class LoadError(LLMOpsError):
 
 class IngestError(LLMOpsError):
     """An ingestion could not start or finish (not a single bad file)."""
+
+
+class DatasetError(LLMOpsError):
+    """An evaluation dataset (a BEIR folder, a golden set) is missing a file or has a bad line;
+    the message names the file and line."""
 
 
 class InvalidRequest(LLMOpsError):

@@ -84,8 +84,8 @@ class VectorStore(Protocol):
     Every method takes the collection name, so an index can be rebuilt into a new collection
     while queries keep reading the old one. ``upsert`` is idempotent by chunk id.
     ``where`` is a store-native filter produced by ``llmops.rag.filters``.
-    ``search`` takes one row per query and returns one hit list per query, best first; with
-    ``with_vectors`` each hit list comes with the hits' vectors (for MMR).
+    ``search`` takes one row per query and returns one hit list per query, best first (score:
+    cosine similarity). ``vectors`` returns the stored vectors of ``ids``, in that order (MMR).
     ``namespace`` prefixes the names of the collections this app creates.
     """
 
@@ -105,8 +105,9 @@ class VectorStore(Protocol):
         queries: Vectors,
         top_k: int,
         where: Mapping[str, Any] | None = None,
-        with_vectors: bool = False,
-    ) -> list[tuple[list[ScoredChunk], Vectors | None]]: ...
+    ) -> list[list[ScoredChunk]]: ...
+
+    def vectors(self, collection: str, ids: Sequence[str]) -> Vectors: ...
 
     def count(self, collection: str) -> int: ...
 
@@ -115,6 +116,62 @@ class VectorStore(Protocol):
     def collections(self) -> list[str]: ...
 
     def drop(self, collection: str) -> None: ...
+
+
+ChunkFilter = Callable[[Mapping[str, Any]], bool]
+"""A predicate on a chunk's metadata (``llmops.rag.filters.matches`` bound to a parsed filter)."""
+
+
+@runtime_checkable
+class SparseIndex(Protocol):
+    """A keyword (BM25) index over chunk texts, kept in step with the vector store.
+
+    Same collections and chunk ids as the ``VectorStore``: ingestion calls ``upsert`` and
+    ``delete`` beside the store's, so a small change never needs a rebuild. The index is
+    persisted under the app's data dir and survives restarts. ``search`` takes one query text
+    per row and returns one hit list per query, best first, scores higher-is-better (BM25);
+    ``where`` keeps only chunks whose metadata it accepts, applied before cutting to ``top_k``.
+    Chunks that share no term with the query are never returned.
+    """
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def upsert(self, collection: str, chunks: Sequence[Chunk]) -> None: ...
+
+    def delete(self, collection: str, ids: Sequence[str]) -> None: ...
+
+    def search(
+        self,
+        collection: str,
+        queries: Sequence[str],
+        top_k: int,
+        where: ChunkFilter | None = None,
+    ) -> list[list[ScoredChunk]]: ...
+
+    def count(self, collection: str) -> int: ...
+
+    def ids(self, collection: str) -> set[str]: ...
+
+    def collections(self) -> list[str]: ...
+
+    def drop(self, collection: str) -> None: ...
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Re-scores retrieved chunks against the query (a cross-encoder) and returns the best
+    ``top_k`` of them, best first, each with the reranker's score. CPU-bound and sync.
+    ``top_n`` is how many of a search's best candidates the query pipeline hands it."""
+
+    top_n: int
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def rerank(self, query: str, hits: Sequence[ScoredChunk], top_k: int) -> list[ScoredChunk]: ...
 
 
 @runtime_checkable

@@ -19,8 +19,8 @@ from types import TracebackType
 from typing import Any, TypedDict, TypeVar, Unpack
 
 from llmops.build import AppSpec, Components, build, load_config
-from llmops.config.schema import AppConfig
-from llmops.pipelines.ingest import Ingestion, IngestReport, ProgressFn
+from llmops.config.schema import AppConfig, Fusion, SearchMode
+from llmops.pipelines.ingest import Ingestion, IngestReport, ProgressFn, sparse_intact
 from llmops.pipelines.query import QueryOptions, QueryPipeline
 from llmops.types import Answer, GenerationOptions, Message
 
@@ -34,6 +34,9 @@ class QueryKwargs(TypedDict, total=False):
     filters: Mapping[str, Any] | None
     score_threshold: float | None
     mmr: bool | None
+    mode: SearchMode | None
+    fusion: Fusion | None
+    rerank: bool | None
     history: Sequence[Message]
     generation: GenerationOptions
     retrieve: bool
@@ -92,10 +95,7 @@ class RAG:
         with self._start_lock:
             if self._started:
                 return
-            c = self.components
-            c.records.open()
-            c.store.start()
-            c.embedder.start()
+            self.components.start()
             self._started = True
 
     async def astart(self) -> None:
@@ -123,9 +123,7 @@ class RAG:
         with self._start_lock:
             if not self._started:
                 return
-            self.components.embedder.close()
-            self.components.store.close()
-            self.components.records.close()
+            self.components.close()
             self._started = False
 
     def __enter__(self) -> RAG:
@@ -157,13 +155,14 @@ class RAG:
         return await asyncio.to_thread(self.ingest, full, progress)
 
     def is_stale(self) -> bool:
-        """True when the index is missing or built with other chunking/embedding settings.
+        """True when the index is missing, built with other settings, or its sparse index is gone.
 
         Changed files are only found by an ingestion, which skips unchanged files cheaply.
         """
         self.start()
-        active = self.components.records.active()
-        return active is None or active.fingerprint != self.components.fingerprint
+        c = self.components
+        active = c.records.active()
+        return active is None or active.fingerprint != c.fingerprint or not sparse_intact(c, active)
 
     async def aquery(
         self, question: str, *, request_id: str | None = None, **options: Unpack[QueryKwargs]

@@ -40,10 +40,19 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True)
 class ScoredChunk:
-    """A retrieved chunk with its relevance score (cosine similarity for dense search)."""
+    """A retrieved chunk with the score that ranked it: cosine similarity (dense search), BM25
+    (sparse), the fused score (hybrid) or a reranker's. ``similarity`` is the cosine similarity
+    between the question and the chunk wherever it is known (dense and hybrid search): unlike a
+    fused score it means the same in every query, so "is anything relevant?" reads it."""
 
     chunk: Chunk
     score: float
+    similarity: float | None = None
+
+    @property
+    def relevance(self) -> float:
+        """The similarity when known, else the score."""
+        return self.score if self.similarity is None else self.similarity
 
 
 @dataclass(frozen=True, slots=True)

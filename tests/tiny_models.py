@@ -4,8 +4,10 @@
 (a few hundred tokens, trained here on a few sentences) and a chat template, in the layout
 ``AutoModelForCausalLM`` / ``AutoTokenizer.from_pretrained`` read. ``build_lora_adapter`` saves
 a peft LoRA adapter for it whose weights are random (not the zero-initialised B of a fresh
-adapter), so attaching it changes what the model generates. The weights are random: tests
-check mechanics, never content.
+adapter), so attaching it changes what the model generates. ``build_tiny_cross_encoder`` writes
+a 2-layer BERT relevance scorer (one logit) with a word-piece tokenizer that
+``sentence_transformers.CrossEncoder`` loads. The weights are random: tests check mechanics,
+never content.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerFast
+    from transformers import BertTokenizer, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ("<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>")
 CHAT_TEMPLATE = (
@@ -99,4 +101,50 @@ def build_lora_adapter(model_folder: Path, folder: Path, seed: int = 1, rank: in
         task_type="CAUSAL_LM",
     )
     get_peft_model(base, lora).save_pretrained(folder)
+    return folder
+
+
+BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def build_wordpiece_tokenizer() -> BertTokenizer:
+    """A BERT word-piece tokenizer over the words of the tiny corpus, plus every letter and
+    digit as a word start and a ``##`` continuation, so any ASCII text encodes without
+    ``[UNK]`` while the corpus's own words stay whole tokens."""
+    import re
+
+    from transformers import BertTokenizer
+
+    words = sorted({w for s in _SENTENCES for w in re.findall(r"[a-z0-9]+", s.lower())})
+    pieces = [*BERT_SPECIAL_TOKENS, *_CHARACTERS, *(f"##{c}" for c in _CHARACTERS), *".,;:!?'-"]
+    tokens = list(dict.fromkeys([*pieces, *words]))
+    return BertTokenizer(vocab={token: i for i, token in enumerate(tokens)})
+
+
+def build_tiny_cross_encoder(folder: Path, seed: int = 0, hidden_size: int = 32) -> Path:
+    """Write a random 2-layer BERT sequence classifier with one label (a relevance logit) and
+    the word-piece tokenizer into ``folder``, loadable by ``CrossEncoder(folder)``; returns it.
+
+    The weights are drawn wider than BERT's usual init (std 0.02) so that different pairs get
+    clearly different scores instead of near-ties around zero."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    tokenizer = build_wordpiece_tokenizer()
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=512,
+        num_labels=1,
+        initializer_range=0.2,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     return folder

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from llmops.cli import components, config_cmd, ingest, query, up, validate
+from llmops.cli import components, config_cmd, eval_cmd, ingest, query, up, validate
 from llmops.deps import offline_environment
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.command()(query.query)
 app.command()(validate.validate)
 app.command()(components.components)
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(eval_cmd.app, name="eval")
 
 
 def main() -> None:

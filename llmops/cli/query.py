@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,12 @@ from llmops.cli.common import DEFAULT_CONFIG, console, run
 from llmops.errors import InvalidRequest
 from llmops.service import RAG
 from llmops.types import Answer
+
+
+class SearchModeChoice(StrEnum):
+    hybrid = "hybrid"
+    dense = "dense"
+    sparse = "sparse"
 
 
 def _parse_filter(text: str | None) -> dict[str, Any] | None:
@@ -49,6 +56,9 @@ def query(
         None, "--filter", help='JSON metadata filter, e.g. \'{"source": "guide/03-quickstart.md"}\''
     ),
     mmr: bool | None = typer.Option(None, "--mmr/--no-mmr", help="Diversify with MMR."),
+    mode: SearchModeChoice | None = typer.Option(
+        None, "--mode", help="hybrid (dense + BM25, the default), dense or sparse."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the answer as JSON."),
 ) -> None:
     """Answer a question from the index, showing the sources it used.
@@ -58,7 +68,13 @@ def query(
     rag = run(lambda: RAG.from_config(config))
     with rag:
         answer = run(
-            lambda: rag.query(question, top_k=top_k, filters=_parse_filter(filters), mmr=mmr)
+            lambda: rag.query(
+                question,
+                top_k=top_k,
+                filters=_parse_filter(filters),
+                mmr=mmr,
+                mode=mode.value if mode else None,
+            )
         )
     if as_json:
         typer.echo(json.dumps(asdict(answer), indent=2))

@@ -87,18 +87,33 @@ def _retrieval_issues(data: dict[str, Any], smap: SourceMap, file: str) -> list[
         retrieval = RetrievalConfig.model_validate(data.get("retrieval", {}))
     except ValidationError:
         return []  # already reported by the app validation
+    problems: list[tuple[tuple[str, ...], str, str]] = []
     mmr = retrieval.mmr
-    if not (mmr.enabled and mmr.fetch_k < retrieval.top_k):
-        return []
-    return [
-        issue_at(
-            smap,
-            file,
-            ("retrieval", "mmr", "fetch_k"),
-            f"fetch_k ({mmr.fetch_k}) must be at least top_k ({retrieval.top_k})",
-            "MMR picks top_k results out of fetch_k candidates",
+    if mmr.enabled and mmr.fetch_k < retrieval.top_k:
+        problems.append(
+            (
+                ("retrieval", "mmr", "fetch_k"),
+                f"fetch_k ({mmr.fetch_k}) must be at least top_k ({retrieval.top_k})",
+                "MMR picks top_k results out of fetch_k candidates",
+            )
         )
-    ]
+    if retrieval.candidates < retrieval.top_k:
+        problems.append(
+            (
+                ("retrieval", "candidates"),
+                f"candidates ({retrieval.candidates}) must be at least top_k ({retrieval.top_k})",
+                "each search path contributes this many hits before fusion",
+            )
+        )
+    if data.get("sparse", "bm25") is None and retrieval.mode != "dense":
+        problems.append(
+            (
+                ("retrieval", "mode"),
+                f"retrieval.mode '{retrieval.mode}' needs a sparse index, but sparse is null",
+                "set retrieval.mode: dense, or remove 'sparse: null' (default: bm25)",
+            )
+        )
+    return [issue_at(smap, file, loc, message, hint) for loc, message, hint in problems]
 
 
 def load_app_config(path: str | Path, extra_checks: ExtraChecks | None = None) -> LoadedConfig:

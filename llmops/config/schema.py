@@ -5,7 +5,7 @@ that component's own settings, which ``llmops.build`` validates against the comp
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -45,9 +45,36 @@ class MMRConfig(Strict):
     lambda_: float = Field(0.5, ge=0.0, le=1.0, alias="lambda")
 
 
+SearchMode = Literal["hybrid", "dense", "sparse"]
+Fusion = Literal["rrf", "weighted"]
+
+
 class RetrievalConfig(Strict):
     top_k: int = Field(4, ge=1, le=100)
-    score_threshold: float = Field(0.0, ge=-1.0, le=1.0, description="Drop hits scoring below.")
+    mode: SearchMode = Field(
+        "hybrid",
+        description="hybrid: dense vectors and BM25 keywords fused; dense or sparse: one of them.",
+    )
+    fusion: Fusion = Field(
+        "weighted",
+        description="How hybrid search merges its two rankings: rrf (reciprocal rank) or "
+        "weighted (normalised scores, weighted by dense_weight).",
+    )
+    rrf_k: int = Field(60, ge=1, le=1000, description="The k of reciprocal-rank fusion.")
+    dense_weight: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Weighted fusion: share of the dense score (BM25 gets the rest).",
+    )
+    candidates: int = Field(
+        100, ge=1, le=1000, description="How many hits each path contributes before fusion."
+    )
+    score_threshold: float = Field(
+        0.0,
+        description="Drop hits scoring below: cosine similarity (dense), BM25 score (sparse), "
+        "fused score (hybrid: 0..1 weighted) or the reranker's score.",
+    )
     mmr: MMRConfig = Field(default_factory=lambda: MMRConfig())
     max_context_tokens: int | None = Field(
         None,
@@ -83,6 +110,13 @@ class AppConfig(Strict):
         default_factory=lambda: ComponentSpec(type="sentence_transformers")
     )
     store: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="chroma"))
+    sparse: ComponentSpec | None = Field(
+        default_factory=lambda: ComponentSpec(type="bm25"),
+        description="Keyword index kept beside the vectors (null: none, dense search only).",
+    )
+    reranker: ComponentSpec | None = Field(
+        None, description="Cross-encoder that re-scores the fused candidates (none by default)."
+    )
     generator: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="extractive"))
     fallbacks: list[ComponentSpec] = Field(
         default_factory=list,

@@ -1,8 +1,9 @@
 """The no-LLM generator: answers with the retrieved sentences that best match the question.
 
 Every sentence it returns is quoted from a retrieved chunk and cited as [n], n being the
-chunk's position in the context (and in the response's sources). When no retrieved chunk scores
-at least ``min_score`` it abstains plainly instead of inventing an answer.
+chunk's position in the context (and in the response's sources). When no retrieved chunk is
+similar enough to the question (``min_score``) it abstains plainly instead of inventing an
+answer.
 """
 
 from __future__ import annotations
@@ -82,7 +83,11 @@ class ExtractiveGenerator:
         model_config = ConfigDict(extra="forbid")
         max_sentences: int = Field(3, ge=1, le=20)
         min_score: float = Field(
-            0.25, ge=-1.0, le=1.0, description="Abstain when no chunk scores at least this."
+            0.25,
+            ge=-1.0,
+            le=1.0,
+            description="Abstain when no chunk reaches this cosine similarity to the question "
+            "(its score, where no similarity is known: sparse-only search).",
         )
 
     name = "extractive"
@@ -101,7 +106,7 @@ class ExtractiveGenerator:
         relevant = [
             (i, hit)
             for i, hit in enumerate(request.context, 1)
-            if hit.score >= self.config.min_score
+            if hit.relevance >= self.config.min_score
         ]
         if not relevant:
             return Generation(text=NO_ANSWER, generator=self.name, abstained=True)

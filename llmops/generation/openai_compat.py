@@ -1,6 +1,6 @@
 """Any server that speaks the OpenAI ``/v1/chat/completions`` API (OpenAI, LiteLLM, TGI's
 Messages API, Ollama's OpenAI endpoint, llama.cpp, vLLM — which also has its own ``vllm``
-type), over httpx: streaming (SSE), timeouts, retries, a concurrency limit."""
+type), over aiohttp: streaming (SSE), timeouts, retries, a concurrency limit."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from llmops.types import Generation, GenerationRequest, Usage
     "openai_compat",
     summary="any OpenAI-compatible /v1/chat/completions server",
     extra="llm",
-    requires=("httpx",),
+    requires=("aiohttp",),
 )
 class OpenAICompatGenerator:
     class Config(HttpBackendConfig):

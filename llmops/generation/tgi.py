@@ -45,7 +45,7 @@ _NATIVE_ONLY = ("top_k", "repetition_penalty", "truncate", "typical_p", "chat_te
     "tgi",
     summary="a Hugging Face Text Generation Inference server: Messages API or native /generate",
     extra="llm",
-    requires=("httpx",),
+    requires=("aiohttp",),
 )
 class TGIGenerator:
     class Config(HttpBackendConfig):

@@ -42,7 +42,7 @@ class StructuredOutput(BaseModel):
     "vllm",
     summary="a vLLM server: sampling extras, LoRA adapters by name, structured outputs",
     extra="llm",
-    requires=("httpx",),
+    requires=("aiohttp",),
 )
 class VLLMGenerator(OpenAICompatGenerator):
     class Config(OpenAICompatGenerator.Config):

@@ -19,10 +19,14 @@ from typing import Any
 from llmops.build import Components
 from llmops.errors import IngestError, LoadError
 from llmops.pipelines.discovery import SourceFile, discover_files
+from llmops.pipelines.prefetch import prefetched
+from llmops.protocols import SparseIndex, VectorStore
 from llmops.rag.indexing import FileRecord, IndexTarget
 from llmops.types import Chunk
 
 BATCH_CHUNKS = 512
+Batch = list[tuple[SourceFile, list[Chunk], str | None]]
+"""Files with their chunks (or the reason they were skipped), embedded and committed together."""
 
 
 @dataclass
@@ -89,6 +93,15 @@ def ingestion_lock(data_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def sparse_intact(c: Components, active: IndexTarget) -> bool:
+    """False when the store has chunks in the active collection but the sparse index has no
+    such collection (its files were deleted, or it was switched on after the index was built):
+    the next ingestion then rebuilds everything, as after a settings change."""
+    if c.sparse is None or active.collection in c.sparse.collections():
+        return True
+    return c.store.count(active.collection) == 0
+
+
 class Ingestion:
     """One run of the ingest pipeline over started components."""
 
@@ -113,7 +126,12 @@ class Ingestion:
     def _choose_target(self, full: bool) -> tuple[IndexTarget, bool]:
         records, fingerprint = self.c.records, self.c.fingerprint
         active, building = records.active(), records.building()
-        if active and active.fingerprint == fingerprint and not full:
+        if (
+            active
+            and active.fingerprint == fingerprint
+            and not full
+            and sparse_intact(self.c, active)
+        ):
             return active, False
         if building and building.fingerprint == fingerprint:
             return building, True  # resume an interrupted rebuild
@@ -122,14 +140,20 @@ class Ingestion:
         records.set_building(target)
         return target, True
 
+    def _chunk_indexes(self) -> list[VectorStore | SparseIndex]:
+        """The vector store and the sparse index (when configured). Every delete and drop goes
+        to both at the same point, so pending-id crash recovery covers both."""
+        return [self.c.store] if self.c.sparse is None else [self.c.store, self.c.sparse]
+
     def _drop_leftovers(self, target: IndexTarget) -> None:
         """Collections of this app that are neither read nor being built (interrupted swaps)."""
         active = self.c.records.active()
         keep = {target.collection} | ({active.collection} if active else set())
         prefix = f"{self.c.store.namespace}-g"
-        for name in self.c.store.collections():
-            if name.startswith(prefix) and name not in keep:
-                self.c.store.drop(name)
+        for index in self._chunk_indexes():
+            for name in index.collections():
+                if name.startswith(prefix) and name not in keep:
+                    index.drop(name)
         for name in self.c.records.collections() - keep:
             self.c.records.forget_collection(name)
 
@@ -137,7 +161,8 @@ class Ingestion:
         previous = self.c.records.active()
         self.c.records.promote(target)
         if previous and previous.collection != target.collection:
-            self.c.store.drop(previous.collection)
+            for index in self._chunk_indexes():
+                index.drop(previous.collection)
             self.c.records.forget_collection(previous.collection)
 
     def _sync(self, target: IndexTarget, files: list[SourceFile]) -> None:
@@ -157,15 +182,18 @@ class Ingestion:
         self._remove(collection, gone)
         progress = IngestProgress(files_total=len(files), files_done=self.report.unchanged)
         self.progress(progress)
-        for batch in _batches(todo, self._chunk_files):
-            self._index(collection, batch, records)
-            progress.files_done += len(batch)
-            progress.chunks_done += sum(len(chunks) for _, chunks, _ in batch)
-            self.progress(progress)
+        # the next batch is loaded and chunked while this one embeds; commits stay in order
+        with prefetched(_batches(todo, self._chunk_files)) as batches:
+            for batch in batches:
+                self._index(collection, batch, records)
+                progress.files_done += len(batch)
+                progress.chunks_done += sum(len(chunks) for _, chunks, _ in batch)
+                self.progress(progress)
 
     def _remove(self, collection: str, gone: list[FileRecord]) -> None:
         ids = sorted(set().union(*(r.stale_ids for r in gone))) if gone else []
-        self.c.store.delete(collection, ids)
+        for index in self._chunk_indexes():
+            index.delete(collection, ids)
         self.c.records.remove(collection, [r.source for r in gone])
         self.report.removed += len(gone)
         self.report.chunks_deleted += len(ids)
@@ -198,6 +226,8 @@ class Ingestion:
             vectors = self.c.embedder.embed_documents([c.text for c in chunks])
             self.report.embed_calls += 1
             self.c.store.upsert(collection, chunks, vectors)
+            if self.c.sparse is not None:
+                self.c.sparse.upsert(collection, chunks)
         stale: set[str] = set()
         for f, cs, _ in batch:
             old = records.get(f.key)
@@ -206,7 +236,8 @@ class Ingestion:
                 self.report.updated += 1
             else:
                 self.report.added += 1
-        self.c.store.delete(collection, sorted(stale))
+        for index in self._chunk_indexes():
+            index.delete(collection, sorted(stale))
         self.c.records.commit(
             collection,
             [
@@ -231,9 +262,9 @@ class Ingestion:
 def _batches(
     files: list[SourceFile],
     prepare: Callable[[SourceFile], tuple[SourceFile, list[Chunk], str | None]],
-) -> Iterator[list[tuple[SourceFile, list[Chunk], str | None]]]:
+) -> Iterator[Batch]:
     """Group prepared files so that each embedding call gets about BATCH_CHUNKS chunks."""
-    batch: list[tuple[SourceFile, list[Chunk], str | None]] = []
+    batch: Batch = []
     size = 0
     for f in files:
         batch.append(prepare(f))

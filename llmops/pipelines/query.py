@@ -1,21 +1,20 @@
-"""Query: question (+ earlier turns) → query vector (batched) → dense retrieval → token budget →
-prompt → generator (whole or streamed) → answer with sources."""
+"""Query: question (+ earlier turns) → search (dense, BM25 or hybrid; rerank; MMR) → token
+budget → prompt → generator (whole or streamed) → answer with sources."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from llmops.build import Components
-from llmops.config.schema import RetrievalConfig
-from llmops.errors import BackendError, NotReady
+from llmops.config.schema import Fusion, RetrievalConfig, SearchMode
+from llmops.errors import BackendError, InvalidRequest, NotReady
 from llmops.rag import filters
-from llmops.rag.retrieval import DenseRetriever, SearchParams, rrf_fuse
+from llmops.rag.search import Searcher, SearchParams
 from llmops.types import (
     Answer,
     Generation,
@@ -27,6 +26,7 @@ from llmops.types import (
 )
 
 SNIPPET_CHARS = 300
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,9 @@ class QueryOptions:
     filters: Mapping[str, Any] | None = None
     score_threshold: float | None = None
     mmr: bool | None = None
+    mode: SearchMode | None = None
+    fusion: Fusion | None = None
+    rerank: bool | None = None
     history: Sequence[Message] = ()
     generation: GenerationOptions = field(default_factory=GenerationOptions)
     retrieve: bool = True
@@ -56,18 +59,30 @@ class QueryPipeline:
         self.c = components
         self.retrieval = retrieval
         self.prompt = prompt
-        self.retriever = DenseRetriever(components.store)
+        self.searcher = Searcher(
+            components.store, components.sparse, components.embedder, components.reranker
+        )
 
     def params(self, options: QueryOptions) -> SearchParams:
-        """Resolve request options against the config; invalid filters raise InvalidRequest."""
+        """Resolve request options against the config; invalid ones raise InvalidRequest."""
         r = self.retrieval
+        mode = options.mode or r.mode
+        if mode != "dense" and self.c.sparse is None:
+            raise InvalidRequest(f"mode '{mode}' needs a sparse index; this app has none")
+        if options.rerank and self.c.reranker is None:
+            raise InvalidRequest("rerank needs a reranker; this app configures none")
         return SearchParams(
             top_k=options.top_k or r.top_k,
-            score_threshold=(
-                r.score_threshold if options.score_threshold is None else options.score_threshold
-            ),
+            score_threshold=_pick(options.score_threshold, r.score_threshold),
             where=filters.parse(options.filters) if options.filters else None,
-            mmr=r.mmr.enabled if options.mmr is None else options.mmr,
+            mode=mode,
+            fusion=options.fusion or r.fusion,
+            rrf_k=r.rrf_k,
+            dense_weight=r.dense_weight,
+            candidates=r.candidates,
+            rerank=_pick(options.rerank, self.c.reranker is not None),
+            rerank_top_n=self.c.reranker.top_n if self.c.reranker else 0,
+            mmr=_pick(options.mmr, r.mmr.enabled),
             fetch_k=r.mmr.fetch_k,
             mmr_lambda=r.mmr.lambda_,
         )
@@ -78,30 +93,32 @@ class QueryPipeline:
         earlier = [m.content for m in history if m.role == "user"][-turns:] if turns else []
         return "\n".join([*earlier, question])
 
-    async def retrieve(
-        self, collection: str, question: str, history: Sequence[Message], params: SearchParams
-    ) -> list[ScoredChunk]:
-        """Search with the question; in a conversation, also with the question plus the earlier
-        user turns, and fuse both rankings (RRF): a follow-up finds its topic, and a question
-        that changes the subject is not dragged back by the old one."""
-        texts = dict.fromkeys([question, self.search_text(question, history)])
-        encode, search = self.c.embedder.encode_query, self.retriever.asearch
-        vectors = await asyncio.gather(*(encode(text) for text in texts))
-        rankings = await asyncio.gather(*(search(collection, v, params) for v in vectors))
-        return rankings[0] if len(rankings) == 1 else rrf_fuse(list(rankings), params.top_k)
-
     def fit_budget(self, hits: list[ScoredChunk]) -> list[ScoredChunk]:
-        """Keep the most relevant hits whose texts fit ``max_context_tokens`` together."""
+        """Keep the most relevant hits (they come best first) whose texts fit
+        ``max_context_tokens`` together."""
         budget = self.retrieval.max_context_tokens
         if budget is None or not hits:
             return hits
+        kept = []
         sizes = self.c.embedder.count_tokens([h.chunk.text for h in hits])
-        kept: set[int] = set()
-        for i in sorted(range(len(hits)), key=lambda i: -hits[i].score):
-            if sizes[i] <= budget:
-                kept.add(i)
-                budget -= sizes[i]
-        return [hit for i, hit in enumerate(hits) if i in kept]
+        for hit, size in zip(hits, sizes, strict=True):
+            if size <= budget:
+                kept.append(hit)
+                budget -= size
+        return kept
+
+    async def search(self, question: str, options: QueryOptions | None = None) -> list[ScoredChunk]:
+        """Retrieval only: the hits an answer to ``question`` would be built from (before the
+        context token budget), best first. In a conversation the question is searched alone
+        and with the earlier user turns: a follow-up finds its topic, and a question that
+        changes the subject is not dragged back."""
+        options = options or QueryOptions()
+        params = self.params(options)
+        active = self.c.records.active()
+        if active is None:
+            raise NotReady("the index is empty: run `llmops ingest` (or POST /ingest) first")
+        texts = list(dict.fromkeys([question, self.search_text(question, options.history)]))
+        return await self.searcher.search(active.collection, texts, params)
 
     async def _prepare(
         self, question: str, options: QueryOptions, request_id: str | None
@@ -113,12 +130,7 @@ class QueryPipeline:
             conversation = (*options.history, Message("user", question))
             request = GenerationRequest(question, (), conversation, options.generation)
             return _Prepared(request, started, request_id)
-        params = self.params(options)
-        active = self.c.records.active()
-        if active is None:
-            raise NotReady("the index is empty: run `llmops ingest` (or POST /ingest) first")
-        hits = await self.retrieve(active.collection, question, options.history, params)
-        hits = self.fit_budget(hits)
+        hits = self.fit_budget(await self.search(question, options))
         prompt = (
             self.c.prompts.render(self.prompt, question, hits, options.history)
             if self.c.generator.uses_prompt
@@ -150,6 +162,10 @@ class QueryPipeline:
                     return
                 yield item
         raise BackendError(generator.name, "the stream ended without a final answer")
+
+
+def _pick(override: T | None, default: T) -> T:
+    return default if override is None else override
 
 
 def _answer(prepared: _Prepared, generation: Generation) -> Answer:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmops.errors import InvalidRequest
+from llmops.types import Chunk
 
 Scalar = str | int | float | bool
 COMPARISONS = ("eq", "ne", "in", "nin", "gt", "gte", "lt", "lte")
@@ -93,25 +94,35 @@ def to_chroma(node: Filter) -> dict[str, Any]:
     return {node.field: {f"${node.op}": value}}
 
 
+def chunk_metadata(chunk: Chunk) -> dict[str, Any]:
+    """The fields a filter sees for a chunk, on every path: its metadata plus ``document_id``,
+    ``source`` and ``index`` (what the vector store stores beside the vector)."""
+    meta: dict[str, Any] = dict(chunk.metadata)
+    meta.update(document_id=chunk.document_id, source=chunk.source, index=chunk.index)
+    return meta
+
+
 def matches(node: Filter, metadata: Mapping[str, Any]) -> bool:
-    """Evaluate the filter on one chunk's metadata (a missing field never matches)."""
+    """Evaluate the filter on one chunk's metadata exactly as Chroma does: a missing field
+    matches only ``ne`` and ``nin``, and a boolean never equals a number."""
     if isinstance(node, Logical):
         results = (matches(c, metadata) for c in node.children)
         return all(results) if node.op == "and" else any(results)
     if node.field not in metadata:
-        return False
+        return node.op in ("ne", "nin")
     return _compare(node.op, metadata[node.field], node.value)
 
 
+def _equal(actual: Any, expected: Any) -> bool:
+    """Python's ``True == 1`` does not hold in Chroma: booleans and numbers never compare equal."""
+    return isinstance(actual, bool) == isinstance(expected, bool) and bool(actual == expected)
+
+
 def _compare(op: str, actual: Any, expected: Any) -> bool:
-    if op == "eq":
-        return bool(actual == expected)
-    if op == "ne":
-        return bool(actual != expected)
-    if op == "in":
-        return actual in expected
-    if op == "nin":
-        return actual not in expected
+    if op in ("eq", "ne"):
+        return _equal(actual, expected) == (op == "eq")
+    if op in ("in", "nin"):
+        return any(_equal(actual, v) for v in expected) == (op == "in")
     if isinstance(actual, bool) or not isinstance(actual, int | float):
         return False
     return {"gt": actual > expected, "gte": actual >= expected, "lt": actual < expected}.get(

@@ -30,6 +30,30 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+def open_database(path: Path, schema: str) -> sqlite3.Connection:
+    """A SQLite file for bookkeeping that must survive a crash: WAL, fully synced commits,
+    autocommit mode (callers open their own transactions), usable from any thread."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.executescript(schema)
+    return db
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
+    """BEGIN ``mode`` (IMMEDIATE takes the write lock at once, DEFERRED reads), COMMIT on
+    success, ROLLBACK on any exception."""
+    db.execute(f"BEGIN {mode}")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 @dataclass(frozen=True)
 class FileRecord:
     source: str
@@ -62,12 +86,7 @@ class RecordTable:
 
     def open(self) -> None:
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(SCHEMA)
-            self._db = db
+            self._db = open_database(self.path, SCHEMA)
 
     def close(self) -> None:
         if self._db is not None:
@@ -78,14 +97,8 @@ class RecordTable:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         if self._db is None:
             raise RuntimeError("record table not open")
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, transaction(self._db) as db:
+            yield db
 
     def _get_state(self, key: str) -> str | None:
         with self._tx() as db:

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmops.config.schema import Fusion, SearchMode
+
 
 class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -16,8 +18,15 @@ class QueryRequest(BaseModel):
         description="Metadata filter, e.g. {'source': 'guide/01-intro.md'} or "
         "{'page': {'gte': 2}}; operators eq ne in nin gt gte lt lte, and/or lists.",
     )
-    score_threshold: float | None = Field(None, ge=-1.0, le=1.0)
+    score_threshold: float | None = Field(
+        None,
+        description="Drop hits scoring below: cosine (dense), BM25 (sparse), fused score "
+        "(hybrid) or the reranker's score.",
+    )
     mmr: bool | None = Field(None, description="Diversify results with MMR.")
+    mode: SearchMode | None = Field(None, description="hybrid, dense or sparse (BM25).")
+    fusion: Fusion | None = Field(None, description="Hybrid fusion: weighted or rrf.")
+    rerank: bool | None = Field(None, description="Rerank with the configured cross-encoder.")
     stream: bool = Field(False, description="Send the answer as Server-Sent Events.")
     temperature: float | None = Field(None, ge=0, le=2, description="Override the generator's.")
     max_tokens: int | None = Field(None, ge=1, description="Override the generator's.")

@@ -54,7 +54,7 @@ def test_config_show_fills_defaults(write_config: ConfigWriter) -> None:
     config = write_config()
     result = runner.invoke(app, ["config", "show", str(config)])
     assert result.exit_code == 0, result.output
-    for line in ("top_k: 4", "type: sentence_transformers", "batch_size: 32", "type: chroma"):
+    for line in ("top_k: 4", "type: sentence_transformers", "backend: torch", "type: chroma"):
         assert line in result.output
 
 

@@ -47,6 +47,8 @@ def _state(config: Path) -> tuple[set[str], dict[str, tuple[str, ...]]]:
         assert all(not r.pending_ids for r in records.values())
         ids = rag.components.store.ids(active.collection)
         assert rag.components.store.count(active.collection) == len(ids)
+        sparse = rag.components.sparse  # the BM25 index recovers with the vectors
+        assert sparse is not None and sparse.ids(active.collection) == ids
         return ids, {k: r.chunk_ids for k, r in records.items()}
 
 

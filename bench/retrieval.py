@@ -1,0 +1,93 @@
+"""Retrieval quality and latency of dense, BM25 and hybrid search, on two BEIR-format collections.
+
+    python bench/retrieval.py [--limit N]
+
+- SciFact (../shared/datasets/scifact, the BEIR files): 5,183 abstracts, 300 test queries.
+- CLAP-NQ dev as a BEIR folder, built here from ../shared/datasets/clapnq-dev: the 600 gold
+  Wikipedia passages of its answerable and unanswerable questions form the corpus, the 300
+  answerable questions the queries, each judged against its own gold passage. A second domain
+  (general knowledge, natural questions) to check that the defaults were not fitted to SciFact.
+
+Each collection is indexed once by the normal ingestion (app defaults, one chunk per document)
+and searched in every mode on that one index: dense, bm25, hybrid (the default settings:
+weighted fusion) and hybrid_rrf (plain reciprocal-rank fusion, k = 60). Latency is the median
+time of one search (top 100), one query at a time, in the same run. Skips a collection whose
+dataset is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from common import SHARED, emit, machine
+
+from llmops.pipelines.eval_retrieval import evaluate_beir
+
+MODES = ["dense", "bm25", "hybrid", "hybrid_rrf"]
+
+
+def clapnq_as_beir(source: Path, folder: Path) -> Path:
+    """Write CLAP-NQ dev as a BEIR folder: corpus, answerable queries, qrels/test.tsv."""
+    corpus: dict[str, dict[str, str]] = {}
+    queries, qrels = [], []
+    for kind in ("answerable", "unanswerable"):
+        for line in (source / "annotated_data" / "dev" / f"clapnq_dev_{kind}.jsonl").open():
+            record = json.loads(line)
+            for i, passage in enumerate(record["passages"]):
+                pid = f"{record['id']}-{i}"
+                corpus[pid] = {"_id": pid, "title": passage["title"], "text": passage["text"]}
+                if kind == "answerable":
+                    qrels.append(f"{record['id']}\t{pid}\t1")
+            if kind == "answerable":
+                queries.append({"_id": record["id"], "text": record["input"]})
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(c) + "\n" for c in corpus.values()))
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(qrels))
+    return folder
+
+
+def measure(folder: Path, limit: int | None) -> dict[str, Any]:
+    report = evaluate_beir(folder, modes=MODES, limit=limit)
+    best_single = max(report.metrics["dense"]["ndcg@10"], report.metrics["bm25"]["ndcg@10"])
+    hybrid = report.metrics["hybrid"]["ndcg@10"]
+    return {
+        "documents": report.documents,
+        "queries": report.queries,
+        "metrics": {
+            mode: {k: round(v, 4) for k, v in m.items()} for mode, m in report.metrics.items()
+        },
+        "search_p50_ms": {mode: round(ms, 2) for mode, ms in report.latency_ms.items()},
+        "hybrid_over_dense_latency": round(
+            report.latency_ms["hybrid"] / report.latency_ms["dense"], 2
+        ),
+        "hybrid_ndcg_gain_over_best_single": round(hybrid - best_single, 4),
+        "hybrid_ndcg_gain_over_rrf": round(hybrid - report.metrics["hybrid_rrf"]["ndcg@10"], 4),
+        "ingest_chunks_per_s": round(report.ingest.chunks_embedded / report.ingest.seconds, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--limit", type=int, default=None, help="first N queries only")
+    args = parser.parse_args()
+    results: dict[str, Any] = {"benchmark": "retrieval", "machine": machine()}
+    if (SHARED / "scifact").exists():
+        results["scifact"] = measure(SHARED / "scifact", args.limit)
+    else:
+        results["scifact"] = {"skipped": f"dataset not found: {SHARED / 'scifact'}"}
+    if (SHARED / "clapnq-dev").exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = clapnq_as_beir(SHARED / "clapnq-dev", Path(tmp) / "clapnq")
+            results["clapnq"] = measure(folder, args.limit)
+    else:
+        results["clapnq"] = {"skipped": f"dataset not found: {SHARED / 'clapnq-dev'}"}
+    emit(results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""llmops eval retrieval"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from llmops.cli.common import console, errors, run
+from llmops.pipelines.eval_retrieval import MODES, BeirReport, evaluate_beir
+
+app = typer.Typer(
+    help="Evaluate against labelled datasets: `eval retrieval` scores search on a BEIR folder.",
+    no_args_is_help=True,
+)
+
+
+class _Bars:
+    """One progress bar per stage (ingest, then each mode), added as the stage starts."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            unit = "documents" if stage == "ingest" else "queries"
+            self.tasks[stage] = self.progress.add_task(f"{stage} ({unit})", total=total)
+        self.progress.update(self.tasks[stage], completed=done, total=total)
+
+
+def _table(report: BeirReport, title: str) -> Table:
+    names = list(next(iter(report.metrics.values())))
+    table = Table("mode", *names, "p50 ms", title=title)
+    for mode, values in report.metrics.items():
+        cells = [f"{values[n]:.4f}" for n in names]
+        table.add_row(mode, *cells, f"{report.latency_ms[mode]:.1f}")
+    ingest = report.ingest
+    table.caption = (
+        f"{report.queries} queries, {report.documents} documents in "
+        f"{ingest.chunks_total} chunks, indexed in {ingest.seconds:.0f}s"
+    )
+    if ingest.oversize_chunks:
+        table.caption += (
+            f"; {ingest.oversize_chunks} chunks exceed the embedder's {ingest.token_limit} "
+            "tokens (dense search sees their beginning, as in BEIR)"
+        )
+    return table
+
+
+@app.command()
+def retrieval(
+    beir: Path = typer.Option(
+        ..., "--beir", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv."
+    ),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="App config whose chunker, embedder, sparse, reranker and retrieval settings are "
+        "used (its sources and data_dir are not). Default: an app's defaults, one chunk per "
+        "document.",
+    ),
+    split: str = typer.Option("test", "--split", help="Which qrels/<split>.tsv to evaluate."),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="Only the first N judged queries (a quick check)."
+    ),
+    modes: list[str] | None = typer.Option(
+        None,
+        "--mode",
+        "-m",
+        help=f"One of {', '.join(MODES)}; repeat for several. Default: dense, bm25, hybrid "
+        "and rerank (when the config has a reranker); hybrid_rrf and hybrid_weighted compare "
+        "the two fusions on the same index.",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help='Print one JSON object: {"dense": {"ndcg@10": ...}, ...}.'
+    ),
+) -> None:
+    """Score retrieval on a BEIR dataset: nDCG@10, recall@10, recall@100, MRR@10.
+
+    The corpus is indexed into a temporary folder (removed afterwards) by
+    the normal ingestion, then every judged query of the split is searched
+    in each mode: dense (vectors), bm25 (keywords), hybrid (both, fused)
+    and rerank (the app's search re-scored by its cross-encoder). Metrics
+    follow trec_eval, as BEIR reports them (see docs/evaluation.md).
+
+    A BEIR folder (SciFact, NFCorpus, ... from the BEIR benchmark):
+
+      corpus.jsonl     {"_id": "4983", "title": "...", "text": "..."}
+      queries.jsonl    {"_id": "1", "text": "..."}
+      qrels/test.tsv   query-id<TAB>corpus-id<TAB>score, after a header
+
+    Examples:
+
+      llmops eval retrieval --beir ../shared/datasets/scifact
+
+      llmops eval retrieval --beir scifact -c app.yaml -m hybrid --limit 50
+    """
+    columns = (
+        TextColumn("[bold]{task.description}[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=errors) as progress:
+        report = run(lambda: evaluate_beir(beir, config, modes, split, limit, _Bars(progress)))
+    if as_json:
+        typer.echo(json.dumps(report.metrics, indent=2))
+    else:
+        console.print(_table(report, f"{beir.name} ({split})"))

@@ -1,0 +1,179 @@
+"""Search: dense, sparse (BM25) or hybrid retrieval → optional rerank → optional MMR → top-k.
+
+One ``Searcher`` serves every mode, so filters, depth and thresholds mean the same thing
+whichever paths run:
+
+- each path fetches ``candidates`` hits (at least what the later stages need) under the same
+  filter — a Chroma where-clause for dense, the equivalent predicate for BM25;
+- hybrid fuses the two rankings (``weighted``: min-max normalised scores, ``dense_weight`` to
+  the dense side; ``rrf``: reciprocal ranks);
+- several phrasings of one request (the question alone, and with earlier turns) are searched
+  each and fused by reciprocal rank, keeping each hit's best score;
+- the reranker re-scores the first ``rerank_top_n`` hits; MMR then diversifies;
+- ``score_threshold`` applies to the final score: cosine (dense), BM25 (sparse), the fused
+  score (hybrid) or the reranker's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Literal
+
+import numpy as np
+
+from llmops.protocols import Reranker, SparseIndex, Vectors, VectorStore
+from llmops.rag import filters
+from llmops.rag.embedders.worker import EncoderThread
+from llmops.rag.fusion import rrf_fuse, weighted_fuse
+from llmops.rag.retrieval import DenseRetriever, mmr_select
+from llmops.types import ScoredChunk
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    top_k: int = 4
+    score_threshold: float = 0.0
+    where: filters.Filter | None = None
+    mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
+    fusion: Literal["rrf", "weighted"] = "weighted"
+    rrf_k: int = 60
+    dense_weight: float = 0.5
+    candidates: int = 100
+    rerank: bool = False
+    rerank_top_n: int = 30
+    mmr: bool = False
+    fetch_k: int = 20
+    mmr_lambda: float = 0.5
+
+    @property
+    def depth(self) -> int:
+        """How many hits the stages after retrieval need."""
+        needs = [self.top_k]
+        if self.mmr:
+            needs.append(self.fetch_k)
+        if self.rerank:
+            needs.append(self.rerank_top_n)
+        return max(needs)
+
+
+@dataclass(frozen=True)
+class _Query:
+    text: str
+    vector: Vectors | None = None
+
+
+class Searcher:
+    """Runs searches over one app's vector store and sparse index."""
+
+    def __init__(
+        self,
+        store: VectorStore,
+        sparse: SparseIndex | None,
+        encoder: EncoderThread,
+        reranker: Reranker | None = None,
+    ) -> None:
+        self.store, self.sparse, self.encoder, self.reranker = store, sparse, encoder, reranker
+        self.dense = DenseRetriever(store)
+
+    async def search(
+        self, collection: str, texts: Sequence[str], params: SearchParams
+    ) -> list[ScoredChunk]:
+        """Search with each of ``texts`` (the first is the question itself) and fuse."""
+        queries = [_Query(t) for t in texts]
+        if params.mode != "sparse" or params.mmr:
+            vectors = await asyncio.gather(*(self.encoder.encode_query(t) for t in texts))
+            queries = [_Query(t, v) for t, v in zip(texts, vectors, strict=True)]
+        rankings = await asyncio.gather(*(self._ranking(collection, q, params) for q in queries))
+        hits = rankings[0] if len(rankings) == 1 else _fuse_phrasings(rankings, params.depth)
+        if params.rerank and self.reranker is not None:
+            hits = await self._rerank(texts[0], hits, params.rerank_top_n)
+        if params.mmr and len(hits) > params.top_k:
+            hits = await self._diversify(collection, queries[0], hits, params)
+        hits = await self._with_similarity(collection, queries[0], hits[: params.top_k])
+        return [h for h in hits if h.score >= params.score_threshold]
+
+    async def _ranking(
+        self, collection: str, query: _Query, params: SearchParams
+    ) -> list[ScoredChunk]:
+        if params.mode == "dense":
+            return await self._dense(collection, query, params.depth, params)
+        if params.mode == "sparse":
+            return await self._sparse(collection, query.text, params.depth, params)
+        depth = max(params.candidates, params.depth)
+        dense, sparse = await asyncio.gather(
+            self._dense(collection, query, depth, params),
+            self._sparse(collection, query.text, depth, params),
+        )
+        if params.fusion == "rrf":
+            return rrf_fuse([dense, sparse], params.depth, params.rrf_k)
+        weights = (params.dense_weight, 1.0 - params.dense_weight)
+        return weighted_fuse([dense, sparse], weights, params.depth)
+
+    async def _dense(
+        self, collection: str, query: _Query, depth: int, params: SearchParams
+    ) -> list[ScoredChunk]:
+        assert query.vector is not None
+        where = filters.to_chroma(params.where) if params.where else None
+        return await self.dense.asearch(collection, query.vector, depth, where)
+
+    async def _sparse(
+        self, collection: str, text: str, depth: int, params: SearchParams
+    ) -> list[ScoredChunk]:
+        if self.sparse is None:
+            raise RuntimeError("sparse search needs a sparse index (sparse: {type: bm25})")
+        where = partial(filters.matches, params.where) if params.where else None
+        found = await asyncio.to_thread(self.sparse.search, collection, [text], depth, where)
+        return found[0]
+
+    async def _rerank(
+        self, question: str, hits: list[ScoredChunk], top_n: int
+    ) -> list[ScoredChunk]:
+        """Re-score the first ``top_n`` hits; the rest follow in their fused order. The
+        cross-encoder runs on the encoder thread, so it never competes with the embedder."""
+        assert self.reranker is not None
+        head, tail = hits[:top_n], hits[top_n:]
+        job = partial(self.reranker.rerank, question, head, len(head))
+        return [*await asyncio.wrap_future(self.encoder.submit(job)), *tail]
+
+    async def _diversify(
+        self, collection: str, query: _Query, hits: list[ScoredChunk], params: SearchParams
+    ) -> list[ScoredChunk]:
+        assert query.vector is not None
+        pool = hits[: max(params.fetch_k, params.top_k)]
+        ids = [h.chunk.id for h in pool]
+        vectors = await asyncio.to_thread(self.store.vectors, collection, ids)
+        chosen = mmr_select(query.vector, vectors, params.top_k, params.mmr_lambda)
+        return [pool[i] for i in chosen]
+
+    async def _with_similarity(
+        self, collection: str, query: _Query, hits: list[ScoredChunk]
+    ) -> list[ScoredChunk]:
+        """Fill in the cosine similarity of hits that only BM25 found (one store read)."""
+        missing = [i for i, h in enumerate(hits) if h.similarity is None]
+        if query.vector is None or not missing:
+            return hits
+        ids = [hits[i].chunk.id for i in missing]
+        vectors = await asyncio.to_thread(self.store.vectors, collection, ids)
+        out = list(hits)
+        for i, similarity in zip(missing, _cosine(vectors, query.vector), strict=True):
+            out[i] = replace(hits[i], similarity=float(similarity))
+        return out
+
+
+def _cosine(vectors: Vectors, query: Vectors) -> Vectors:
+    norms = np.linalg.norm(vectors, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
+    result: Vectors = (vectors @ query) / np.maximum(norms, 1e-12)
+    return result
+
+
+def _fuse_phrasings(rankings: Sequence[list[ScoredChunk]], depth: int) -> list[ScoredChunk]:
+    """Reciprocal-rank fusion across phrasings of one question; each hit keeps the best score
+    it had in any of them (the phrasings share one scale, so that score stays meaningful)."""
+    best: dict[str, float] = {}
+    for ranking in rankings:
+        for hit in ranking:
+            best[hit.chunk.id] = max(best.get(hit.chunk.id, hit.score), hit.score)
+    return [replace(h, score=best[h.chunk.id]) for h in rrf_fuse(rankings, depth)]

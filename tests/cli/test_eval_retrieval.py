@@ -1,0 +1,98 @@
+"""`llmops eval retrieval --beir DIR` on a tiny BEIR folder, with the real bundled MiniLM, the
+real BM25 index and a throwaway Chroma index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from llmops.cli.main import app
+from tests.beir_data import write_beir
+from tests.conftest import HASHING, ConfigWriter
+from tests.tiny_models import build_tiny_cross_encoder
+
+runner = CliRunner()
+METRICS = {"ndcg@10", "recall@10", "recall@100", "mrr@10"}
+
+
+def _metrics(output: str) -> dict[str, dict[str, float]]:
+    body = json.loads(output)  # fails if anything but the one JSON object is on stdout
+    for values in body.values():
+        assert set(values) == METRICS
+        assert all(0.0 <= v <= 1.0 for v in values.values())
+    return body
+
+
+def test_json_report_for_every_mode(tmp_path: Path) -> None:
+    beir = write_beir(tmp_path / "tiny")
+    result = runner.invoke(app, ["eval", "retrieval", "--beir", str(beir), "--json"])
+    assert result.exit_code == 0, result.output
+    body = _metrics(result.stdout)
+    assert list(body) == ["dense", "bm25", "hybrid"]  # no reranker configured
+    # Each query's words occur only in the documents judged relevant to it, and the grade-2
+    # document of q1 holds all three of its words while the grade-1 one holds one: BM25 must
+    # rank every query's documents in the ideal order, which is nDCG@10 = 1 and MRR@10 = 1.
+    assert body["bm25"]["ndcg@10"] == pytest.approx(1.0)
+    assert body["bm25"]["mrr@10"] == pytest.approx(1.0)
+    assert body["bm25"]["recall@10"] == pytest.approx(1.0)
+    # recall@100 reaches every document of an 8-document corpus in any mode
+    assert all(values["recall@100"] == pytest.approx(1.0) for values in body.values())
+    assert "ingest (documents)" in result.stderr and "hybrid (queries)" in result.stderr
+
+
+def test_table_limit_and_chosen_modes(tmp_path: Path) -> None:
+    beir = write_beir(tmp_path / "tiny")
+    args = ["eval", "retrieval", "--beir", str(beir), "--limit", "2", "-m", "bm25", "-m", "dense"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    table = result.stdout
+    assert "ndcg@10" in table and "p50 ms" in table
+    assert "bm25" in table and "dense" in table and "hybrid" not in table
+    assert "2 queries, 8 documents" in table  # 2 of the 4 judged queries
+
+
+def test_both_fusions_side_by_side_on_one_index(tmp_path: Path) -> None:
+    beir = write_beir(tmp_path / "tiny")
+    args = ["eval", "retrieval", "--beir", str(beir), "--json", "-m", "hybrid_rrf"]
+    result = runner.invoke(app, [*args, "-m", "hybrid_weighted", "-m", "hybrid"])
+    assert result.exit_code == 0, result.output
+    body = _metrics(result.stdout)
+    assert list(body) == ["hybrid_rrf", "hybrid_weighted", "hybrid"]
+    assert body["hybrid_weighted"] == body["hybrid"]  # weighted is the default fusion
+    assert result.stderr.count("ingest (documents)") == 1
+
+
+def test_rerank_mode_with_a_configured_cross_encoder(
+    tmp_path: Path, write_config: ConfigWriter
+) -> None:
+    model = build_tiny_cross_encoder(tmp_path / "tiny-ce")
+    config = write_config(embedder=HASHING, reranker={"type": "cross_encoder", "model": str(model)})
+    beir = write_beir(tmp_path / "tiny")
+    args = ["eval", "retrieval", "--beir", str(beir), "-c", str(config), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert list(_metrics(result.stdout)) == ["dense", "bm25", "hybrid", "rerank"]
+
+
+def test_mode_the_config_cannot_run(tmp_path: Path) -> None:
+    beir = write_beir(tmp_path / "tiny")
+    result = runner.invoke(app, ["eval", "retrieval", "--beir", str(beir), "-m", "rerank"])
+    assert result.exit_code == 1
+    assert "mode 'rerank' needs a 'reranker:' section" in result.stderr
+    result = runner.invoke(app, ["eval", "retrieval", "--beir", str(beir), "-m", "bm26"])
+    assert result.exit_code == 1
+    assert "unknown mode 'bm26'; allowed: dense, bm25, hybrid, rerank" in result.stderr
+
+
+def test_bad_folder_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["eval", "retrieval", "--beir", str(tmp_path / "nope"), "--json"])
+    assert result.exit_code == 1
+    assert "not a folder; a BEIR folder holds corpus.jsonl, queries.jsonl" in result.stderr
+    assert result.stdout == ""
+    broken = write_beir(tmp_path / "broken", queries='{"_id": "q1", "text": "ok"}\n{"_id": 2,\n')
+    result = runner.invoke(app, ["eval", "retrieval", "--beir", str(broken)])
+    assert result.exit_code == 1
+    assert "queries.jsonl:2: invalid JSON" in result.stderr
