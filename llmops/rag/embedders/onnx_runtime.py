@@ -147,6 +147,7 @@ class OnnxEncoder:
         self.model_file: Path | None = None
         self.exported = False
         self._session: Any = None
+        self._inputs: list[str] = []
         self._tokenizer: Any = None
         self._counter: Any = None
         self._count_lock = threading.Lock()
