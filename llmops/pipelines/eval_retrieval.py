@@ -2,7 +2,7 @@
 own ingestion (so chunking, embedding and BM25 are those an app uses), search every judged query
 in each mode, and score the rankings with trec_eval's definitions.
 
-    run_beir("datasets/scifact") -> {"dense": {"ndcg@10": 0.64, ...}, "bm25": {...}, ...}
+    evaluate_beir("datasets/scifact").metrics -> {"dense": {"ndcg@10": 0.64, ...}, ...}
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass
 class BeirReport:
-    """Metrics per mode (``metrics`` is what ``run_beir`` returns) and how the run went."""
+    """Metrics per mode (``metrics``: ``{mode: {metric: mean}}``) and how the run went."""
 
     metrics: dict[str, dict[str, float]]
     per_query: dict[str, dict[str, dict[str, float]]]
@@ -80,18 +80,6 @@ class BeirReport:
     documents: int
     queries: int
     ingest: IngestReport
-
-
-def run_beir(
-    folder: str | Path,
-    config: str | Path | None = None,
-    modes: Sequence[str] | None = None,
-    split: str = "test",
-    limit: int | None = None,
-    progress: Progress | None = None,
-) -> dict[str, dict[str, float]]:
-    """``{mode: {metric: mean}}`` for a BEIR folder; see ``evaluate_beir``."""
-    return evaluate_beir(folder, config, modes, split, limit, progress).metrics
 
 
 def evaluate_beir(
