@@ -85,7 +85,8 @@ class VectorStore(Protocol):
     while queries keep reading the old one. ``upsert`` is idempotent by chunk id.
     ``where`` is a store-native filter produced by ``llmops.rag.filters``.
     ``search`` takes one row per query and returns one hit list per query, best first (score:
-    cosine similarity). ``vectors`` returns the stored vectors of ``ids``, in that order (MMR).
+    cosine similarity). ``vectors`` returns the stored vectors of ``ids`` by id (MMR); an id the
+    store does not hold (deleted, or not written yet by a running ingestion) is left out.
     ``namespace`` prefixes the names of the collections this app creates.
     """
 
@@ -107,7 +108,7 @@ class VectorStore(Protocol):
         where: Mapping[str, Any] | None = None,
     ) -> list[list[ScoredChunk]]: ...
 
-    def vectors(self, collection: str, ids: Sequence[str]) -> Vectors: ...
+    def vectors(self, collection: str, ids: Sequence[str]) -> dict[str, Vectors]: ...
 
     def count(self, collection: str) -> int: ...
 

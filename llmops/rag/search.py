@@ -142,31 +142,42 @@ class Searcher:
         self, collection: str, query: _Query, hits: list[ScoredChunk], params: SearchParams
     ) -> list[ScoredChunk]:
         assert query.vector is not None
-        pool = hits[: max(params.fetch_k, params.top_k)]
-        ids = [h.chunk.id for h in pool]
-        vectors = await asyncio.to_thread(self.store.vectors, collection, ids)
+        candidates = hits[: max(params.fetch_k, params.top_k)]
+        stored = await self._stored_vectors(collection, candidates)
+        pool = [h for h in candidates if h.chunk.id in stored]
+        vectors = (
+            np.stack([stored[h.chunk.id] for h in pool]) if pool else np.zeros((0, 0), np.float32)
+        )
         chosen = mmr_select(query.vector, vectors, params.top_k, params.mmr_lambda)
         return [pool[i] for i in chosen]
 
     async def _with_similarity(
         self, collection: str, query: _Query, hits: list[ScoredChunk]
     ) -> list[ScoredChunk]:
-        """Fill in the cosine similarity of hits that only BM25 found (one store read)."""
-        missing = [i for i, h in enumerate(hits) if h.similarity is None]
-        if query.vector is None or not missing:
+        """Fill in the cosine similarity of hits that only BM25 found (one store read). A hit the
+        vector store does not hold is dropped: a running ingestion is replacing or deleting it."""
+        vector = query.vector
+        if vector is None or all(h.similarity is not None for h in hits):
             return hits
-        ids = [hits[i].chunk.id for i in missing]
-        vectors = await asyncio.to_thread(self.store.vectors, collection, ids)
-        out = list(hits)
-        for i, similarity in zip(missing, _cosine(vectors, query.vector), strict=True):
-            out[i] = replace(hits[i], similarity=float(similarity))
+        stored = await self._stored_vectors(collection, [h for h in hits if h.similarity is None])
+        out = []
+        for hit in hits:
+            if hit.similarity is None and hit.chunk.id in stored:
+                hit = replace(hit, similarity=_cosine(stored[hit.chunk.id], vector))
+            if hit.similarity is not None:
+                out.append(hit)
         return out
 
+    async def _stored_vectors(
+        self, collection: str, hits: Sequence[ScoredChunk]
+    ) -> dict[str, Vectors]:
+        ids = [h.chunk.id for h in hits]
+        return await asyncio.to_thread(self.store.vectors, collection, ids)
 
-def _cosine(vectors: Vectors, query: Vectors) -> Vectors:
-    norms = np.linalg.norm(vectors, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
-    result: Vectors = (vectors @ query) / np.maximum(norms, 1e-12)
-    return result
+
+def _cosine(vector: Vectors, query: Vectors) -> float:
+    norms = float(np.linalg.norm(vector)) * float(np.linalg.norm(query))
+    return float(vector @ query) / max(norms, 1e-12)
 
 
 def _fuse_phrasings(rankings: Sequence[list[ScoredChunk]], depth: int) -> list[ScoredChunk]:

@@ -77,8 +77,9 @@ def test_every_hybrid_hit_knows_its_similarity(rag: RAG) -> None:
         assert active is not None
         stored = rag.components.store.vectors(active.collection, [h.chunk.id for h in hits])
     assert len(hits) == 6 and all(h.similarity is not None for h in hits)
-    for hit, row in zip(hits, stored, strict=True):
-        assert hit.similarity == pytest.approx(float(row @ vector), abs=1e-4)
+    assert stored.keys() == {h.chunk.id for h in hits}
+    for hit in hits:
+        assert hit.similarity == pytest.approx(float(stored[hit.chunk.id] @ vector), abs=1e-4)
 
 
 def test_filters_hold_on_every_path(rag: RAG) -> None:
@@ -125,3 +126,15 @@ def test_http_overrides_mode_and_rejects_unknown_ones(rag: RAG) -> None:
         bad = client.post("/query", json={"question": KEYWORD, "mode": "keyword"})
         assert bad.status_code in (400, 422)
         assert "mode" in bad.text
+
+
+def test_a_keyword_hit_the_vector_store_lacks_is_left_out(rag: RAG) -> None:
+    """Mid-ingestion the BM25 index can hold a chunk the vector store has not got (yet)."""
+    with rag:
+        active = rag.components.records.active()
+        assert active is not None and rag.components.sparse is not None
+        codes = rag.components.sparse.search(active.collection, [KEYWORD], 1)[0][0].chunk
+        rag.components.store.delete(active.collection, [codes.id])
+        for mmr in (False, True):
+            found = sources(rag, KEYWORD, top_k=6, mmr=mmr)
+            assert found and "codes.md" not in found

@@ -134,12 +134,14 @@ class ChromaStore:
             for row in range(len(queries))
         ]
 
-    def vectors(self, collection: str, ids: Sequence[str]) -> Vectors:
+    def vectors(self, collection: str, ids: Sequence[str]) -> dict[str, Vectors]:
         if not ids:
-            return np.zeros((0, 0), dtype=np.float32)
+            return {}
         found = self._get(collection).get(ids=list(ids), include=["embeddings"])
-        by_id = dict(zip(found["ids"], found["embeddings"], strict=True))
-        return np.asarray([by_id[i] for i in ids], dtype=np.float32)
+        return {
+            cid: np.asarray(vector, dtype=np.float32)
+            for cid, vector in zip(found["ids"], found["embeddings"], strict=True)
+        }
 
     def count(self, collection: str) -> int:
         return int(self._get(collection).count())
