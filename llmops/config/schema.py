@@ -97,6 +97,13 @@ class ServerConfig(Strict):
     max_question_chars: int = Field(4000, ge=1)
     max_top_k: int = Field(50, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1024)
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Worker processes of `llmops up`, each with its own copy of the models; "
+        "more than one needs the index built before serving (POST /ingest is refused).",
+    )
 
 
 class AppConfig(Strict):

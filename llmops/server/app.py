@@ -16,8 +16,12 @@ from llmops.service import RAG
 REQUEST_ID = "X-Request-ID"
 
 
-def create_app(rag: RAG) -> FastAPI:
-    """An HTTP app serving ``rag``; starting the app starts the RAG, stopping it closes it."""
+def create_app(rag: RAG, *, workers: int = 1) -> FastAPI:
+    """An HTTP app serving ``rag``; starting the app starts the RAG, stopping it closes it.
+
+    ``workers`` is how many processes serve the same index: with more than one, an ingestion
+    through the API would update only this process's view of it, so ``POST /ingest`` is refused.
+    """
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -36,6 +40,7 @@ def create_app(rag: RAG) -> FastAPI:
     )
     app.state.rag = rag
     app.state.jobs = {}
+    app.state.workers = workers
     app.add_middleware(BodyLimit, max_bytes=rag.config.server.max_body_bytes)
     app.add_middleware(RequestId)
     app.add_exception_handler(InvalidRequest, _error(400))

@@ -18,6 +18,12 @@ router = APIRouter(tags=["ingest"])
 @router.post("/ingest", status_code=202, response_model=IngestJob, summary="Start an ingestion")
 async def start_ingest(request: Request, body: IngestRequest | None = None) -> IngestJob:
     app: FastAPI = request.app
+    if app.state.workers > 1:
+        raise HTTPException(
+            409,
+            f"this server runs {app.state.workers} worker processes, each with its own view of "
+            "the index: run `llmops ingest` and restart, or serve with one worker",
+        )
     jobs: dict[str, IngestJob] = app.state.jobs
     running = [j for j in jobs.values() if j.status == "running"]
     if running:
