@@ -13,20 +13,33 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from llmops.build import Components
 from llmops.errors import IngestError, LoadError
 from llmops.pipelines.discovery import SourceFile, discover_files
-from llmops.pipelines.prefetch import prefetched
-from llmops.protocols import SparseIndex, VectorStore
+from llmops.pipelines.prefetch import prefetched, write_behind
+from llmops.protocols import SparseIndex, Vectors, VectorStore
 from llmops.rag.indexing import FileRecord, IndexTarget
 from llmops.types import Chunk
 
 BATCH_CHUNKS = 512
-Batch = list[tuple[SourceFile, list[Chunk], str | None]]
-"""Files with their chunks (or the reason they were skipped), embedded and committed together."""
+
+
+@dataclass
+class PreparedFile:
+    """A file loaded and chunked (or the reason it was skipped), with each chunk's token count."""
+
+    file: SourceFile
+    chunks: list[Chunk]
+    error: str | None = None
+    token_counts: list[int] = field(default_factory=list)
+
+
+Batch = list[PreparedFile]
+"""Files embedded and committed together."""
 
 
 @dataclass
@@ -182,13 +195,12 @@ class Ingestion:
         self._remove(collection, gone)
         progress = IngestProgress(files_total=len(files), files_done=self.report.unchanged)
         self.progress(progress)
-        # the next batch is loaded and chunked while this one embeds; commits stay in order
-        with prefetched(_batches(todo, self._chunk_files)) as batches:
+        # Three stages overlap: the next batch is loaded and chunked while this one embeds, and
+        # the previous one is written to the indexes meanwhile. Writes stay in order.
+        with prefetched(_batches(todo, self._prepare)) as batches, write_behind() as write:
             for batch in batches:
-                self._index(collection, batch, records)
-                progress.files_done += len(batch)
-                progress.chunks_done += sum(len(chunks) for _, chunks, _ in batch)
-                self.progress(progress)
+                vectors = self._embed(batch)
+                write(partial(self._write, collection, batch, vectors, records, progress))
 
     def _remove(self, collection: str, gone: list[FileRecord]) -> None:
         ids = sorted(set().union(*(r.stale_ids for r in gone))) if gone else []
@@ -198,77 +210,92 @@ class Ingestion:
         self.report.removed += len(gone)
         self.report.chunks_deleted += len(ids)
 
-    def _chunk_files(self, f: SourceFile) -> tuple[SourceFile, list[Chunk], str | None]:
+    def _prepare(self, f: SourceFile) -> PreparedFile:
+        """Load and chunk one file (on the prefetch thread, while the encoder works)."""
         if f.loader is None:
-            return f, [], f"no loader for '{f.path.suffix or f.path.name}' files"
+            return PreparedFile(f, [], f"no loader for '{f.path.suffix or f.path.name}' files")
         try:
             documents = f.loader.load(f.path, f.key)
         except LoadError as exc:
-            return f, [], exc.reason
+            return PreparedFile(f, [], exc.reason)
         except (OSError, UnicodeError, ValueError) as exc:
-            return f, [], f"{type(exc).__name__}: {exc}"
+            return PreparedFile(f, [], f"{type(exc).__name__}: {exc}")
         unique: dict[str, Chunk] = {}
         for document in documents:
             for chunk in self.c.chunker.split(document):
                 unique.setdefault(chunk.id, chunk)
-        return f, list(unique.values()), None
+        chunks = list(unique.values())
+        return PreparedFile(f, chunks, None, self.c.embedder.count_tokens([c.text for c in chunks]))
 
-    def _index(
+    def _embed(self, batch: Batch) -> Vectors | None:
+        texts = [c.text for p in batch for c in p.chunks]
+        if not texts:
+            return None
+        self.report.embed_calls += 1
+        return self.c.embedder.embed_documents(texts)
+
+    def _write(
         self,
         collection: str,
-        batch: list[tuple[SourceFile, list[Chunk], str | None]],
+        batch: Batch,
+        vectors: Vectors | None,
         records: dict[str, FileRecord],
+        progress: IngestProgress,
     ) -> None:
-        self.c.records.mark_pending(collection, {f.key: [c.id for c in cs] for f, cs, _ in batch})
-        chunks = [c for _, cs, _ in batch for c in cs]
-        if chunks:
-            self._check_lengths(chunks)
-            vectors = self.c.embedder.embed_documents([c.text for c in chunks])
-            self.report.embed_calls += 1
+        """Store one embedded batch and commit its files (on the write-behind thread)."""
+        self.c.records.mark_pending(
+            collection, {p.file.key: [c.id for c in p.chunks] for p in batch}
+        )
+        chunks = [c for p in batch for c in p.chunks]
+        if vectors is not None:
             self.c.store.upsert(collection, chunks, vectors)
             if self.c.sparse is not None:
                 self.c.sparse.upsert(collection, chunks)
         stale: set[str] = set()
-        for f, cs, _ in batch:
-            old = records.get(f.key)
-            stale |= (old.stale_ids if old else set()) - {c.id for c in cs}
-            if old and old.content_hash:
-                self.report.updated += 1
-            else:
-                self.report.added += 1
+        for p in batch:
+            old = records.get(p.file.key)
+            stale |= (old.stale_ids if old else set()) - {c.id for c in p.chunks}
         for index in self._chunk_indexes():
             index.delete(collection, sorted(stale))
         self.c.records.commit(
             collection,
             [
-                FileRecord(f.key, f.content_hash, tuple(c.id for c in cs), (), e)
-                for f, cs, e in batch
+                FileRecord(
+                    p.file.key, p.file.content_hash, tuple(c.id for c in p.chunks), (), p.error
+                )
+                for p in batch
             ],
         )
-        for f, _, error in batch:
-            if error:
-                self.report.skipped[f.key] = error
-        self.report.chunks_embedded += len(chunks)
-        self.report.chunks_deleted += len(stale)
+        self._count(batch, records, len(stale))
+        progress.files_done += len(batch)
+        progress.chunks_done += len(chunks)
+        self.progress(progress)
 
-    def _check_lengths(self, chunks: list[Chunk]) -> None:
-        limit = self.c.embedder.max_seq_length
-        counts = self.c.embedder.count_tokens([c.text for c in chunks])
-        over = [n for n in counts if n > limit]
-        self.report.oversize_chunks += len(over)
-        self.report.longest_chunk_tokens = max([self.report.longest_chunk_tokens, *counts])
+    def _count(self, batch: Batch, records: dict[str, FileRecord], deleted: int) -> None:
+        report = self.report
+        for p in batch:
+            old = records.get(p.file.key)
+            if old and old.content_hash:
+                report.updated += 1
+            else:
+                report.added += 1
+            if p.error:
+                report.skipped[p.file.key] = p.error
+            report.chunks_embedded += len(p.chunks)
+            report.oversize_chunks += sum(n > report.token_limit for n in p.token_counts)
+            report.longest_chunk_tokens = max([report.longest_chunk_tokens, *p.token_counts])
+        report.chunks_deleted += deleted
 
 
 def _batches(
-    files: list[SourceFile],
-    prepare: Callable[[SourceFile], tuple[SourceFile, list[Chunk], str | None]],
+    files: list[SourceFile], prepare: Callable[[SourceFile], PreparedFile]
 ) -> Iterator[Batch]:
     """Group prepared files so that each embedding call gets about BATCH_CHUNKS chunks."""
     batch: Batch = []
     size = 0
     for f in files:
         batch.append(prepare(f))
-        size += len(batch[-1][1])
+        size += len(batch[-1].chunks)
         if size >= BATCH_CHUNKS:
             yield batch
             batch, size = [], 0

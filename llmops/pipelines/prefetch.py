@@ -1,17 +1,21 @@
-"""Compute the next items of an iterator on a background thread while the caller works.
+"""Background threads on either side of the caller: ``prefetched`` computes the next items of
+an iterator ahead of it, ``write_behind`` finishes its previous piece of work behind it.
 
-Ingestion uses it to load and chunk the next batch of files while the current batch embeds:
-the encoder spends most of its time in native code that releases the GIL, so the two overlap.
-Items arrive in order; an exception raised while producing arrives at the position where it
-happened, after the items produced before it. Leaving the ``with`` block early (an error, or
-Ctrl-C in the consumer) stops the producer after the item it is working on.
+Ingestion uses them to load and chunk the next batch of files, and to write the previous batch
+to the indexes, while the current batch embeds: the encoder, Chroma and the tokenizer spend most
+of their time in native code that releases the GIL, so the three overlap.
+
+Prefetched items arrive in order; an exception raised while producing arrives at the position
+where it happened, after the items produced before it. Leaving the ``with`` block early (an
+error, or Ctrl-C in the consumer) stops the producer after the item it is working on.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -83,3 +87,27 @@ def prefetched(items: Iterable[T], depth: int = 1) -> Iterator[Iterator[T]]:
         yield producer.consume()
     finally:
         producer.close()
+
+
+@contextmanager
+def write_behind() -> Iterator[Callable[[Callable[[], None]], None]]:
+    """A ``submit(work)`` that runs ``work`` on one background thread, in submission order,
+    with at most one piece in flight: ``submit`` first waits for the previous piece and raises
+    its error. Leaving the block waits for the last piece (its error is raised too, unless the
+    block is already raising one), so nothing is still writing once the block has exited.
+    """
+    pool = ThreadPoolExecutor(1, thread_name_prefix="llmops-write")
+    in_flight: Future[None] | None = None
+
+    def submit(work: Callable[[], None]) -> None:
+        nonlocal in_flight
+        if in_flight is not None:
+            in_flight.result()
+        in_flight = pool.submit(work)
+
+    try:
+        yield submit
+        if in_flight is not None:
+            in_flight.result()
+    finally:
+        pool.shutdown(wait=True)
