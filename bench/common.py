@@ -135,16 +135,24 @@ def median_levels(rounds: list[list[dict[str, float]]]) -> list[dict[str, float]
     ]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(group: int) -> float:
+    """User + system CPU time the live processes of process group ``group`` have used so far
+    (Linux /proc): a server and its worker processes."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
-def llmops_up(config: Path, port: int) -> list[str]:
+def llmops_up(config: Path, port: int, workers: int = 1) -> list[str]:
     """The command serving an already indexed app on ``port``."""
     cli = [sys.executable, "-m", "llmops.cli.main", "up", str(config), "--no-ingest"]
-    return [*cli, "--port", str(port)]
+    return [*cli, "--port", str(port), "--workers", str(workers)]
 
 
 def start_server(command: list[str], port: int, ready: str = "/ready") -> subprocess.Popen[bytes]:

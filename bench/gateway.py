@@ -1,6 +1,6 @@
 """Overhead of llmops's /v1/chat/completions over calling the same backend directly.
 
-    python bench/gateway.py [--requests 300] [--rounds 3] [--delays-ms 0 50]
+    python bench/gateway.py [--requests 300] [--rounds 3] [--delays-ms 0 50] [--workers 1]
 
 A fake OpenAI-compatible backend (tests/stubs/openai_server.py) runs in one subprocess,
 `llmops up` with the openai_compat generator pointed at it in another. Two backends:
@@ -23,7 +23,8 @@ The same minimal keep-alive client (bench/common.py) then sends, at concurrency 
 Overhead = llmops latency minus direct latency, per percentile. Rounds alternate the three
 modes; figures are medians over rounds. Everything shares one machine, so at concurrency 32
 the backend, llmops and the client compete for the same cores. The server's CPU time per
-request (from /proc) is reported too: it does not depend on what else runs.
+request (from /proc, summed over its worker processes) is reported too: it does not depend on
+what else runs. ``--workers N`` serves with ``llmops up --workers N``.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def bodies(model: str, **extra: object) -> list[bytes]:
 
 def run_levels(port: int, body: list[bytes], requests: int, pid: int) -> list[dict[str, float]]:
     """Latency percentiles per concurrency level, plus the CPU the server at ``port`` (process
-    ``pid``) spent per request: unlike latency, that does not depend on what else runs."""
+    group ``pid``) spent per request: unlike latency, that does not depend on what else runs."""
     asyncio.run(load(port, "/v1/chat/completions", body, 4, 40))  # warm up
     levels = []
     for concurrency in LEVELS:
@@ -104,7 +105,7 @@ def measure(config: Path, delay_ms: float, args: argparse.Namespace) -> dict[str
     results: dict[str, list[list[dict[str, float]]]] = {mode: [] for mode in modes}
     backend_cmd = [sys.executable, "-c", BACKEND, str(args.backend_port), str(delay_ms)]
     backend = start_server(backend_cmd, args.backend_port, "/health")
-    server = start_server(llmops_up(config, args.port), args.port)
+    server = start_server(llmops_up(config, args.port, args.workers), args.port)
     pids = {"direct": backend.pid, "gateway": server.pid, "rag": server.pid}
     try:
         for _ in range(args.rounds):
@@ -140,6 +141,7 @@ def main() -> None:
     parser.add_argument("--delays-ms", type=float, nargs="+", default=[0.0, 50.0])
     parser.add_argument("--backend-port", type=int, default=8771)
     parser.add_argument("--port", type=int, default=8772)
+    parser.add_argument("--workers", type=int, default=1, help="llmops up --workers")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         generator = {
@@ -163,6 +165,7 @@ def main() -> None:
             "benchmark": "gateway",
             "machine": machine(),
             "rounds": args.rounds,
+            "workers": args.workers,
             "requests_per_level": args.requests,
             "scenarios": scenarios,
         }

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmops.rag.indexing import open_database, transaction
+from llmops.db import open_database, transaction
 from llmops.rag.sparse.postings import EncodedChunk
 from llmops.types import Chunk
 

@@ -1,0 +1,33 @@
+"""SQLite helpers for every package that keeps state on disk (index records, the BM25 index,
+routing state): durable files shared by threads, explicit transactions."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def open_database(path: Path, schema: str) -> sqlite3.Connection:
+    """A SQLite file for bookkeeping that must survive a crash: WAL, fully synced commits,
+    autocommit mode (callers open their own transactions), usable from any thread."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.executescript(schema)
+    return db
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
+    """BEGIN ``mode`` (IMMEDIATE takes the write lock at once, DEFERRED reads), COMMIT on
+    success, ROLLBACK on any exception."""
+    db.execute(f"BEGIN {mode}")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

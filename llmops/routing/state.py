@@ -1,0 +1,144 @@
+"""Where experiments keep their per-arm traffic and rewards: SQLite in the app's data dir by
+default (survives restarts, shared by the worker processes of one machine), Redis for several
+replicas sharing one experiment. Every update is an atomic increment in the store itself, so
+concurrent feedback from any number of requests, threads or processes loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+from llmops.db import open_database, transaction
+from llmops.routing.bandit import ArmStats
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS arms (
+    experiment TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    pulls INTEGER NOT NULL DEFAULT 0,
+    rewards INTEGER NOT NULL DEFAULT 0,
+    reward_sum REAL NOT NULL DEFAULT 0,
+    reward_sq_sum REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (experiment, arm)
+);
+"""
+_ADD = """
+INSERT INTO arms (experiment, arm, pulls, rewards, reward_sum, reward_sq_sum)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (experiment, arm) DO UPDATE SET
+    pulls = pulls + excluded.pulls,
+    rewards = rewards + excluded.rewards,
+    reward_sum = reward_sum + excluded.reward_sum,
+    reward_sq_sum = reward_sq_sum + excluded.reward_sq_sum
+"""
+
+
+class RoutingState(Protocol):
+    async def add_pull(self, experiment: str, arm: str) -> None: ...
+
+    async def add_reward(self, experiment: str, arm: str, reward: float) -> None: ...
+
+    async def stats(self, experiment: str) -> dict[str, ArmStats]: ...
+
+    async def close(self) -> None: ...
+
+
+class SqliteRoutingState:
+    def __init__(self, path: Path) -> None:
+        self.db = open_database(path, SCHEMA)
+        self.lock = threading.Lock()  # one connection, many threads
+
+    def _add(self, experiment: str, arm: str, delta: ArmStats) -> None:
+        with self.lock, transaction(self.db) as db:
+            db.execute(
+                _ADD,
+                (
+                    experiment,
+                    arm,
+                    delta.pulls,
+                    delta.rewards,
+                    delta.reward_sum,
+                    delta.reward_sq_sum,
+                ),
+            )
+
+    def _stats(self, experiment: str) -> dict[str, ArmStats]:
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT arm, pulls, rewards, reward_sum, reward_sq_sum FROM arms "
+                "WHERE experiment = ?",
+                (experiment,),
+            ).fetchall()
+        return {arm: ArmStats(*values) for arm, *values in rows}
+
+    async def add_pull(self, experiment: str, arm: str) -> None:
+        await asyncio.to_thread(self._add, experiment, arm, ArmStats(pulls=1))
+
+    async def add_reward(self, experiment: str, arm: str, reward: float) -> None:
+        await asyncio.to_thread(self._add, experiment, arm, ArmStats().observed(reward))
+
+    async def stats(self, experiment: str) -> dict[str, ArmStats]:
+        return await asyncio.to_thread(self._stats, experiment)
+
+    async def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+
+class RedisRoutingState:
+    """One hash per arm (``<prefix>:<experiment>:<arm>``) and a set of an experiment's arms;
+    updates are HINCRBY / HINCRBYFLOAT in one MULTI transaction."""
+
+    def __init__(self, url: str, prefix: str = "llmops:routing", max_connections: int = 32) -> None:
+        import redis.asyncio as redis
+
+        # a bounded pool that makes callers wait for a connection instead of failing at a burst
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=10, decode_responses=True
+        )
+        self.client: Any = redis.Redis(connection_pool=pool)
+        self.prefix = prefix
+
+    def _arm_key(self, experiment: str, arm: str) -> str:
+        return f"{self.prefix}:{experiment}:{arm}"
+
+    def _arms_key(self, experiment: str) -> str:
+        return f"{self.prefix}:{experiment}:arms"
+
+    async def _add(self, experiment: str, arm: str, delta: ArmStats) -> None:
+        key = self._arm_key(experiment, arm)
+        async with self.client.pipeline(transaction=True) as tx:
+            tx.sadd(self._arms_key(experiment), arm)
+            tx.hincrby(key, "pulls", delta.pulls)
+            tx.hincrby(key, "rewards", delta.rewards)
+            tx.hincrbyfloat(key, "reward_sum", delta.reward_sum)
+            tx.hincrbyfloat(key, "reward_sq_sum", delta.reward_sq_sum)
+            await tx.execute()
+
+    async def add_pull(self, experiment: str, arm: str) -> None:
+        await self._add(experiment, arm, ArmStats(pulls=1))
+
+    async def add_reward(self, experiment: str, arm: str, reward: float) -> None:
+        await self._add(experiment, arm, ArmStats().observed(reward))
+
+    async def stats(self, experiment: str) -> dict[str, ArmStats]:
+        arms = sorted(await self.client.smembers(self._arms_key(experiment)))
+        async with self.client.pipeline(transaction=False) as pipe:
+            for arm in arms:
+                pipe.hgetall(self._arm_key(experiment, arm))
+            rows = await pipe.execute()
+        return {
+            arm: ArmStats(
+                int(row.get("pulls", 0)),
+                int(row.get("rewards", 0)),
+                float(row.get("reward_sum", 0.0)),
+                float(row.get("reward_sq_sum", 0.0)),
+            )
+            for arm, row in zip(arms, rows, strict=True)
+        }
+
+    async def close(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,90 @@
+"""Routing state in SQLite and in a real Redis server: survives a restart, and concurrent
+updates from many tasks lose nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from llmops.routing.state import RedisRoutingState, RoutingState, SqliteRoutingState
+from tests.up_server import free_port
+
+REDIS = shutil.which("redis-server")
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    if REDIS is None:
+        pytest.fail("redis-server is not installed (.ci/run installs it)")
+    port = free_port()
+    process = subprocess.Popen(
+        [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.time() + 10
+        while True:
+            try:
+                redis.Redis.from_url(url).ping()
+                break
+            except redis.ConnectionError:
+                assert time.time() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def opener(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[str, object]]:
+    if request.param == "sqlite":
+        yield "sqlite", lambda: SqliteRoutingState(tmp_path / "routing.sqlite")
+    else:
+        url = request.getfixturevalue("redis_url")
+        prefix = f"test:{request.node.name}"
+        yield "redis", lambda: RedisRoutingState(url, prefix=prefix)
+
+
+async def test_concurrent_updates_lose_nothing(opener: tuple[str, object]) -> None:
+    _, make = opener
+    states: list[RoutingState] = [make(), make()]  # type: ignore[operator]  # two replicas
+    tasks = [
+        states[i % 2].add_reward("exp", "a" if i % 3 else "b", float(i % 2)) for i in range(300)
+    ] + [states[i % 2].add_pull("exp", "a") for i in range(200)]
+    await asyncio.gather(*tasks)
+    stats = await states[0].stats("exp")
+    for state in states:
+        await state.close()
+    a_rewards = [float(i % 2) for i in range(300) if i % 3]
+    b_rewards = [float(i % 2) for i in range(300) if not i % 3]
+    assert stats["a"].pulls == 200 and stats["b"].pulls == 0
+    assert stats["a"].rewards == len(a_rewards) and stats["b"].rewards == len(b_rewards)
+    assert stats["a"].reward_sum == pytest.approx(sum(a_rewards))
+    assert stats["b"].reward_sq_sum == pytest.approx(sum(r * r for r in b_rewards))
+
+
+async def test_state_survives_a_restart(opener: tuple[str, object]) -> None:
+    _, make = opener
+    first: RoutingState = make()  # type: ignore[operator]
+    await first.add_pull("exp", "a")
+    await first.add_reward("exp", "a", 1.0)
+    await first.close()
+    again: RoutingState = make()  # type: ignore[operator]
+    stats = await again.stats("exp")
+    assert await again.stats("other") == {}
+    await again.close()
+    assert (stats["a"].pulls, stats["a"].rewards, stats["a"].reward_sum) == (1, 1, 1.0)
