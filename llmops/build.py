@@ -259,6 +259,20 @@ class Components:
         self.records.close()
 
 
+def check_component(
+    kind: str, raw: Any, loc: tuple[str | int, ...], source_map: SourceMap, file: str
+) -> tuple[Resolved | None, list[ConfigIssue]]:
+    """Validate one component section of another YAML file (an eval suite's judge)."""
+    load_components()
+    checker = _Checker(source_map, file)
+    return checker.resolve(kind, raw, loc), checker.issues
+
+
+def make_generator(resolved: Resolved, base_dir: Path) -> Generator:
+    """A generator from a section ``check_component`` validated (not started)."""
+    return _make_generator(resolved, base_dir)
+
+
 def _make(resolved: Resolved, **kwargs: Any) -> Any:
     return resolved.entry.factory(resolved.config, **kwargs)
 

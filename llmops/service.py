@@ -20,6 +20,7 @@ from typing import Any, TypedDict, TypeVar, Unpack
 
 from llmops.build import AppSpec, Components, build, load_config
 from llmops.config.schema import AppConfig, Fusion, SearchMode
+from llmops.monitoring.monitor import Monitor
 from llmops.pipelines.ingest import Ingestion, IngestReport, ProgressFn, sparse_intact
 from llmops.pipelines.query import QueryOptions, QueryPipeline
 from llmops.types import Answer, GenerationOptions, Message
@@ -40,6 +41,7 @@ class QueryKwargs(TypedDict, total=False):
     history: Sequence[Message]
     generation: GenerationOptions
     retrieve: bool
+    variant: str
 
 
 class _LoopThread:
@@ -68,7 +70,16 @@ class RAG:
     def __init__(self, spec: AppSpec) -> None:
         self.spec = spec
         self.components: Components = build(spec)
-        self.pipeline = QueryPipeline(self.components, self.config.retrieval, self.config.prompt)
+        self.monitor = Monitor(
+            self.config.monitoring,
+            self.config.name,
+            self.components.data_dir,
+            spec.base_dir,
+            self.components.embedder.embed_queries,
+        )
+        self.pipeline = QueryPipeline(
+            self.components, self.config.retrieval, self.config.prompt, self.monitor
+        )
         self._started = False
         self._generator_started = False
         self._start_lock = threading.Lock()
@@ -95,8 +106,14 @@ class RAG:
         with self._start_lock:
             if self._started:
                 return
-            self.components.start()
+            self.monitor.start()  # first: a missing drift reference fails before models load
+            try:
+                self.components.start()
+            except BaseException:
+                self.monitor.close()
+                raise
             self._started = True
+            self._report_index_size()
 
     async def astart(self) -> None:
         if self._started and self._generator_started:
@@ -123,6 +140,7 @@ class RAG:
         with self._start_lock:
             if not self._started:
                 return
+            self.monitor.close()
             self.components.close()
             self._started = False
 
@@ -147,9 +165,20 @@ class RAG:
         """Bring the index in step with the sources (only what changed, unless ``full``)."""
         self.start()
         with self._ingest_lock:
-            report = Ingestion(self.components, progress).run(full=full)
+            try:
+                report = Ingestion(self.components, progress).run(full=full)
+            except Exception:
+                self.monitor.ingestion({}, None, ok=False)
+                raise
         self.last_ingestion = report
+        self.monitor.ingestion(report.to_dict(), report.chunks_total)
         return report
+
+    def _report_index_size(self) -> int:
+        active = self.components.records.active()
+        chunks = self.components.store.count(active.collection) if active else 0
+        self.monitor.index_size(chunks)
+        return chunks
 
     async def aingest(self, full: bool = False, progress: ProgressFn | None = None) -> IngestReport:
         return await asyncio.to_thread(self.ingest, full, progress)

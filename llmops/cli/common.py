@@ -9,6 +9,14 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from llmops.errors import ConfigError, LLMOpsError
 
@@ -32,6 +40,32 @@ def friendly_errors() -> Iterator[None]:
     except LLMOpsError as exc:
         errors.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
+
+
+def progress_bars() -> Progress:
+    """Progress bars on stderr (stdout stays for results): label, bar, done/total, time."""
+    columns = (
+        TextColumn("[bold]{task.description}[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    return Progress(*columns, console=errors)
+
+
+class StageBars:
+    """A progress callback ``(stage, done, total)``: one bar per stage, added when the stage
+    first reports; ``unit(stage)`` names what the stage counts."""
+
+    def __init__(self, progress: Progress, unit: Callable[[str], str]) -> None:
+        self.progress, self.unit = progress, unit
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            label = f"{stage} ({self.unit(stage)})"
+            self.tasks[stage] = self.progress.add_task(label, total=total)
+        self.progress.update(self.tasks[stage], completed=done, total=total)
 
 
 def run(action: Callable[[], T]) -> T:

@@ -1,4 +1,4 @@
-"""llmops eval retrieval"""
+"""llmops eval retrieval | run | compare"""
 
 from __future__ import annotations
 
@@ -7,36 +7,27 @@ from pathlib import Path
 
 import typer
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
     Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
 )
 from rich.table import Table
 
-from llmops.cli.common import console, errors, run
+from llmops.cli import eval_run_cmd
+from llmops.cli.common import StageBars, console, progress_bars, run
 from llmops.pipelines.eval_retrieval import MODES, BeirReport, evaluate_beir
 
 app = typer.Typer(
-    help="Evaluate against labelled datasets: `eval retrieval` scores search on a BEIR folder.",
+    help="Evaluate against labelled datasets: `eval retrieval` scores search on a BEIR folder; "
+    "`eval run SUITE` runs an eval suite (answers, metrics, gates, report, MLflow); "
+    "`eval compare RUN_A RUN_B` tests what changed between two runs.",
     no_args_is_help=True,
 )
+app.command("run")(eval_run_cmd.run_cmd)
+app.command("compare")(eval_run_cmd.compare_cmd)
 
 
-class _Bars:
-    """One progress bar per stage (ingest, then each mode), added as the stage starts."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.tasks: dict[str, TaskID] = {}
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage not in self.tasks:
-            unit = "documents" if stage == "ingest" else "queries"
-            self.tasks[stage] = self.progress.add_task(f"{stage} ({unit})", total=total)
-        self.progress.update(self.tasks[stage], completed=done, total=total)
+def _bars(progress: Progress) -> StageBars:
+    """One bar for the ingestion (documents), then one per mode (queries)."""
+    return StageBars(progress, lambda stage: "documents" if stage == "ingest" else "queries")
 
 
 def _table(report: BeirReport, title: str) -> Table:
@@ -107,14 +98,8 @@ def retrieval(
 
       llmops eval retrieval --beir scifact -c app.yaml -m hybrid --limit 50
     """
-    columns = (
-        TextColumn("[bold]{task.description}[/bold]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=errors) as progress:
-        report = run(lambda: evaluate_beir(beir, config, modes, split, limit, _Bars(progress)))
+    with progress_bars() as progress:
+        report = run(lambda: evaluate_beir(beir, config, modes, split, limit, _bars(progress)))
     if as_json:
         typer.echo(json.dumps(report.metrics, indent=2))
     else:

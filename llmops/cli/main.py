@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from llmops.cli import components, config_cmd, eval_cmd, ingest, query, up, validate
+from llmops.cli import components, config_cmd, drift_cmd, eval_cmd, ingest, query, up, validate
 from llmops.deps import offline_environment
 
 app = typer.Typer(
@@ -26,6 +26,8 @@ app.command()(validate.validate)
 app.command()(components.components)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(eval_cmd.app, name="eval")
+app.add_typer(drift_cmd.app, name="drift")
+app.add_typer(drift_cmd.requests_app, name="requests")
 
 
 def main() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import typer
@@ -74,15 +73,13 @@ def _print_welcome(url: str, workers: int) -> None:
 
 def _hand_over(config: Path, data_dir: Path, workers: int) -> None:
     """What the worker processes read from their environment (see llmops.server.worker)."""
+    from llmops.monitoring.metrics import prepare_multiprocess_dir
     from llmops.server.worker import CONFIG_ENV, WORKERS_ENV
 
     os.environ[CONFIG_ENV] = str(config.resolve())
     os.environ[WORKERS_ENV] = str(workers)
     # Each worker's torch would otherwise start one thread per core, and they would fight.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
-    # prometheus-client multiprocess mode: every worker writes its samples here; a fresh folder
-    # per start, so counters of an earlier run do not leak into this one.
-    metrics = data_dir / "prometheus"
-    shutil.rmtree(metrics, ignore_errors=True)
-    metrics.mkdir(parents=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics)
+    # prometheus-client multiprocess mode: every worker writes its samples there and a scrape
+    # of any worker adds them up
+    prepare_multiprocess_dir(data_dir / "prometheus")

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from llmops.config.monitoring import MonitoringConfig
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,62}")
 
 
@@ -135,6 +137,7 @@ class AppConfig(Strict):
     )
     retrieval: RetrievalConfig = Field(default_factory=lambda: RetrievalConfig())
     server: ServerConfig = Field(default_factory=lambda: ServerConfig())
+    monitoring: MonitoringConfig = Field(default_factory=lambda: MonitoringConfig())
 
     @field_validator("name")
     @classmethod

@@ -10,6 +10,7 @@ to ``{document id: relevance}``. Relevance above 0 is relevant; 0 or below is no
 - ``mrr@k`` (``recip_rank``, cut at k): 1 / rank of the first relevant document in the first k,
   else 0.
 - ``precision@k`` (``P.k``): relevant documents in the first k / k.
+- ``hit@k`` (``success.k``): 1 if a relevant document is in the first k, else 0.
 
 Queries whose qrels hold no relevant document are skipped (trec_eval and BEIR do the same: no
 score is defined for them); a judged query missing from the run scores 0 on every metric. A
@@ -53,6 +54,11 @@ def precision(ranking: Sequence[str], judged: Mapping[str, int], k: int) -> floa
     return sum(1 for doc in ranking[:k] if judged.get(doc, 0) > 0) / k
 
 
+def hit(ranking: Sequence[str], judged: Mapping[str, int], k: int) -> float:
+    """1 if any relevant document is among the first k (success@k), else 0."""
+    return float(any(judged.get(doc, 0) > 0 for doc in ranking[:k]))
+
+
 def _dcg(gains: Iterable[int]) -> float:
     return sum(gain / math.log2(rank + 1) for rank, gain in enumerate(gains, 1))
 
@@ -63,6 +69,7 @@ METRICS: dict[str, MetricFn] = {
     "recall": recall,
     "mrr": mrr,
     "precision": precision,
+    "hit": hit,
 }
 
 

@@ -13,8 +13,10 @@ from typing import Any, TypeVar
 from llmops.build import Components
 from llmops.config.schema import Fusion, RetrievalConfig, SearchMode
 from llmops.errors import BackendError, InvalidRequest, NotReady
+from llmops.monitoring.events import QueryEvent
+from llmops.monitoring.monitor import Monitor
 from llmops.rag import filters
-from llmops.rag.search import Searcher, SearchParams
+from llmops.rag.search import Searcher, SearchParams, SearchTrace
 from llmops.types import (
     Answer,
     Generation,
@@ -45,6 +47,7 @@ class QueryOptions:
     history: Sequence[Message] = ()
     generation: GenerationOptions = field(default_factory=GenerationOptions)
     retrieve: bool = True
+    variant: str = "default"
 
 
 @dataclass(frozen=True)
@@ -52,11 +55,21 @@ class _Prepared:
     request: GenerationRequest
     started: float
     request_id: str
+    variant: str = "default"
+    trace: SearchTrace = field(default_factory=SearchTrace)
+    retrieved: bool = True
 
 
 class QueryPipeline:
-    def __init__(self, components: Components, retrieval: RetrievalConfig, prompt: str) -> None:
+    def __init__(
+        self,
+        components: Components,
+        retrieval: RetrievalConfig,
+        prompt: str,
+        monitor: Monitor | None = None,
+    ) -> None:
         self.c = components
+        self.monitor = monitor
         self.retrieval = retrieval
         self.prompt = prompt
         self.searcher = Searcher(
@@ -107,7 +120,9 @@ class QueryPipeline:
                 budget -= size
         return kept
 
-    async def search(self, question: str, options: QueryOptions | None = None) -> list[ScoredChunk]:
+    async def search(
+        self, question: str, options: QueryOptions | None = None, trace: SearchTrace | None = None
+    ) -> list[ScoredChunk]:
         """Retrieval only: the hits an answer to ``question`` would be built from (before the
         context token budget), best first. In a conversation the question is searched alone
         and with the earlier user turns: a follow-up finds its topic, and a question that
@@ -118,7 +133,7 @@ class QueryPipeline:
         if active is None:
             raise NotReady("the index is empty: run `llmops ingest` (or POST /ingest) first")
         texts = list(dict.fromkeys([question, self.search_text(question, options.history)]))
-        return await self.searcher.search(active.collection, texts, params)
+        return await self.searcher.search(active.collection, texts, params, trace)
 
     async def _prepare(
         self, question: str, options: QueryOptions, request_id: str | None
@@ -126,25 +141,50 @@ class QueryPipeline:
         """Retrieve, budget and render: everything up to the generator call."""
         started = time.perf_counter()
         request_id = request_id or uuid.uuid4().hex
+        trace = SearchTrace()
         if not options.retrieve:
             conversation = (*options.history, Message("user", question))
             request = GenerationRequest(question, (), conversation, options.generation)
-            return _Prepared(request, started, request_id)
-        hits = self.fit_budget(await self.search(question, options))
+            return _Prepared(request, started, request_id, options.variant, trace, False)
+        hits = self.fit_budget(await self.search(question, options, trace))
         prompt = (
             self.c.prompts.render(self.prompt, question, hits, options.history)
             if self.c.generator.uses_prompt
             else []
         )
         request = GenerationRequest(question, tuple(hits), tuple(prompt), options.generation)
-        return _Prepared(request, started, request_id)
+        return _Prepared(request, started, request_id, options.variant, trace)
 
     async def run(
         self, question: str, options: QueryOptions | None = None, request_id: str | None = None
     ) -> Answer:
-        prepared = await self._prepare(question, options or QueryOptions(), request_id)
+        try:
+            prepared = await self._prepare(question, options or QueryOptions(), request_id)
+            generating = time.perf_counter()
+            generation = await self.c.generator.generate(prepared.request)
+        except Exception as exc:
+            self._failed(exc)
+            raise
+        return self._observed(prepared, _answer(prepared, generation), generating)
+
+    def _observed(self, prepared: _Prepared, answer: Answer, generating: float) -> Answer:
+        """Report the answer to the monitor (metrics, request log, drift window)."""
+        if self.monitor is not None:
+            prepared.trace.stages["generate"] = time.perf_counter() - generating
+            self.monitor.observe(_event(prepared, answer, self.monitor.pipeline))
+        return answer
+
+    def _failed(self, exc: Exception) -> None:
+        if self.monitor is not None:
+            self.monitor.error(exc)
+
+    async def run_with_context(
+        self, question: str, options: QueryOptions | None = None
+    ) -> tuple[Answer, tuple[ScoredChunk, ...]]:
+        """``run``, plus the hits the answer was built from, whole (evaluation scores them)."""
+        prepared = await self._prepare(question, options or QueryOptions(), None)
         generation = await self.c.generator.generate(prepared.request)
-        return _answer(prepared, generation)
+        return _answer(prepared, generation), prepared.request.context
 
     async def stream(
         self, question: str, options: QueryOptions | None = None, request_id: str | None = None
@@ -153,15 +193,20 @@ class QueryPipeline:
 
         Errors before the first piece (empty index, bad filter, every backend down) are raised
         by the first ``anext``; closing the stream early stops the generator's work."""
-        prepared = await self._prepare(question, options or QueryOptions(), request_id)
-        generator = self.c.generator
-        async with aclosing(generator.stream(prepared.request)) as pieces:
-            async for item in pieces:
-                if isinstance(item, Generation):
-                    yield _answer(prepared, item)
-                    return
-                yield item
-        raise BackendError(generator.name, "the stream ended without a final answer")
+        try:
+            prepared = await self._prepare(question, options or QueryOptions(), request_id)
+            generating = time.perf_counter()
+            generator = self.c.generator
+            async with aclosing(generator.stream(prepared.request)) as pieces:
+                async for item in pieces:
+                    if isinstance(item, Generation):
+                        yield self._observed(prepared, _answer(prepared, item), generating)
+                        return
+                    yield item
+            raise BackendError(generator.name, "the stream ended without a final answer")
+        except Exception as exc:
+            self._failed(exc)
+            raise
 
 
 def _pick(override: T | None, default: T) -> T:
@@ -179,6 +224,26 @@ def _answer(prepared: _Prepared, generation: Generation) -> Answer:
         request_id=prepared.request_id,
         generator=generation.generator,
         usage=generation.usage,
+    )
+
+
+def _event(prepared: _Prepared, answer: Answer, pipeline: str) -> QueryEvent:
+    return QueryEvent(
+        request_id=answer.request_id,
+        question=answer.question,
+        pipeline=pipeline,
+        backend=answer.generator,
+        retrieved_ids=tuple(s.chunk_id for s in answer.sources),
+        scores=tuple(s.score for s in answer.sources),
+        answer_chars=len(answer.answer),
+        abstained=answer.abstained,
+        latency_ms=answer.latency_ms,
+        prompt_tokens=answer.usage.prompt_tokens,
+        completion_tokens=answer.usage.completion_tokens,
+        variant=prepared.variant,
+        stages=prepared.trace.stages,
+        vector=prepared.trace.vector,
+        retrieved=prepared.retrieved,
     )
 
 

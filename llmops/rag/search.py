@@ -17,8 +17,9 @@ whichever paths run:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Literal
 
@@ -59,6 +60,15 @@ class SearchParams:
         return max(needs)
 
 
+@dataclass
+class SearchTrace:
+    """Filled in by ``Searcher.search`` for monitoring: seconds per stage (embed, retrieve,
+    rerank) and the question's embedding."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+    vector: Vectors | None = None
+
+
 @dataclass(frozen=True)
 class _Query:
     text: str
@@ -79,20 +89,31 @@ class Searcher:
         self.dense = DenseRetriever(store)
 
     async def search(
-        self, collection: str, texts: Sequence[str], params: SearchParams
+        self,
+        collection: str,
+        texts: Sequence[str],
+        params: SearchParams,
+        trace: SearchTrace | None = None,
     ) -> list[ScoredChunk]:
         """Search with each of ``texts`` (the first is the question itself) and fuse."""
+        trace = trace or SearchTrace()
+        clock = time.perf_counter()
         queries = [_Query(t) for t in texts]
         if params.mode != "sparse" or params.mmr:
             vectors = await asyncio.gather(*(self.encoder.encode_query(t) for t in texts))
             queries = [_Query(t, v) for t, v in zip(texts, vectors, strict=True)]
+            trace.vector = vectors[0]
+            clock = _lap(trace, "embed", clock)
         rankings = await asyncio.gather(*(self._ranking(collection, q, params) for q in queries))
         hits = rankings[0] if len(rankings) == 1 else _fuse_phrasings(rankings, params.depth)
+        clock = _lap(trace, "retrieve", clock)
         if params.rerank and self.reranker is not None:
             hits = await self._rerank(texts[0], hits, params.rerank_top_n)
+            clock = _lap(trace, "rerank", clock)
         if params.mmr and len(hits) > params.top_k:
             hits = await self._diversify(collection, queries[0], hits, params)
         hits = await self._with_similarity(collection, queries[0], hits[: params.top_k])
+        _lap(trace, "retrieve", clock)
         return [h for h in hits if h.score >= params.score_threshold]
 
     async def _ranking(
@@ -173,6 +194,12 @@ class Searcher:
     ) -> dict[str, Vectors]:
         ids = [h.chunk.id for h in hits]
         return await asyncio.to_thread(self.store.vectors, collection, ids)
+
+
+def _lap(trace: SearchTrace, stage: str, since: float) -> float:
+    now = time.perf_counter()
+    trace.stages[stage] = trace.stages.get(stage, 0.0) + now - since
+    return now
 
 
 def _cosine(vector: Vectors, query: Vectors) -> float:

@@ -9,8 +9,9 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from llmops.errors import BackendError, InvalidRequest, LLMOpsError, NotReady
+from llmops.server import metrics
 from llmops.server.middleware import BodyLimit, RequestId
-from llmops.server.routes import health, ingest, openai_api, query
+from llmops.server.routes import feedback, health, ingest, openai_api, query
 from llmops.service import RAG
 
 REQUEST_ID = "X-Request-ID"
@@ -43,12 +44,16 @@ def create_app(rag: RAG, *, workers: int = 1) -> FastAPI:
     app.state.workers = workers
     app.add_middleware(BodyLimit, max_bytes=rag.config.server.max_body_bytes)
     app.add_middleware(RequestId)
+    if rag.monitor.metrics is not None:
+        app.add_middleware(metrics.HttpMetrics, metrics=rag.monitor.metrics)
     app.add_exception_handler(InvalidRequest, _error(400))
     app.add_exception_handler(NotReady, _error(503))
     app.add_exception_handler(BackendError, _error(503))
     app.add_exception_handler(LLMOpsError, _error(500))
     for module in (query, ingest, health, openai_api):
         app.include_router(module.router)
+    app.include_router(metrics.router)
+    app.include_router(feedback.router)
     return app
 
 

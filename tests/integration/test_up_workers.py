@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import HASHING, ConfigWriter
 from tests.up_server import llmops_up
@@ -36,6 +37,7 @@ def test_two_workers_serve_one_index(write_config: ConfigWriter, tmp_path: Path)
             for _ in range(6)
         ]
         refused = httpx.post(f"{base}/ingest", json={}, timeout=30)
+        scrapes = [httpx.get(f"{base}/metrics", timeout=30).text for _ in range(4)]
         workers = _worker_processes(pid)
         multiproc_dir = tmp_path / "data" / "prometheus"
         assert multiproc_dir.is_dir()
@@ -43,3 +45,10 @@ def test_two_workers_serve_one_index(write_config: ConfigWriter, tmp_path: Path)
     assert {a.json()["sources"][0]["source"] for a in answers} == {"docs/backup.md"}
     assert refused.status_code == 409 and "2 worker processes" in refused.json()["detail"]
     assert len(workers) == 2
+    # whichever worker answers a scrape, it counts the queries both of them served
+    assert [_queries(scrape) for scrape in scrapes] == [6.0] * 4
+
+
+def _queries(scrape: str) -> float:
+    families = text_string_to_metric_families(scrape)
+    return sum(s.value for f in families for s in f.samples if s.name == "llmops_queries_total")

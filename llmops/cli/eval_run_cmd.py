@@ -1,0 +1,130 @@
+"""llmops eval run / llmops eval compare"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from llmops.cli.common import StageBars, console, progress_bars, run
+from llmops.evaluation.results import EvalRun
+from llmops.evaluation.run_folder import load_run
+from llmops.evaluation.stats import Comparison
+from llmops.evaluation.suite import BASELINE
+from llmops.evaluation.summary import compare_results
+from llmops.pipelines.eval_run import run_suite
+
+
+def _metric_table(result: EvalRun) -> Table:
+    variants = list(result.summaries)
+    table = Table("metric", *variants, title=f"{result.suite.spec.name}: mean [95% CI]")
+    for metric in [*result.metric_names, "latency_ms"]:
+        cells = []
+        for variant in variants:
+            s = result.summaries[variant].metrics.get(metric)
+            cells.append("—" if s is None else f"{s.mean:.3f} [{s.low:.3f}, {s.high:.3f}]")
+        table.add_row(metric, *cells)
+    for key in ("p50_latency_ms", "p95_latency_ms", "total_tokens", "total_cost_usd"):
+        figures = [result.summaries[v].run.get(key) for v in variants]
+        if any(f is not None for f in figures):
+            table.add_row(key, *["—" if f is None else f"{f:.4g}" for f in figures])
+    return table
+
+
+def _comparison_table(comparisons: dict[str, Comparison], title: str) -> Table:
+    table = Table("metric", "A", "B", "B − A", "95% CI", "p", "significant", "n", title=title)
+    for metric, c in comparisons.items():
+        table.add_row(
+            metric,
+            f"{c.mean_a:.3f}",
+            f"{c.mean_b:.3f}",
+            f"{c.diff:+.3f}",
+            f"[{c.low:+.3f}, {c.high:+.3f}]",
+            c.p_text,
+            "[bold]yes[/bold]" if c.significant else "no",
+            str(c.n),
+        )
+    return table
+
+
+def run_cmd(
+    suite: Path = typer.Argument(..., help="Eval suite file (YAML), e.g. eval/quickstart.yaml."),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Finish an interrupted run: its folder under results_dir."
+    ),
+    tracking_uri: str | None = typer.Option(
+        None,
+        "--tracking-uri",
+        help="MLflow tracking server (default: SQLite in the app's "
+        "data_dir, <data_dir>/mlflow.db).",
+    ),
+    no_mlflow: bool = typer.Option(False, "--no-mlflow", help="Do not log to MLflow."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's summary.json."),
+) -> None:
+    """Run an eval suite: answer its dataset with the app (and each variant), score every
+    answer, write a report, log an MLflow run; exit code 1 when a gate fails.
+
+    Per-sample results are written as they finish, so an interrupted run can
+    be finished with --resume RUN_FOLDER. The run folder holds
+    samples-<variant>.jsonl, summary.json, report.md and report.html.
+
+    Examples:
+
+      llmops eval run eval/quickstart.yaml
+
+      llmops eval run eval/quickstart.yaml --tracking-uri http://127.0.0.1:5000
+    """
+    with progress_bars() as progress:
+        update = StageBars(progress, lambda _: "samples")
+        result = run(lambda: run_suite(suite, resume, tracking_uri, update, track=not no_mlflow))
+    if as_json:
+        typer.echo((result.run_dir / "summary.json").read_text())
+    else:
+        console.print(_metric_table(result))
+        for comparisons in result.comparisons.items():
+            name, table = comparisons
+            console.print(_comparison_table(table, f"{name} vs {BASELINE}"))
+        for variant, gates in result.gates.items():
+            for gate in gates:
+                console.print(f"{variant}: {gate.describe()}", markup=False)
+        console.print(f"report: {result.run_dir / 'report.html'}", markup=False)
+        if result.mlflow_run_id:
+            console.print(f"mlflow run: {result.mlflow_run_id}", markup=False)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def compare_cmd(
+    run_a: Path = typer.Argument(..., help="The earlier run's folder (A)."),
+    run_b: Path = typer.Argument(..., help="The later run's folder (B)."),
+    variant: str = typer.Option(BASELINE, "--variant", help="Which variant of each run."),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+) -> None:
+    """Compare two runs sample by sample: B − A for every metric, its 95% bootstrap CI and a
+    paired permutation p-value (significant: p < 0.05), so noise is not read as progress."""
+    comparisons = run(lambda: _compare(run_a, run_b, variant))
+    if as_json:
+        typer.echo(json.dumps({m: c.as_dict() for m, c in comparisons.items()}, indent=2))
+    else:
+        console.print(_comparison_table(comparisons, f"{run_b.name} (B) vs {run_a.name} (A)"))
+
+
+def _compare(run_a: Path, run_b: Path, variant: str) -> dict[str, Comparison]:
+    from llmops.errors import InvalidRequest
+
+    summary_a, samples_a = load_run(run_a)
+    _, samples_b = load_run(run_b)
+    for folder, samples in ((run_a, samples_a), (run_b, samples_b)):
+        if variant not in samples:
+            raise InvalidRequest(
+                f"{folder}: no variant '{variant}'; it has: {', '.join(samples) or 'none'}"
+            )
+    metrics = list(summary_a["variants"][variant]["metrics"])
+    metrics = [
+        m
+        for m in metrics
+        if m not in ("latency_ms", "prompt_tokens", "completion_tokens", "cost_usd")
+    ]
+    return compare_results(samples_a[variant], samples_b[variant], metrics)

@@ -1,0 +1,218 @@
+"""The request log: one SQLite row per query, written in batches by a background thread so
+the request path only puts an event on a queue. Retention by age and by row count; the
+question can be kept, hashed (SHA-256) or left out; export to CSV or Parquet."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from llmops.config.monitoring import QuestionMode, RequestLogConfig
+from llmops.deps import require
+from llmops.monitoring.events import QueryEvent
+
+log = logging.getLogger(__name__)
+
+COLUMNS = (
+    "request_id", "time", "pipeline", "variant", "backend", "question", "query_chars",
+    "retrieved_ids", "scores", "top_score", "sources_above", "answer_chars", "abstained",
+    "latency_ms", "prompt_tokens", "completion_tokens", "feedback",
+)  # fmt: skip
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    request_id TEXT PRIMARY KEY, time REAL NOT NULL, pipeline TEXT, variant TEXT, backend TEXT,
+    question TEXT, query_chars INTEGER, retrieved_ids TEXT, scores TEXT, top_score REAL,
+    sources_above INTEGER, answer_chars INTEGER, abstained INTEGER, latency_ms REAL,
+    prompt_tokens INTEGER, completion_tokens INTEGER, feedback REAL
+);
+CREATE INDEX IF NOT EXISTS requests_time ON requests(time);
+"""
+_INSERT = (
+    f"INSERT OR REPLACE INTO requests ({', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(COLUMNS))})"
+)
+_STOP = object()
+BATCH = 500
+FLUSH_EVERY_S = 1.0
+PRUNE_EVERY_S = 60.0
+
+
+def stored_question(question: str, mode: QuestionMode) -> str | None:
+    if mode == "keep":
+        return question
+    if mode == "hash":
+        return hashlib.sha256(question.encode()).hexdigest()
+    return None
+
+
+class RequestLog:
+    """Append-only log of queries in SQLite; ``record`` never touches the disk itself."""
+
+    def __init__(self, path: Path, config: RequestLogConfig, source_threshold: float = 0.5) -> None:
+        self.path = path
+        self.config = config
+        self.source_threshold = source_threshold
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._last_prune = 0.0
+
+    # lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.executescript(SCHEMA)
+        self._thread = threading.Thread(target=self._write_loop, name="request-log", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._wake.set()
+        self._thread.join()
+        self._thread = None
+
+    def flush(self) -> None:
+        """Wait until every recorded event is in the database."""
+        if self._thread is not None:
+            self._wake.set()
+            self._queue.join()
+
+    # writing ---------------------------------------------------------------------------------
+    def record(self, event: QueryEvent) -> None:
+        self._queue.put(event)
+
+    def set_feedback(self, request_id: str, score: float) -> bool:
+        """Attach a feedback score (for example 1 / -1) to a logged request."""
+        self.flush()
+        with self._connect() as db:
+            cursor = db.execute(
+                "UPDATE requests SET feedback = ? WHERE request_id = ?", (score, request_id)
+            )
+            return cursor.rowcount > 0
+
+    def _row(self, event: QueryEvent) -> tuple[Any, ...]:
+        signals = event.signals(self.source_threshold)
+        return (
+            event.request_id, event.time, event.pipeline, event.variant, event.backend,
+            stored_question(event.question, self.config.question), len(event.question),
+            json.dumps(event.retrieved_ids), json.dumps(event.scores), signals["top_score"],
+            int(signals["sources_above"]), event.answer_chars, int(event.abstained),
+            event.latency_ms, event.prompt_tokens, event.completion_tokens, None,
+        )  # fmt: skip
+
+    def _write_loop(self) -> None:
+        """Every ``FLUSH_EVERY_S`` (or when flushed), write what has queued up in one
+        transaction per ``BATCH`` rows. The thread sleeps in between instead of waking for
+        each event, so it rarely takes the GIL from requests."""
+        db = self._connect()
+        try:
+            while True:
+                self._wake.wait(FLUSH_EVERY_S)
+                self._wake.clear()
+                batch = []
+                while True:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                events = [e for e in batch if isinstance(e, QueryEvent)]
+                for start in range(0, len(events), BATCH):
+                    self._write(db, events[start : start + BATCH])
+                for _ in batch:
+                    self._queue.task_done()
+                if any(e is _STOP for e in batch):
+                    return
+        finally:
+            db.close()
+
+    def _write(self, db: sqlite3.Connection, events: list[QueryEvent]) -> None:
+        try:
+            with db:
+                db.executemany(_INSERT, [self._row(e) for e in events])
+            if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
+                self.prune(db)
+        except sqlite3.Error as exc:  # a full disk must not take the service down
+            log.error("request log %s: could not write %d rows: %s", self.path, len(events), exc)
+
+    def prune(self, db: sqlite3.Connection | None = None) -> int:
+        """Apply ``retention_days`` and ``max_rows``; returns the rows deleted."""
+        self._last_prune = time.monotonic()
+        with contextlib.ExitStack() as stack:
+            if db is None:
+                db = stack.enter_context(contextlib.closing(self._connect()))
+            deleted = 0
+            with db:
+                if self.config.retention_days is not None:
+                    cutoff = time.time() - self.config.retention_days * 86400
+                    deleted += db.execute("DELETE FROM requests WHERE time < ?", (cutoff,)).rowcount
+                if self.config.max_rows is not None:
+                    deleted += db.execute(
+                        "DELETE FROM requests WHERE request_id IN (SELECT request_id FROM "
+                        "requests ORDER BY time DESC LIMIT -1 OFFSET ?)",
+                        (self.config.max_rows,),
+                    ).rowcount
+            return deleted
+
+    # reading ---------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable enough for a log, no fsync/commit
+        return db
+
+    def rows(self, since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:
+        """Logged requests with ``since <= time < until`` (epoch seconds), oldest first."""
+        return list(self.iter_rows(since, until))
+
+    def iter_rows(
+        self, since: float | None = None, until: float | None = None
+    ) -> Iterator[dict[str, Any]]:
+        self.flush()
+        if not self.path.exists():
+            return
+        query = "SELECT * FROM requests WHERE time >= ? AND time < ? ORDER BY time"
+        bounds = (since if since is not None else 0.0, until if until is not None else 1e18)
+        with contextlib.closing(self._connect()) as db:
+            db.row_factory = sqlite3.Row
+            for row in db.execute(query, bounds):
+                item = dict(row)
+                item["retrieved_ids"] = json.loads(item["retrieved_ids"] or "[]")
+                item["scores"] = json.loads(item["scores"] or "[]")
+                item["abstained"] = bool(item["abstained"])
+                yield item
+
+    def export(self, out: Path, since: float | None = None, until: float | None = None) -> int:
+        """Write the rows to ``out`` (.csv or .parquet); returns how many."""
+        rows = self.rows(since, until)
+        if out.suffix == ".parquet":
+            pa = require("pyarrow", extra="monitor")
+            parquet = require("pyarrow.parquet", extra="monitor")
+            columns = {c: [r[c] for r in rows] for c in COLUMNS}
+            parquet.write_table(pa.table(columns), out)
+        elif out.suffix == ".csv":
+            with out.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=COLUMNS)
+                writer.writeheader()
+                for row in rows:
+                    writer.writerow({**row, **_json_lists(row)})
+        else:
+            raise ValueError(f"cannot export to '{out.name}': use a .csv or .parquet file")
+        return len(rows)
+
+
+def _json_lists(row: dict[str, Any]) -> dict[str, str]:
+    return {"retrieved_ids": json.dumps(row["retrieved_ids"]), "scores": json.dumps(row["scores"])}

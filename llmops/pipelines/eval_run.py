@@ -1,0 +1,348 @@
+"""Offline evaluation runs: a suite's dataset answered by the app (and each variant of it)
+through the normal query pipeline, every answer scored, per-sample results written as they
+finish (``samples-<variant>.jsonl``: a crashed run resumes where it stopped), then summaries
+with confidence intervals, paired comparisons against the baseline, gates, reports and an
+MLflow run.
+
+    result = run_suite("eval/quickstart.yaml")
+    result.passed, result.summaries["baseline"].values()["token_f1"]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmops.build import AppSpec, Components, build, check_component, load_config, make_generator
+from llmops.config import SourceMap, issue_at
+from llmops.config.schema import RetrievalConfig
+from llmops.errors import ComponentError, ConfigError, ConfigIssue, LLMOpsError
+from llmops.evaluation.datasets import Sample, load_dataset
+from llmops.evaluation.gates import check
+from llmops.evaluation.results import EvalRun
+from llmops.evaluation.run_folder import (
+    SampleWriter,
+    new_run_dir,
+    read_samples,
+    reopen_run_dir,
+)
+from llmops.evaluation.scoring import SampleResult, ranking_ids, score_sample
+from llmops.evaluation.suite import BASELINE, LoadedSuite, SuiteSpec, load_suite
+from llmops.evaluation.summary import compare_results, summarize_results
+from llmops.pipelines.eval_scorers import ExtraScorer, app_embed, make_scorers
+from llmops.pipelines.ingest import Ingestion
+from llmops.pipelines.query import QueryOptions, QueryPipeline
+from llmops.prompts import PromptLibrary, find_prompt_dirs
+from llmops.protocols import Generator
+from llmops.types import Answer, ScoredChunk
+
+Progress = Callable[[str, int, int], None]
+"""Called with (variant, samples done, samples in the dataset)."""
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class _Variant:
+    name: str
+    pipeline: QueryPipeline
+    generator: Generator
+    params: dict[str, Any]
+
+
+def load_checked_suite(path: str | Path) -> tuple[LoadedSuite, AppSpec]:
+    """The suite with its component sections checked, and the app it evaluates."""
+    loaded = load_suite(path, _component_issues)
+    app_spec = load_config(loaded.path(loaded.spec.app))
+    library = PromptLibrary(find_prompt_dirs(app_spec.base_dir, app_spec.loaded.app.prompts_dir))
+    issues = []
+    for i, variant in enumerate(loaded.spec.variants):
+        try:
+            library.check(variant.prompt or app_spec.loaded.app.prompt)
+        except ComponentError as exc:
+            loc = ("variants", i, "prompt")
+            hint = "prompts are looked up as the app's are: its prompts/ folder, then the bundled"
+            issues.append(issue_at(loaded.source_map, loaded.file, loc, str(exc), hint))
+    if issues:
+        raise ConfigError(issues)
+    return loaded, app_spec
+
+
+def _component_issues(
+    data: dict[str, Any], smap: SourceMap, file: str, base_dir: Path
+) -> list[ConfigIssue]:
+    """A variant's generator and the judge are generator sections: checked like an app's."""
+    variants = data.get("variants")
+    sections: list[tuple[tuple[str | int, ...], Any]] = [
+        (("variants", i, "generator"), v["generator"])
+        for i, v in enumerate(variants if isinstance(variants, list) else [])
+        if isinstance(v, dict) and v.get("generator") is not None
+    ]
+    if data.get("judge") is not None:
+        sections.append((("judge",), data["judge"]))
+    issues: list[ConfigIssue] = []
+    for loc, raw in sections:
+        if not isinstance(raw, dict):
+            continue  # the suite's schema reports a section that is not a mapping
+        if not isinstance(raw.get("type"), str):
+            hint = "a registered generator type, e.g. openai_compat (see `llmops components`)"
+            issues.append(issue_at(smap, file, loc, "needs a 'type'", hint))
+        else:
+            issues += check_component("generator", raw, loc, smap, file)[1]
+    return issues
+
+
+def run_suite(
+    path: str | Path,
+    resume: Path | None = None,
+    tracking_uri: str | None = None,
+    progress: Progress | None = None,
+    track: bool = True,
+) -> EvalRun:
+    """Run a suite (or finish the unfinished run in ``resume``); see the module docstring."""
+    loaded, app_spec = load_checked_suite(path)
+    spec = loaded.spec
+    dataset = load_dataset(
+        loaded.path(spec.dataset.path), spec.dataset.format, spec.dataset.split, spec.dataset.limit
+    )
+    run_dir = _run_dir(loaded, app_spec, dataset, resume)
+    components = build(app_spec)
+    components.start()
+    try:
+        samples, params = asyncio.run(
+            _answer_all(loaded, app_spec, components, dataset, run_dir, progress)
+        )
+    finally:
+        components.close()
+    result = finish(loaded, run_dir, samples, params)
+    if track:
+        from llmops.evaluation.tracking import log_run
+
+        result.mlflow_run_id = log_run(result, tracking_uri, components.data_dir)
+    return result
+
+
+def finish(
+    loaded: LoadedSuite,
+    run_dir: Path,
+    samples: dict[str, list[SampleResult]],
+    params: dict[str, Any],
+) -> EvalRun:
+    """Summaries, comparisons, gates and the reports of answered samples."""
+    from llmops.evaluation.report import write_reports
+
+    spec = loaded.spec
+    summaries = {
+        name: summarize_results(name, results, spec.metrics, spec.resamples, spec.seed)
+        for name, results in samples.items()
+    }
+    base = samples[BASELINE]
+    comparisons = {
+        name: compare_results(base, results, spec.metrics, spec.resamples, spec.seed)
+        for name, results in samples.items()
+        if name != BASELINE
+    }
+    gates = {name: check(spec.parsed_gates(), s.values()) for name, s in summaries.items()}
+    result = EvalRun(run_dir, loaded, samples, summaries, comparisons, gates, params)
+    summary = {
+        "suite": spec.name,
+        "passed": result.passed,
+        "params": params,
+        "variants": {n: s.as_dict() for n, s in summaries.items()},
+        "comparisons": {
+            n: {m: c.as_dict() for m, c in cs.items()} for n, cs in comparisons.items()
+        },
+        "gates": {n: [g.describe() for g in gs] for n, gs in gates.items()},
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_reports(result, run_dir)
+    return result
+
+
+def _run_dir(
+    loaded: LoadedSuite, app_spec: AppSpec, dataset: Sequence[Sample], resume: Path | None
+) -> Path:
+    parts = [
+        loaded.fingerprint,
+        json.dumps(app_spec.loaded.data, sort_keys=True, default=str),
+        json.dumps([s.as_dict() for s in dataset], sort_keys=True),
+    ]
+    fingerprint = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    if resume is not None:
+        return reopen_run_dir(resume, fingerprint)
+    manifest = {
+        "suite": loaded.spec.name,
+        "suite_file": str(Path(loaded.file).resolve()),
+        "fingerprint": fingerprint,
+    }
+    return new_run_dir(loaded.path(loaded.spec.results_dir), loaded.spec.name, manifest)
+
+
+# answering -----------------------------------------------------------------------------------
+async def _answer_all(
+    loaded: LoadedSuite,
+    app_spec: AppSpec,
+    components: Components,
+    dataset: Sequence[Sample],
+    run_dir: Path,
+    progress: Progress | None,
+) -> tuple[dict[str, list[SampleResult]], dict[str, Any]]:
+    await asyncio.to_thread(Ingestion(components).run)  # incremental: cheap when up to date
+    variants = _variants(loaded, app_spec, components)
+    scorers = make_scorers(loaded, components)
+    started: list[Generator] = []
+    try:
+        for generator in {id(v.generator): v.generator for v in variants}.values():
+            await generator.start()
+            started.append(generator)
+        for scorer in scorers:
+            await scorer.start()
+        samples = {}
+        for variant in variants:
+            samples[variant.name] = await _answer_variant(
+                loaded.spec, variant, components, dataset, run_dir, scorers, progress
+            )
+    finally:
+        for scorer in scorers:
+            await scorer.close()
+        for generator in started:
+            await generator.close()
+    params = {"app_fingerprint": components.fingerprint, **_params(loaded, app_spec, variants)}
+    for scorer in scorers:
+        if scorer.stats():
+            params["judge"] = scorer.stats()
+    return samples, params
+
+
+def _variants(loaded: LoadedSuite, app_spec: AppSpec, components: Components) -> list[_Variant]:
+    app = app_spec.loaded.app
+    base = _Variant(
+        BASELINE,
+        QueryPipeline(components, app.retrieval, app.prompt),
+        components.generator,
+        _variant_params(app.retrieval, app.prompt, components.generator),
+    )
+    variants = [base]
+    for i, spec in enumerate(loaded.spec.variants):
+        generator = components.generator
+        if spec.generator is not None:
+            loc = ("variants", i, "generator")
+            resolved, issues = check_component(
+                "generator", spec.generator, loc, loaded.source_map, loaded.file
+            )
+            if resolved is None:
+                raise ConfigError(issues)
+            generator = make_generator(resolved, loaded.base_dir)
+        merged = {**app.retrieval.model_dump(by_alias=True), **spec.retrieval}
+        retrieval = RetrievalConfig.model_validate(merged)
+        prompt = spec.prompt or app.prompt
+        parts = dataclasses.replace(components, generator=generator)
+        pipeline = QueryPipeline(parts, retrieval, prompt)
+        variants.append(
+            _Variant(spec.name, pipeline, generator, _variant_params(retrieval, prompt, generator))
+        )
+    return variants
+
+
+def _variant_params(
+    retrieval: RetrievalConfig, prompt: str, generator: Generator
+) -> dict[str, Any]:
+    return {
+        "prompt": prompt,
+        "generator": generator.name,
+        "retrieval": retrieval.model_dump(mode="json", by_alias=True),
+    }
+
+
+def _params(loaded: LoadedSuite, app_spec: AppSpec, variants: Sequence[_Variant]) -> dict[str, Any]:
+    app_text = json.dumps(app_spec.loaded.data, sort_keys=True, default=str)
+    return {
+        "suite": loaded.spec.name,
+        "suite_hash": loaded.fingerprint,
+        "config_hash": hashlib.sha256(app_text.encode()).hexdigest()[:12],
+        "app_config": str(app_spec.loaded.file),
+        "embedder": app_spec.components["embedder"].config.model_dump(mode="json"),
+        "dataset": loaded.spec.dataset.path,
+        "variants": {v.name: v.params for v in variants},
+    }
+
+
+async def _answer_variant(
+    spec: SuiteSpec,
+    variant: _Variant,
+    components: Components,
+    dataset: Sequence[Sample],
+    run_dir: Path,
+    scorers: Sequence[ExtraScorer],
+    progress: Progress | None,
+) -> list[SampleResult]:
+    path = run_dir / f"samples-{variant.name}.jsonl"
+    done = read_samples(path)
+    todo = [s for s in dataset if s.id not in done]
+    notify = progress or (lambda name, count, total: None)
+    notify(variant.name, len(dataset) - len(todo), len(dataset))
+    writer, gate = SampleWriter(path), asyncio.Semaphore(spec.concurrency)
+    embed = app_embed(components)
+    if todo:  # one-off set-up (lazy model init, the scorers' first imports): untimed
+        await _answer_one(spec, variant, todo[0], embed, ())
+
+    async def one(sample: Sample) -> None:
+        async with gate:
+            result = await _answer_one(spec, variant, sample, embed, scorers)
+        await asyncio.to_thread(writer.write, result)
+        done[sample.id] = result
+        notify(variant.name, len(done), len(dataset))
+
+    await asyncio.gather(*(one(s) for s in todo))
+    return [done[s.id] for s in dataset]
+
+
+async def _answer_one(
+    spec: SuiteSpec,
+    variant: _Variant,
+    sample: Sample,
+    embed: Callable[[list[str]], np.ndarray],
+    scorers: Sequence[ExtraScorer],
+) -> SampleResult:
+    result = SampleResult(sample.id, sample.question, sample.answerable)
+    try:
+        answer, hits = await variant.pipeline.run_with_context(sample.question, QueryOptions())
+    except LLMOpsError as exc:
+        result.error = str(exc)
+        return result
+    _fill(result, answer, hits, spec)
+    result.scores = await asyncio.to_thread(
+        score_sample,
+        sample,
+        answer.answer,
+        answer.abstained,
+        result.retrieved_ids,
+        spec.metrics,
+        embed,
+    )
+    for scorer in scorers:
+        result.scores.update(await scorer.score(sample, answer, hits))
+    return result
+
+
+def _fill(
+    result: SampleResult, answer: Answer, hits: Sequence[ScoredChunk], spec: SuiteSpec
+) -> None:
+    result.answer = answer.answer
+    result.abstained = answer.abstained
+    result.retrieved_ids = ranking_ids([h.chunk.document_id for h in hits])
+    result.latency_ms = answer.latency_ms
+    result.prompt_tokens = answer.usage.prompt_tokens
+    result.completion_tokens = answer.usage.completion_tokens
+    if spec.prices is not None:
+        result.cost_usd = (
+            answer.usage.prompt_tokens * spec.prices.prompt_per_1k
+            + answer.usage.completion_tokens * spec.prices.completion_per_1k
+        ) / 1000
