@@ -155,6 +155,12 @@ def check_components(
         resolved = checker.resolve("generator", raw, ("fallbacks", i))
         if resolved is not None:
             components[f"fallback.{i}"] = resolved
+    for name, variant in _variants(data).items():
+        if variant.get("generator") is not None:
+            loc = ("experiment", "variants", name, "generator")
+            resolved = checker.resolve("generator", variant["generator"], loc)
+            if resolved is not None:
+                components[f"variant.{name}"] = resolved
     loaders = []
     for i, source in enumerate(data.get("sources") or []):
         overrides = source.get("loaders") if isinstance(source, dict) else None
@@ -170,13 +176,31 @@ def check_components(
     return checker.issues, components, loaders
 
 
+def _variants(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The experiment's variant sections, as far as they are well-formed."""
+    experiment = data.get("experiment")
+    variants = experiment.get("variants") if isinstance(experiment, dict) else None
+    if not isinstance(variants, dict):
+        return {}
+    return {str(n): v for n, v in variants.items() if isinstance(v, dict)}
+
+
 def _check_prompt(checker: _Checker, data: dict[str, Any], base_dir: Path) -> None:
-    name = data.get("prompt", "answer.v1")
     library = PromptLibrary(find_prompt_dirs(base_dir, data.get("prompts_dir")))
+    _check_prompt_name(checker, library, data.get("prompt", "answer.v1"), ("prompt",))
+    for name, variant in _variants(data).items():
+        if isinstance(variant.get("prompt"), str):
+            loc = ("experiment", "variants", name, "prompt")
+            _check_prompt_name(checker, library, variant["prompt"], loc)
+
+
+def _check_prompt_name(
+    checker: _Checker, library: PromptLibrary, name: Any, loc: tuple[str | int, ...]
+) -> None:
     try:
         library.check(str(name))
     except ComponentError as exc:
-        checker.add(("prompt",), str(exc), "put <name>.j2 in prompts/ or set prompts_dir")
+        checker.add(loc, str(exc), "put <name>.j2 in prompts/ or set prompts_dir")
 
 
 _MODEL_HINTS = {
@@ -236,6 +260,8 @@ class Components:
     records: RecordTable
     data_dir: Path
     fingerprint: str
+    variant_generators: dict[str, Generator] = field(default_factory=dict)
+    """Generators of experiment variants that configure their own (others use ``generator``)."""
 
     def start(self) -> None:
         """Open the record table and the indexes, load the models (the generator, async, is
@@ -318,6 +344,11 @@ def build(spec: AppSpec) -> Components:
         records=RecordTable(data_dir / "records.sqlite"),
         data_dir=data_dir,
         fingerprint=_fingerprint(spec, embedder),
+        variant_generators={
+            key.removeprefix("variant."): _make_generator(resolved, spec.base_dir)
+            for key, resolved in spec.components.items()
+            if key.startswith("variant.")
+        },
     )
 
 

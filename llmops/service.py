@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import AsyncGenerator, Coroutine, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any, TypedDict, TypeVar, Unpack
 from llmops.build import AppSpec, Components, build, load_config
 from llmops.config.schema import AppConfig, Fusion, SearchMode
 from llmops.monitoring.monitor import Monitor
+from llmops.pipelines.experiment import Experiment
 from llmops.pipelines.ingest import Ingestion, IngestReport, ProgressFn, sparse_intact
 from llmops.pipelines.query import QueryOptions, QueryPipeline
 from llmops.types import Answer, GenerationOptions, Message
@@ -80,6 +82,14 @@ class RAG:
         self.pipeline = QueryPipeline(
             self.components, self.config.retrieval, self.config.prompt, self.monitor
         )
+        experiment = self.config.experiment
+        self.experiment = (
+            Experiment(
+                experiment, self.components, self.config.retrieval, self.config.prompt, self.monitor
+            )
+            if experiment is not None
+            else None
+        )
         self._started = False
         self._generator_started = False
         self._start_lock = threading.Lock()
@@ -121,20 +131,26 @@ class RAG:
         await asyncio.to_thread(self.start)
         if not self._generator_started:
             await self.components.generator.start()
+            if self.experiment is not None:
+                await self.experiment.start(self.config.name, self.components.data_dir)
             self._generator_started = True
 
     def close(self) -> None:
         if self._generator_started:
-            self._portal.run(self.components.generator.close())
-            self._generator_started = False
+            self._portal.run(self._close_generators())
         self._close_sync()
         self._portal.stop()
 
     async def aclose(self) -> None:
         if self._generator_started:
-            await self.components.generator.close()
-            self._generator_started = False
+            await self._close_generators()
         await asyncio.to_thread(self._close_sync)
+
+    async def _close_generators(self) -> None:
+        await self.components.generator.close()
+        if self.experiment is not None:
+            await self.experiment.close()
+        self._generator_started = False
 
     def _close_sync(self) -> None:
         with self._start_lock:
@@ -194,23 +210,56 @@ class RAG:
         return active is None or active.fingerprint != c.fingerprint or not sparse_intact(c, active)
 
     async def aquery(
-        self, question: str, *, request_id: str | None = None, **options: Unpack[QueryKwargs]
+        self,
+        question: str,
+        *,
+        request_id: str | None = None,
+        user: str | None = None,
+        **options: Unpack[QueryKwargs],
     ) -> Answer:
-        """Answer ``question``; ``options`` are those of ``QueryOptions``."""
+        """Answer ``question``; ``options`` are those of ``QueryOptions``. With an experiment,
+        ``user`` (a user or session id) keeps a user on one variant."""
         await self.astart()
-        return await self.pipeline.run(question, QueryOptions(**options), request_id)
+        request_id = request_id or uuid.uuid4().hex
+        pipeline = await self._pipeline(request_id, user, options)
+        return await pipeline.run(question, QueryOptions(**options), request_id)
+
+    async def _pipeline(
+        self, request_id: str, user: str | None, options: QueryKwargs
+    ) -> QueryPipeline:
+        """The app's pipeline, or the one of the experiment variant chosen for this request."""
+        if self.experiment is None:
+            return self.pipeline
+        variant, pipeline = await self.experiment.route(request_id, user)
+        options["variant"] = variant
+        return pipeline
+
+    async def afeedback(self, request_id: str, reward: float) -> str | None:
+        """Credit ``reward`` to the experiment variant that served ``request_id`` (returns its
+        name; None without an experiment). Unknown or already rated requests raise."""
+        await self.astart()
+        if self.experiment is None:
+            return None
+        return await self.experiment.running().feedback(request_id, reward)
 
     def query(self, question: str, **options: Unpack[QueryKwargs]) -> Answer:
         """Answer ``question``: top_k, filters, score_threshold, mmr, history, generation."""
         return self._portal.run(self.aquery(question, **options))
 
     async def astream(
-        self, question: str, *, request_id: str | None = None, **options: Unpack[QueryKwargs]
+        self,
+        question: str,
+        *,
+        request_id: str | None = None,
+        user: str | None = None,
+        **options: Unpack[QueryKwargs],
     ) -> AsyncGenerator[str | Answer, None]:
         """The answer's text as it is generated, then the ``Answer`` with its sources."""
         await self.astart()
+        request_id = request_id or uuid.uuid4().hex
+        pipeline = await self._pipeline(request_id, user, options)
         async with aclosing(
-            self.pipeline.stream(question, QueryOptions(**options), request_id)
+            pipeline.stream(question, QueryOptions(**options), request_id)
         ) as pieces:
             async for item in pieces:
                 yield item

@@ -144,3 +144,4 @@ class Answer:
     request_id: str
     generator: str
     usage: Usage = field(default_factory=Usage)
+    variant: str = "default"  # the experiment variant that served it

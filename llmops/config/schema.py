@@ -5,27 +5,17 @@ that component's own settings, which ``llmops.build`` validates against the comp
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from llmops.config.component import ComponentSpec, Strict
+from llmops.config.experiment import ExperimentConfig
 from llmops.config.monitoring import MonitoringConfig
 
+__all__ = ["AppConfig", "ComponentSpec", "Strict"]
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,62}")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ComponentSpec(BaseModel):
-    """``type`` names a registered component; every other key is that component's setting."""
-
-    model_config = ConfigDict(extra="allow")
-    type: str
-
-    def settings(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
 
 
 class SourceConfig(Strict):
@@ -138,6 +128,9 @@ class AppConfig(Strict):
     retrieval: RetrievalConfig = Field(default_factory=lambda: RetrievalConfig())
     server: ServerConfig = Field(default_factory=lambda: ServerConfig())
     monitoring: MonitoringConfig = Field(default_factory=lambda: MonitoringConfig())
+    experiment: ExperimentConfig | None = Field(
+        None, description="Variants of the app and how traffic is split among them."
+    )
 
     @field_validator("name")
     @classmethod

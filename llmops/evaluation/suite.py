@@ -27,8 +27,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from llmops.config import SourceMap, issue_at, issues_from_validation, read_yaml, resolve_path
+from llmops.config.experiment import VariantConfig
 from llmops.config.interpolate import Interpolator
-from llmops.config.schema import RetrievalConfig
 from llmops.errors import ConfigError, ConfigIssue
 from llmops.evaluation.answer_metrics import TEXT_METRICS
 from llmops.evaluation.gates import Gate, parse_gate
@@ -78,19 +78,12 @@ class DatasetSpec(_Strict):
     limit: int | None = Field(None, ge=1, description="Only the first N questions.")
 
 
-class VariantSpec(_Strict):
-    """The app with some settings changed; unset ones keep the app's."""
+class VariantSpec(VariantConfig):
+    """The app with some settings changed; unset ones keep the app's (the same shape as an app
+    experiment's variants, plus a name; the generator is checked by the runner)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-    prompt: str | None = None
-    generator: dict[str, Any] | None = None
-    retrieval: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("retrieval")
-    @classmethod
-    def _retrieval_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
-        RetrievalConfig.model_validate(value)  # every key and value as an app's retrieval
-        return value
+    generator: dict[str, Any] | None = None  # type: ignore[assignment]
 
 
 class Prices(_Strict):

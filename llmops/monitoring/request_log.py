@@ -28,12 +28,13 @@ COLUMNS = (
     "retrieved_ids", "scores", "top_score", "sources_above", "answer_chars", "abstained",
     "latency_ms", "prompt_tokens", "completion_tokens", "feedback",
 )  # fmt: skip
+EXPORTED = (*COLUMNS, "feedback_comment")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     request_id TEXT PRIMARY KEY, time REAL NOT NULL, pipeline TEXT, variant TEXT, backend TEXT,
     question TEXT, query_chars INTEGER, retrieved_ids TEXT, scores TEXT, top_score REAL,
     sources_above INTEGER, answer_chars INTEGER, abstained INTEGER, latency_ms REAL,
-    prompt_tokens INTEGER, completion_tokens INTEGER, feedback REAL
+    prompt_tokens INTEGER, completion_tokens INTEGER, feedback REAL, feedback_comment TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_time ON requests(time);
 """
@@ -95,12 +96,14 @@ class RequestLog:
     def record(self, event: QueryEvent) -> None:
         self._queue.put(event)
 
-    def set_feedback(self, request_id: str, score: float) -> bool:
-        """Attach a feedback score (for example 1 / -1) to a logged request."""
+    def set_feedback(self, request_id: str, score: float, comment: str | None = None) -> bool:
+        """Attach a feedback score (1 / 0 for thumbs, or any number) and an optional comment to
+        a logged request."""
         self.flush()
         with self._connect() as db:
             cursor = db.execute(
-                "UPDATE requests SET feedback = ? WHERE request_id = ?", (score, request_id)
+                "UPDATE requests SET feedback = ?, feedback_comment = ? WHERE request_id = ?",
+                (score, comment, request_id),
             )
             return cursor.rowcount > 0
 
@@ -201,11 +204,11 @@ class RequestLog:
         if out.suffix == ".parquet":
             pa = require("pyarrow", extra="monitor")
             parquet = require("pyarrow.parquet", extra="monitor")
-            columns = {c: [r[c] for r in rows] for c in COLUMNS}
+            columns = {c: [r[c] for r in rows] for c in EXPORTED}
             parquet.write_table(pa.table(columns), out)
         elif out.suffix == ".csv":
             with out.open("w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=COLUMNS)
+                writer = csv.DictWriter(f, fieldnames=EXPORTED)
                 writer.writeheader()
                 for row in rows:
                     writer.writerow({**row, **_json_lists(row)})

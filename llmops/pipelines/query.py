@@ -15,6 +15,7 @@ from llmops.config.schema import Fusion, RetrievalConfig, SearchMode
 from llmops.errors import BackendError, InvalidRequest, NotReady
 from llmops.monitoring.events import QueryEvent
 from llmops.monitoring.monitor import Monitor
+from llmops.protocols import Generator
 from llmops.rag import filters
 from llmops.rag.search import Searcher, SearchParams, SearchTrace
 from llmops.types import (
@@ -67,8 +68,11 @@ class QueryPipeline:
         retrieval: RetrievalConfig,
         prompt: str,
         monitor: Monitor | None = None,
+        generator: Generator | None = None,
     ) -> None:
+        """``generator`` replaces the app's (an experiment variant's own)."""
         self.c = components
+        self.generator = generator or components.generator
         self.monitor = monitor
         self.retrieval = retrieval
         self.prompt = prompt
@@ -149,7 +153,7 @@ class QueryPipeline:
         hits = self.fit_budget(await self.search(question, options, trace))
         prompt = (
             self.c.prompts.render(self.prompt, question, hits, options.history)
-            if self.c.generator.uses_prompt
+            if self.generator.uses_prompt
             else []
         )
         request = GenerationRequest(question, tuple(hits), tuple(prompt), options.generation)
@@ -161,7 +165,7 @@ class QueryPipeline:
         try:
             prepared = await self._prepare(question, options or QueryOptions(), request_id)
             generating = time.perf_counter()
-            generation = await self.c.generator.generate(prepared.request)
+            generation = await self.generator.generate(prepared.request)
         except Exception as exc:
             self._failed(exc)
             raise
@@ -183,7 +187,7 @@ class QueryPipeline:
     ) -> tuple[Answer, tuple[ScoredChunk, ...]]:
         """``run``, plus the hits the answer was built from, whole (evaluation scores them)."""
         prepared = await self._prepare(question, options or QueryOptions(), None)
-        generation = await self.c.generator.generate(prepared.request)
+        generation = await self.generator.generate(prepared.request)
         return _answer(prepared, generation), prepared.request.context
 
     async def stream(
@@ -196,7 +200,7 @@ class QueryPipeline:
         try:
             prepared = await self._prepare(question, options or QueryOptions(), request_id)
             generating = time.perf_counter()
-            generator = self.c.generator
+            generator = self.generator
             async with aclosing(generator.stream(prepared.request)) as pieces:
                 async for item in pieces:
                     if isinstance(item, Generation):
@@ -224,6 +228,7 @@ def _answer(prepared: _Prepared, generation: Generation) -> Answer:
         request_id=prepared.request_id,
         generator=generation.generator,
         usage=generation.usage,
+        variant=prepared.variant,
     )
 
 

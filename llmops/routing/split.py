@@ -10,37 +10,16 @@ restarts; when the weights change, only keys whose point leaves their variant's 
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from llmops.errors import InvalidRequest
+from llmops.config.experiment import normalised_weights
 
 
 def unit_point(key: str, salt: str) -> float:
     """A uniform, stable point in [0, 1) for ``key`` within the experiment ``salt``."""
     digest = hashlib.sha256(f"{salt}\x00{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def normalised_weights(weights: Mapping[str, float]) -> dict[str, float]:
-    """Shares that sum to 1, from fractions summing to 1 or percentages summing to 100.
-
-    Anything else is refused rather than guessed at: weights of 0.5 and 0.6 are a typo, not a
-    55/45 split.
-    """
-    if not weights:
-        raise InvalidRequest("a split needs at least one variant with a weight")
-    bad = {name: w for name, w in weights.items() if not math.isfinite(w) or w < 0}
-    if bad:
-        raise InvalidRequest(f"weights must be finite and not negative; got {bad}")
-    total = sum(weights.values())
-    if math.isclose(total, 1.0, abs_tol=1e-6) or math.isclose(total, 100.0, abs_tol=1e-4):
-        return {name: w / total for name, w in weights.items()}
-    raise InvalidRequest(
-        f"weights sum to {total:g}: give fractions that sum to 1 (0.9 and 0.1) or percentages "
-        "that sum to 100 (90 and 10)"
-    )
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,7 +25,16 @@ CREATE TABLE IF NOT EXISTS arms (
     reward_sq_sum REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (experiment, arm)
 );
+CREATE TABLE IF NOT EXISTS assignments (
+    experiment TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    time REAL NOT NULL,
+    PRIMARY KEY (experiment, request_id)
+);
 """
+KEEP_ASSIGNMENTS_S = 7 * 86400
+"""How long a request can still get feedback."""
 _ADD = """
 INSERT INTO arms (experiment, arm, pulls, rewards, reward_sum, reward_sq_sum)
 VALUES (?, ?, ?, ?, ?, ?)
@@ -37,6 +47,14 @@ ON CONFLICT (experiment, arm) DO UPDATE SET
 
 
 class RoutingState(Protocol):
+    """``assign`` counts a pull and remembers which arm served the request; ``reward`` takes
+    that memory back (so each request is rewarded at most once) and adds the reward to the arm,
+    returning the arm, or None for an unknown (or already rewarded, or expired) request."""
+
+    async def assign(self, experiment: str, request_id: str, arm: str) -> None: ...
+
+    async def reward(self, experiment: str, request_id: str, reward: float) -> str | None: ...
+
     async def add_pull(self, experiment: str, arm: str) -> None: ...
 
     async def add_reward(self, experiment: str, arm: str, reward: float) -> None: ...
@@ -74,6 +92,34 @@ class SqliteRoutingState:
             ).fetchall()
         return {arm: ArmStats(*values) for arm, *values in rows}
 
+    def _assign(self, experiment: str, request_id: str, arm: str) -> None:
+        now = time.time()
+        with self.lock, transaction(self.db) as db:
+            db.execute(_ADD, (experiment, arm, 1, 0, 0.0, 0.0))
+            db.execute(
+                "INSERT OR REPLACE INTO assignments VALUES (?, ?, ?, ?)",
+                (experiment, request_id, arm, now),
+            )
+            db.execute("DELETE FROM assignments WHERE time < ?", (now - KEEP_ASSIGNMENTS_S,))
+
+    def _reward(self, experiment: str, request_id: str, reward: float) -> str | None:
+        with self.lock, transaction(self.db) as db:
+            row = db.execute(
+                "DELETE FROM assignments WHERE experiment = ? AND request_id = ? RETURNING arm",
+                (experiment, request_id),
+            ).fetchone()
+            if row is None:
+                return None
+            d = ArmStats().observed(reward)
+            db.execute(_ADD, (experiment, row[0], 0, d.rewards, d.reward_sum, d.reward_sq_sum))
+        return str(row[0])
+
+    async def assign(self, experiment: str, request_id: str, arm: str) -> None:
+        await asyncio.to_thread(self._assign, experiment, request_id, arm)
+
+    async def reward(self, experiment: str, request_id: str, reward: float) -> str | None:
+        return await asyncio.to_thread(self._reward, experiment, request_id, reward)
+
     async def add_pull(self, experiment: str, arm: str) -> None:
         await asyncio.to_thread(self._add, experiment, arm, ArmStats(pulls=1))
 
@@ -89,7 +135,7 @@ class SqliteRoutingState:
 
 
 class RedisRoutingState:
-    """One hash per arm (``<prefix>:<experiment>:<arm>``) and a set of an experiment's arms;
+    """One hash per arm (``<prefix>:<experiment>:arm:<arm>``) and a set of an experiment's arms;
     updates are HINCRBY / HINCRBYFLOAT in one MULTI transaction."""
 
     def __init__(self, url: str, prefix: str = "llmops:routing", max_connections: int = 32) -> None:
@@ -103,7 +149,7 @@ class RedisRoutingState:
         self.prefix = prefix
 
     def _arm_key(self, experiment: str, arm: str) -> str:
-        return f"{self.prefix}:{experiment}:{arm}"
+        return f"{self.prefix}:{experiment}:arm:{arm}"
 
     def _arms_key(self, experiment: str) -> str:
         return f"{self.prefix}:{experiment}:arms"
@@ -117,6 +163,19 @@ class RedisRoutingState:
             tx.hincrbyfloat(key, "reward_sum", delta.reward_sum)
             tx.hincrbyfloat(key, "reward_sq_sum", delta.reward_sq_sum)
             await tx.execute()
+
+    def _request_key(self, experiment: str, request_id: str) -> str:
+        return f"{self.prefix}:{experiment}:request:{request_id}"
+
+    async def assign(self, experiment: str, request_id: str, arm: str) -> None:
+        await self.client.set(self._request_key(experiment, request_id), arm, ex=KEEP_ASSIGNMENTS_S)
+        await self.add_pull(experiment, arm)
+
+    async def reward(self, experiment: str, request_id: str, reward: float) -> str | None:
+        arm: str | None = await self.client.getdel(self._request_key(experiment, request_id))
+        if arm is not None:
+            await self.add_reward(experiment, arm, reward)
+        return arm
 
     async def add_pull(self, experiment: str, arm: str) -> None:
         await self._add(experiment, arm, ArmStats(pulls=1))

@@ -31,6 +31,12 @@ class QueryRequest(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2, description="Override the generator's.")
     max_tokens: int | None = Field(None, ge=1, description="Override the generator's.")
     adapter: str | None = Field(None, description="LoRA adapter to answer with (hf_local).")
+    user: str | None = Field(
+        None,
+        max_length=200,
+        description="A user or session id that keeps one experiment variant (or the header "
+        "named by experiment.key).",
+    )
 
 
 class SourceOut(BaseModel):
@@ -61,6 +67,7 @@ class QueryResponse(BaseModel):
     request_id: str
     generator: str
     usage: UsageOut
+    variant: str = Field(description="The experiment variant that served it ('default': none).")
 
 
 class IngestRequest(BaseModel):

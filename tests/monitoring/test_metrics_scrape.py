@@ -103,12 +103,16 @@ def test_metrics_add_up_after_traffic(client: TestClient, rag: RAG) -> None:
 def test_feedback_lands_in_the_request_log(client: TestClient, rag: RAG) -> None:
     answered = client.post("/query", json={"question": "How do I restore a backup?"})
     request_id = answered.headers["x-request-id"]
-    assert client.post("/feedback", json={"request_id": request_id, "score": -1}).status_code == 200
-    missing = client.post("/feedback", json={"request_id": "nope", "score": 1})
+    rated = client.post(
+        "/feedback", json={"request_id": request_id, "reward": -1, "comment": "off topic"}
+    )
+    assert rated.status_code == 200 and rated.json()["variant"] is None
+    missing = client.post("/feedback", json={"request_id": "nope", "reward": 1})
     assert missing.status_code == 404 and "nope" in missing.json()["detail"]
     assert rag.monitor.request_log is not None
     (row,) = rag.monitor.request_log.rows()
     assert row["request_id"] == request_id and row["feedback"] == -1
+    assert row["feedback_comment"] == "off topic"
     assert row["question"] == "How do I restore a backup?" and row["retrieved_ids"]
 
 

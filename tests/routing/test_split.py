@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from llmops.errors import InvalidRequest
-from llmops.routing.split import WeightedSplit, normalised_weights
+from llmops.config.experiment import normalised_weights
+from llmops.routing.split import WeightedSplit
 
 WEIGHTS = {"control": 0.7, "new_prompt": 0.2, "new_model": 0.1}
 
@@ -59,7 +59,7 @@ def test_changing_weights_moves_only_the_keys_it_must() -> None:
     ],
 )
 def test_weights_that_do_not_add_up_are_refused(weights: dict[str, float], message: str) -> None:
-    with pytest.raises(InvalidRequest, match=message):
+    with pytest.raises(ValueError, match=message):
         normalised_weights(weights)
 
 

@@ -1,29 +1,69 @@
-"""POST /feedback: a user's rating of an answer, stored with its row in the request log."""
+"""POST /feedback: a user's rating of an answer. It is stored with the request's row in the
+request log and, when the app runs an experiment, credited to the variant that answered."""
 
 from __future__ import annotations
 
 import asyncio
+import math
+from typing import Literal, Self
 
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llmops.routing.router import UnknownRequest
 from llmops.service import RAG
 
-router = APIRouter(tags=["monitoring"])
+router = APIRouter(tags=["experiments"])
 
 
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     request_id: str = Field(min_length=1, description="The X-Request-ID of the answer.")
-    score: float = Field(ge=-1, le=1, description="-1 (bad) to 1 (good).")
+    reward: float | None = Field(None, description="A score: 1 / 0, or any number (numeric).")
+    thumbs: Literal["up", "down"] | None = Field(None, description="up = reward 1, down = 0.")
+    comment: str | None = Field(None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _one_rating(self) -> Self:
+        if (self.reward is None) == (self.thumbs is None):
+            raise ValueError("give exactly one of reward and thumbs")
+        if self.reward is not None and not math.isfinite(self.reward):
+            raise ValueError("reward must be a finite number")
+        return self
+
+    def value(self) -> float:
+        if self.reward is not None:
+            return self.reward
+        return 1.0 if self.thumbs == "up" else 0.0
 
 
-@router.post("/feedback", summary="Rate an answer (stored in the request log)")
-async def post_feedback(body: FeedbackRequest, request: Request) -> dict[str, str]:
+class FeedbackResponse(BaseModel):
+    status: Literal["recorded"]
+    request_id: str
+    variant: str | None = Field(description="The experiment variant credited (null: none).")
+
+
+@router.post("/feedback", response_model=FeedbackResponse, summary="Rate an answer")
+async def post_feedback(body: FeedbackRequest, request: Request) -> FeedbackResponse:
     rag: RAG = request.app.state.rag
+    reward = body.value()
+    try:
+        variant = await rag.afeedback(body.request_id, reward)
+    except UnknownRequest as exc:
+        raise HTTPException(404, str(exc)) from None
     log = rag.monitor.request_log
-    if log is None:
-        raise HTTPException(404, "the request log is off (monitoring.request_log.enabled)")
-    if not await asyncio.to_thread(log.set_feedback, body.request_id, body.score):
+    logged = log is not None and await asyncio.to_thread(
+        log.set_feedback, body.request_id, reward, body.comment
+    )
+    if variant is None and not logged:
         raise HTTPException(404, f"no logged request with id '{body.request_id}'")
-    return {"status": "recorded", "request_id": body.request_id}
+    return FeedbackResponse(status="recorded", request_id=body.request_id, variant=variant)
+
+
+@router.get("/experiments", summary="Traffic and rewards per variant of the app's experiment")
+async def get_experiments(request: Request) -> dict[str, object]:
+    rag: RAG = request.app.state.rag
+    if rag.experiment is None:
+        raise HTTPException(404, "this app runs no experiment (no `experiment:` in its config)")
+    await rag.astart()
+    return await rag.experiment.running().report()

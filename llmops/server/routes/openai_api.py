@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmops.errors import InvalidRequest, LLMOpsError
+from llmops.server.routes.query import experiment_user
 from llmops.server.schemas import SourceOut, UsageOut
 from llmops.server.streaming import Piece, event_stream, first_piece, sse
 from llmops.service import RAG, QueryKwargs
@@ -58,6 +59,7 @@ class ChatRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     seed: int | None = None
+    user: str | None = Field(None, description="OpenAI's end-user id: keeps one variant")
     stop: str | list[str] | None = None
     n: int | None = Field(None, ge=1)
     top_k: int | None = Field(None, ge=1, description="llmops: chunks to retrieve")
@@ -125,10 +127,11 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response:
     request_id: str = request.state.request_id
     try:
         question, options = body.query()
+        user = experiment_user(request, body.user)
         if not body.stream:
-            answer = await rag.aquery(question, request_id=request_id, **options)
+            answer = await rag.aquery(question, request_id=request_id, user=user, **options)
             return JSONResponse(_completion(answer, rag.config.name))
-        pieces = rag.astream(question, request_id=request_id, **options)
+        pieces = rag.astream(question, request_id=request_id, user=user, **options)
         first = await first_piece(pieces)
     except LLMOpsError as exc:
         return _error(exc)

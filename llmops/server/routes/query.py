@@ -48,10 +48,11 @@ async def post_query(body: QueryRequest, request: Request) -> Response | QueryRe
             adapter=body.adapter,
         ),
     )
+    user = experiment_user(request, body.user)
     if not body.stream:
-        answer = await rag.aquery(question, request_id=request_id, **options)
+        answer = await rag.aquery(question, request_id=request_id, user=user, **options)
         return QueryResponse.model_validate(answer, from_attributes=True)
-    pieces = rag.astream(question, request_id=request_id, **options)
+    pieces = rag.astream(question, request_id=request_id, user=user, **options)
     first = await first_piece(pieces)
 
     def encode(item: Piece) -> str:
@@ -78,3 +79,12 @@ def _checked_question(body: QueryRequest, rag: RAG) -> str:
     if body.top_k is not None and body.top_k > limits.max_top_k:
         raise HTTPException(422, f"top_k {body.top_k} is over the limit of {limits.max_top_k}")
     return question
+
+
+def experiment_user(request: Request, user: str | None) -> str | None:
+    """The id that keeps a user on one experiment variant: the configured header, else the
+    request's ``user`` field."""
+    rag: RAG = request.app.state.rag
+    experiment = rag.config.experiment
+    header = request.headers.get(experiment.key) if experiment is not None else None
+    return header or user
