@@ -12,7 +12,7 @@ from typing import Any
 
 from llmops.config.experiment import ExperimentConfig
 from llmops.errors import InvalidRequest
-from llmops.routing.bandit import ThompsonSampler
+from llmops.routing.bandit import ArmStats, ThompsonSampler
 from llmops.routing.split import WeightedSplit
 from llmops.routing.state import RoutingState
 
@@ -66,16 +66,14 @@ class ExperimentRouter:
         pulls = sum(s.pulls for s in stats.values()) or 1
         variants = {}
         for name in self.config.variants:
-            s = stats.get(name)
-            posterior = self.sampler.posterior(s) if s else None
+            s = stats.get(name, ArmStats())
+            posterior = self.sampler.posterior(s) if s.rewards else None
             variants[name] = {
-                "requests": s.pulls if s else 0,
-                "share": round((s.pulls if s else 0) / pulls, 4),
-                "rewards": s.rewards if s else 0,
-                "mean_reward": s.mean_reward if s else None,
-                "posterior_mean": posterior.mean if posterior and s and s.rewards else None,
-                "posterior_interval": [posterior.low, posterior.high]
-                if posterior and s and s.rewards
-                else None,
+                "requests": s.pulls,
+                "share": round(s.pulls / pulls, 4),
+                "rewards": s.rewards,
+                "mean_reward": s.mean_reward,
+                "posterior_mean": posterior.mean if posterior else None,
+                "posterior_interval": [posterior.low, posterior.high] if posterior else None,
             }
         return {"experiment": self.name, "strategy": self.config.strategy, "variants": variants}

@@ -154,9 +154,14 @@ class RedisRoutingState:
     def _arms_key(self, experiment: str) -> str:
         return f"{self.prefix}:{experiment}:arms"
 
-    async def _add(self, experiment: str, arm: str, delta: ArmStats) -> None:
+    async def _add(
+        self, experiment: str, arm: str, delta: ArmStats, request_id: str | None = None
+    ) -> None:
+        """One MULTI: the arm's increments, and the request's assignment when given."""
         key = self._arm_key(experiment, arm)
         async with self.client.pipeline(transaction=True) as tx:
+            if request_id is not None:
+                tx.set(self._request_key(experiment, request_id), arm, ex=KEEP_ASSIGNMENTS_S)
             tx.sadd(self._arms_key(experiment), arm)
             tx.hincrby(key, "pulls", delta.pulls)
             tx.hincrby(key, "rewards", delta.rewards)
@@ -168,8 +173,7 @@ class RedisRoutingState:
         return f"{self.prefix}:{experiment}:request:{request_id}"
 
     async def assign(self, experiment: str, request_id: str, arm: str) -> None:
-        await self.client.set(self._request_key(experiment, request_id), arm, ex=KEEP_ASSIGNMENTS_S)
-        await self.add_pull(experiment, arm)
+        await self._add(experiment, arm, ArmStats(pulls=1), request_id)
 
     async def reward(self, experiment: str, request_id: str, reward: float) -> str | None:
         arm: str | None = await self.client.getdel(self._request_key(experiment, request_id))
