@@ -24,6 +24,17 @@ SHARED = Path(os.environ.get("LLMOPS_SHARED", ROOT.parent / "shared")) / "datase
 offline_environment()
 
 
+GUIDE_QUESTIONS = [
+    "How do I install llmops?",
+    "How are chunk ids made stable?",
+    "Which loaders are there?",
+    "How do I filter by source?",
+    "What is MMR?",
+    "How are secrets passed to the config?",
+]
+"""Questions about the project's own guide (datasets/guide), for serving benchmarks."""
+
+
 def dataset(name: str) -> Path:
     """The shared dataset folder, or exit cleanly (status 0) with a JSON note if it is absent."""
     path = SHARED / name
@@ -172,6 +183,28 @@ def start_server(command: list[str], port: int, ready: str = "/ready") -> subpro
         stop_server(proc)
         raise
     return proc
+
+
+FAKE_BACKEND = """
+import asyncio, random, sys, uvicorn
+from tests.stubs.openai_server import Behaviour, make_app
+
+class Jittered(Behaviour):  # +-20 %: clients drift apart instead of arriving in waves
+    async def stall_or_fail(self) -> bool:
+        await asyncio.sleep(self.delay_s * random.uniform(0.8, 1.2))
+        return False
+
+behaviour = Jittered(models=("fake",), delay_s=float(sys.argv[2]) / 1000)
+uvicorn.run(make_app(behaviour), host="127.0.0.1", port=int(sys.argv[1]),
+            log_level="warning", access_log=False)
+"""
+
+
+def start_fake_backend(port: int, delay_ms: float) -> subprocess.Popen[bytes]:
+    """The OpenAI-compatible stub of the tests (model ``fake``), answering after ``delay_ms``
+    (+-20 %)."""
+    command = [sys.executable, "-c", FAKE_BACKEND, str(port), str(delay_ms)]
+    return start_server(command, port, "/health")
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:

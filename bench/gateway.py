@@ -32,11 +32,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 from common import (
+    GUIDE_QUESTIONS,
     ROOT,
     cpu_seconds,
     emit,
@@ -44,6 +44,7 @@ from common import (
     load,
     machine,
     median_levels,
+    start_fake_backend,
     start_server,
     stop_server,
     write_app,
@@ -51,34 +52,13 @@ from common import (
 
 from llmops import RAG
 
-QUESTIONS = [
-    "How do I install llmops?",
-    "How are chunk ids made stable?",
-    "Which loaders are there?",
-    "How do I filter by source?",
-    "What is MMR?",
-    "How are secrets passed to the config?",
-]
 LEVELS = (1, 32)
-BACKEND = """
-import asyncio, random, sys, uvicorn
-from tests.stubs.openai_server import Behaviour, make_app
-
-class Jittered(Behaviour):  # +-20 %: clients drift apart instead of arriving in waves
-    async def stall_or_fail(self) -> bool:
-        await asyncio.sleep(self.delay_s * random.uniform(0.8, 1.2))
-        return False
-
-behaviour = Jittered(models=("fake",), delay_s=float(sys.argv[2]) / 1000)
-uvicorn.run(make_app(behaviour), host="127.0.0.1", port=int(sys.argv[1]),
-            log_level="warning", access_log=False)
-"""
 
 
 def bodies(model: str, **extra: object) -> list[bytes]:
     return [
         json.dumps({"model": model, "messages": [{"role": "user", "content": q}], **extra}).encode()
-        for q in QUESTIONS
+        for q in GUIDE_QUESTIONS
     ]
 
 
@@ -103,8 +83,7 @@ def measure(config: Path, delay_ms: float, args: argparse.Namespace) -> dict[str
         "rag": (args.port, bodies("bench")),
     }
     results: dict[str, list[list[dict[str, float]]]] = {mode: [] for mode in modes}
-    backend_cmd = [sys.executable, "-c", BACKEND, str(args.backend_port), str(delay_ms)]
-    backend = start_server(backend_cmd, args.backend_port, "/health")
+    backend = start_fake_backend(args.backend_port, delay_ms)
     server = start_server(llmops_up(config, args.port, args.workers), args.port)
     pids = {"direct": backend.pid, "gateway": server.pid, "rag": server.pid}
     try:

@@ -10,6 +10,7 @@ import hashlib
 import importlib
 import inspect
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,9 @@ class AppSpec:
     """A fully validated app config: the app's settings plus each component's settings.
 
     ``components`` is keyed by section: chunker, embedder, store, sparse and reranker (when
-    configured), generator, and ``fallback.<i>`` for the i-th entry of ``fallbacks``.
+    configured), generator, and ``fallback.<i>`` for the i-th entry of ``fallbacks``; an
+    experiment variant's own generator is ``variant.<name>``, its fallbacks
+    ``variant.<name>.fallback.<i>``.
     """
 
     loaded: LoadedConfig
@@ -156,11 +159,15 @@ def check_components(
         if resolved is not None:
             components[f"fallback.{i}"] = resolved
     for name, variant in _variants(data).items():
+        at: tuple[str | int, ...] = ("experiment", "variants", name)
         if variant.get("generator") is not None:
-            loc = ("experiment", "variants", name, "generator")
-            resolved = checker.resolve("generator", variant["generator"], loc)
+            resolved = checker.resolve("generator", variant["generator"], (*at, "generator"))
             if resolved is not None:
                 components[f"variant.{name}"] = resolved
+        for i, raw in enumerate(variant.get("fallbacks") or []):
+            resolved = checker.resolve("generator", raw, (*at, "fallbacks", i))
+            if resolved is not None:
+                components[f"variant.{name}.fallback.{i}"] = resolved
     loaders = []
     for i, source in enumerate(data.get("sources") or []):
         overrides = source.get("loaders") if isinstance(source, dict) else None
@@ -310,16 +317,41 @@ def _make_generator(resolved: Resolved, base_dir: Path) -> Generator:
     return _make(resolved)
 
 
+def _chain(spec: AppSpec, primary: str, fallbacks: Sequence[str]) -> Generator:
+    """The generator of section ``primary``, in a fallback chain with those of ``fallbacks``."""
+    first = _make_generator(spec.components[primary], spec.base_dir)
+    if not fallbacks:
+        return first
+    rest = [_make_generator(spec.components[key], spec.base_dir) for key in fallbacks]
+    return FallbackChain([first, *rest])
+
+
 def _generator(spec: AppSpec) -> Generator:
     """The configured generator, wrapped in a fallback chain when fallbacks are configured."""
-    primary = _make_generator(spec.components["generator"], spec.base_dir)
-    count = len(spec.loaded.app.fallbacks)
-    if not count:
-        return primary
-    fallbacks = [
-        _make_generator(spec.components[f"fallback.{i}"], spec.base_dir) for i in range(count)
-    ]
-    return FallbackChain([primary, *fallbacks])
+    return _chain(spec, "generator", _app_fallbacks(spec))
+
+
+def _app_fallbacks(spec: AppSpec) -> list[str]:
+    return [f"fallback.{i}" for i in range(len(spec.loaded.app.fallbacks))]
+
+
+def _variant_generators(spec: AppSpec) -> dict[str, Generator]:
+    """Each experiment variant that sets its own generator: it, in a chain with its own
+    fallbacks or else the app's."""
+    experiment = spec.loaded.app.experiment
+    if experiment is None:
+        return {}
+    generators = {}
+    for name, variant in experiment.variants.items():
+        if variant.generator is None:
+            continue
+        fallbacks = (
+            _app_fallbacks(spec)
+            if variant.fallbacks is None
+            else [f"variant.{name}.fallback.{i}" for i in range(len(variant.fallbacks))]
+        )
+        generators[name] = _chain(spec, f"variant.{name}", fallbacks)
+    return generators
 
 
 def build(spec: AppSpec) -> Components:
@@ -344,11 +376,7 @@ def build(spec: AppSpec) -> Components:
         records=RecordTable(data_dir / "records.sqlite"),
         data_dir=data_dir,
         fingerprint=_fingerprint(spec, embedder),
-        variant_generators={
-            key.removeprefix("variant."): _make_generator(resolved, spec.base_dir)
-            for key, resolved in spec.components.items()
-            if key.startswith("variant.")
-        },
+        variant_generators=_variant_generators(spec),
     )
 
 

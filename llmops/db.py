@@ -9,13 +9,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def open_database(path: Path, schema: str) -> sqlite3.Connection:
-    """A SQLite file for bookkeeping that must survive a crash: WAL, fully synced commits,
-    autocommit mode (callers open their own transactions), usable from any thread."""
+def open_database(path: Path, schema: str, synced: bool = True) -> sqlite3.Connection:
+    """A SQLite file for bookkeeping that must survive a crash: WAL, fully synced commits
+    (``synced=False``: commits survive the process crashing but not the machine losing power,
+    for cheap, high-rate counters), autocommit mode (callers open their own transactions),
+    usable from any thread."""
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
+    db.execute(f"PRAGMA synchronous={'FULL' if synced else 'NORMAL'}")
     db.executescript(schema)
     return db
 

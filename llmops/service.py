@@ -43,7 +43,6 @@ class QueryKwargs(TypedDict, total=False):
     history: Sequence[Message]
     generation: GenerationOptions
     retrieve: bool
-    variant: str
 
 
 class _LoopThread:
@@ -221,18 +220,9 @@ class RAG:
         ``user`` (a user or session id) keeps a user on one variant."""
         await self.astart()
         request_id = request_id or uuid.uuid4().hex
-        pipeline = await self._pipeline(request_id, user, options)
-        return await pipeline.run(question, QueryOptions(**options), request_id)
-
-    async def _pipeline(
-        self, request_id: str, user: str | None, options: QueryKwargs
-    ) -> QueryPipeline:
-        """The app's pipeline, or the one of the experiment variant chosen for this request."""
-        if self.experiment is None:
-            return self.pipeline
-        variant, pipeline = await self.experiment.route(request_id, user)
-        options["variant"] = variant
-        return pipeline
+        if self.experiment is not None:
+            return await self.experiment.run(question, QueryOptions(**options), request_id, user)
+        return await self.pipeline.run(question, QueryOptions(**options), request_id)
 
     async def afeedback(self, request_id: str, reward: float) -> str | None:
         """Credit ``reward`` to the experiment variant that served ``request_id`` (returns its
@@ -257,10 +247,12 @@ class RAG:
         """The answer's text as it is generated, then the ``Answer`` with its sources."""
         await self.astart()
         request_id = request_id or uuid.uuid4().hex
-        pipeline = await self._pipeline(request_id, user, options)
-        async with aclosing(
-            pipeline.stream(question, QueryOptions(**options), request_id)
-        ) as pieces:
+        pieces = (
+            self.experiment.stream(question, QueryOptions(**options), request_id, user)
+            if self.experiment is not None
+            else self.pipeline.stream(question, QueryOptions(**options), request_id)
+        )
+        async with aclosing(pieces):
             async for item in pieces:
                 yield item
 

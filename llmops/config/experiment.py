@@ -2,7 +2,9 @@
 
 A variant changes some of the app's prompt, generator and retrieval settings; an empty variant
 is the app as configured. ``weighted`` assigns each user stickily by weight; ``thompson`` learns
-from ``POST /feedback`` which variant earns the most reward and sends it more traffic.
+from ``POST /feedback`` which variant earns the most reward and sends it more traffic;
+``shadow`` answers with one variant and runs the other on a copy of each request in the
+background; ``canary`` ramps a new variant up stage by stage and rolls it back when it fails.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ class VariantConfig(Strict):
     retrieval: dict[str, Any] = Field(
         default_factory=dict, description="Keys of the app's retrieval section to override."
     )
+    fallbacks: list[ComponentSpec] | None = Field(
+        None,
+        description="Generators to try in turn when the variant's generator fails (default: "
+        "the app's fallbacks; [] for none). Needs the variant's own generator.",
+    )
 
     @field_validator("retrieval")
     @classmethod
@@ -56,12 +63,58 @@ class VariantConfig(Strict):
         RetrievalConfig.model_validate(value)  # every key and value as an app's retrieval
         return value
 
+    @model_validator(mode="after")
+    def _fallbacks_need_a_generator(self) -> Self:
+        if self.fallbacks is not None and self.generator is None:
+            raise ValueError(
+                "fallbacks back up the variant's own generator: set `generator:` too (a variant "
+                "without one answers with the app's generator and the app's fallbacks)"
+            )
+        return self
+
+
+class ShadowConfig(Strict):
+    """``strategy: shadow``: the other variant answers every request; this one runs on a copy
+    of it in the background, and both answers and their agreement are recorded."""
+
+    variant: str = Field(description="The variant that runs in the shadow.")
+    rate: float = Field(1.0, gt=0.0, le=1.0, description="Share of requests copied.")
+    max_in_flight: int = Field(
+        4, ge=1, description="Shadow runs at once; copies beyond it are skipped (and counted)."
+    )
+
+
+class CanaryConfig(Strict):
+    """``strategy: canary``: the canary variant serves ``stages[i]`` of the users (the other
+    variant the rest). Each stage judges a window of ``window`` canary requests: within the
+    bounds it advances, outside them the canary is rolled back to 0 % and stays there (until
+    its settings change, which restarts the ramp). A failed canary request is answered by the
+    stable variant."""
+
+    variant: str = Field(description="The variant being rolled out.")
+    stages: list[float] = Field(
+        default_factory=lambda: [0.05, 0.25, 0.5, 1.0],
+        description="Rising traffic shares in (0, 1]; the last one is the end of the ramp.",
+    )
+    window: int = Field(100, ge=1, description="Canary requests judged per stage.")
+    max_error_rate: float = Field(0.05, ge=0.0, le=1.0, description="Errors allowed per window.")
+    max_p95_ms: float = Field(2000.0, gt=0.0, description="p95 latency allowed per window (ms).")
+
+    @field_validator("stages")
+    @classmethod
+    def _rising_shares(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0 < s <= 1 for s in value):
+            raise ValueError(f"stages must be shares in (0, 1]; got {value}")
+        if value != sorted(set(value)):
+            raise ValueError(f"stages must rise; got {value}")
+        return value
+
 
 class ExperimentConfig(Strict):
     name: str = Field(
         pattern=_VARIANT_NAME.pattern, description="Names the experiment and its stored state."
     )
-    strategy: Literal["weighted", "thompson"] = "weighted"
+    strategy: Literal["weighted", "thompson", "shadow", "canary"] = "weighted"
     variants: dict[str, VariantConfig] = Field(
         min_length=2, description="Variant name → its changes ({} is the app as configured)."
     )
@@ -78,6 +131,8 @@ class ExperimentConfig(Strict):
     )
     min_share: float = Field(0.0, ge=0.0, le=0.5, description="thompson: floor per variant.")
     warmup: int = Field(0, ge=0, description="thompson: pulls per variant before learning.")
+    shadow: ShadowConfig | None = Field(None, description="strategy shadow: its settings.")
+    canary: CanaryConfig | None = Field(None, description="strategy canary: its ramp.")
     redis_url: str | None = Field(
         None, description="Share the experiment's state across replicas (default: SQLite)."
     )
@@ -89,6 +144,32 @@ class ExperimentConfig(Strict):
         if bad:
             raise ValueError(f"variant names must be 1-63 letters, digits, '_', '.' or '-': {bad}")
         return value
+
+    @model_validator(mode="after")
+    def _sections_match_strategy(self) -> Self:
+        for strategy in ("shadow", "canary"):
+            section: ShadowConfig | CanaryConfig | None = getattr(self, strategy)
+            if section is None and self.strategy == strategy:
+                raise ValueError(
+                    f"strategy '{strategy}' needs a `{strategy}:` section (its variant)"
+                )
+            if section is not None and self.strategy != strategy:
+                raise ValueError(
+                    f"a `{strategy}:` section needs strategy '{strategy}' (not '{self.strategy}')"
+                )
+            if section is None:
+                continue
+            if section.variant not in self.variants:
+                raise ValueError(
+                    f"{strategy}.variant '{section.variant}' is not one of the variants "
+                    f"{sorted(self.variants)}"
+                )
+            if len(self.variants) != 2:
+                raise ValueError(
+                    f"strategy '{strategy}' compares two variants (the {strategy} and the one "
+                    f"that serves); got {len(self.variants)}"
+                )
+        return self
 
     @model_validator(mode="after")
     def _weights_match_variants(self) -> Self:
@@ -106,6 +187,12 @@ class ExperimentConfig(Strict):
             )
         normalised_weights(weights)
         return self
+
+    @property
+    def serving(self) -> str:
+        """The variant that answers alongside a shadow or a canary (the other of the two)."""
+        special = self.shadow or self.canary
+        return next(name for name in self.variants if special is None or name != special.variant)
 
     def shares(self) -> dict[str, float]:
         """Each variant's share under ``weighted`` (equal shares when no weights are given)."""

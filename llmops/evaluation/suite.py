@@ -7,6 +7,7 @@
     gates: ["hit@4 >= 0.8", "p95_latency_ms <= 500"]
     variants:
       - {name: dense-only, retrieval: {mode: dense}}
+    experiment: true   # and every variant of the app's experiment: section
 
 Validated like app configs: every problem at once, each as ``file:line:col  key  message``.
 Paths are relative to the suite file. Component sections (a variant's ``generator``, the
@@ -85,6 +86,16 @@ class VariantSpec(VariantConfig):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     generator: dict[str, Any] | None = None  # type: ignore[assignment]
 
+    @field_validator("fallbacks")
+    @classmethod
+    def _scored_alone(cls, value: list[Any] | None) -> list[Any] | None:
+        if value is not None:
+            raise ValueError(
+                "fallbacks serve live traffic; an offline variant is scored on its own "
+                "generator alone (leave fallbacks out)"
+            )
+        return value
+
 
 class Prices(_Strict):
     """US dollars per 1,000 tokens, for the cost estimate."""
@@ -100,6 +111,11 @@ class SuiteSpec(_Strict):
     metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
     gates: list[str] = Field(default_factory=list)
     variants: list[VariantSpec] = Field(default_factory=list)
+    experiment: bool = Field(
+        False,
+        description="Also evaluate every variant of the app's `experiment:` section, named as "
+        "in the app and built as the live service routes them (the app needs one).",
+    )
     judge: dict[str, Any] | None = Field(
         None, description="A generator section (any registered type) used as the LLM judge."
     )

@@ -20,6 +20,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 HTTP = ("route", "method", "pipeline", "variant", "backend")
 QUERY = ("pipeline", "variant", "backend")
+EXPERIMENT = ("pipeline", "experiment", "variant")
+AGREEMENT_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 
 
 def multiprocess_dir() -> str | None:
@@ -90,6 +92,22 @@ class Metrics:
         self.drift_checks = c(
             "llmops_drift_checks", "Drift checks run.", ["pipeline", "result"], registry=r
         )
+        self.canary_share = g(
+            "llmops_canary_share", "Traffic share of the canary (0 after a rollback).",
+            EXPERIMENT, multiprocess_mode="mostrecent", registry=r,
+        )  # fmt: skip
+        self.canary_moves = c(
+            "llmops_canary_moves", "Canary ramp moves (advanced, rolled_back_<cause>).",
+            [*EXPERIMENT, "move"], registry=r,
+        )  # fmt: skip
+        self.shadow_runs = c(
+            "llmops_shadow_runs", "Shadow runs by outcome (ok, error, skipped).",
+            [*EXPERIMENT, "outcome"], registry=r,
+        )  # fmt: skip
+        self.shadow_agreement = h(
+            "llmops_shadow_agreement", "Agreement of shadow and served answers (token F1).",
+            EXPERIMENT, buckets=AGREEMENT_BUCKETS, registry=r,
+        )  # fmt: skip
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -154,6 +172,20 @@ class Metrics:
             self._child(self.drift_detected, self.pipeline, signal).set(1.0 if flag else 0.0)
         result = "drift" if any(detected.values()) else "ok"
         self._child(self.drift_checks, self.pipeline, result).inc()
+
+    def canary(self, experiment: str, variant: str, share: float, move: str | None) -> None:
+        key = (self.pipeline, experiment, variant)
+        self._child(self.canary_share, *key).set(share)
+        if move is not None:
+            self._child(self.canary_moves, *key, move).inc()
+
+    def shadow_run(
+        self, experiment: str, variant: str, outcome: str, agreement: float | None
+    ) -> None:
+        key = (self.pipeline, experiment, variant)
+        self._child(self.shadow_runs, *key, outcome).inc()
+        if agreement is not None:
+            self._child(self.shadow_agreement, *key).observe(agreement)
 
     # scrape ----------------------------------------------------------------------------------
     def render(self) -> tuple[bytes, str]:

@@ -91,6 +91,17 @@ class Monitor:
         if self.metrics is not None:
             self.metrics.index_size(chunks)
 
+    def canary(self, experiment: str, variant: str, share: float, move: str | None) -> None:
+        """The canary's traffic share now; ``move`` when the ramp just moved."""
+        if self.metrics is not None:
+            self.metrics.canary(experiment, variant, share, move)
+
+    def shadow_run(
+        self, experiment: str, variant: str, outcome: str, agreement: float | None
+    ) -> None:
+        if self.metrics is not None:
+            self.metrics.shadow_run(experiment, variant, outcome, agreement)
+
     def _drifted(self, result: DriftResult) -> None:
         if self.metrics is not None:
             scores = {name: s.scores(name) for name, s in result.signals.items()}

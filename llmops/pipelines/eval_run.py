@@ -11,7 +11,6 @@ MLflow run.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from llmops.evaluation.scoring import SampleResult, ranking_ids, score_sample
 from llmops.evaluation.suite import BASELINE, LoadedSuite, SuiteSpec, load_suite
 from llmops.evaluation.summary import compare_results, summarize_results
 from llmops.pipelines.eval_scorers import ExtraScorer, app_embed, make_scorers
+from llmops.pipelines.experiment import Experiment
 from llmops.pipelines.ingest import Ingestion
 from llmops.pipelines.query import QueryOptions, QueryPipeline
 from llmops.prompts import PromptLibrary, find_prompt_dirs
@@ -53,8 +53,18 @@ MANIFEST = "manifest.json"
 class _Variant:
     name: str
     pipeline: QueryPipeline
-    generator: Generator
-    params: dict[str, Any]
+
+    @property
+    def generator(self) -> Generator:
+        return self.pipeline.generator
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {
+            "prompt": self.pipeline.prompt,
+            "generator": self.generator.name,
+            "retrieval": self.pipeline.retrieval.model_dump(mode="json", by_alias=True),
+        }
 
 
 def load_checked_suite(path: str | Path) -> tuple[LoadedSuite, AppSpec]:
@@ -70,9 +80,35 @@ def load_checked_suite(path: str | Path) -> tuple[LoadedSuite, AppSpec]:
             loc = ("variants", i, "prompt")
             hint = "prompts are looked up as the app's are: its prompts/ folder, then the bundled"
             issues.append(issue_at(loaded.source_map, loaded.file, loc, str(exc), hint))
+    if loaded.spec.experiment:
+        issues += _experiment_issues(loaded, app_spec)
     if issues:
         raise ConfigError(issues)
     return loaded, app_spec
+
+
+def _experiment_issues(loaded: LoadedSuite, app_spec: AppSpec) -> list[ConfigIssue]:
+    """``experiment: true`` needs an app experiment whose variant names are free in the suite."""
+    experiment = app_spec.loaded.app.experiment
+    smap, file, app_file = loaded.source_map, loaded.file, loaded.spec.app
+    if experiment is None:
+        hint = "add an experiment: section to the app, or remove experiment: true from the suite"
+        message = f"the app ({app_file}) has no experiment: section to evaluate"
+        return [issue_at(smap, file, ("experiment",), message, hint)]
+    issues = []
+    if BASELINE in experiment.variants:
+        hint = "rename that variant in the app's experiment: section"
+        message = f"the app's experiment has a variant named '{BASELINE}', the app as configured"
+        issues.append(issue_at(smap, file, ("experiment",), message, hint))
+    for i, variant in enumerate(loaded.spec.variants):
+        if variant.name in experiment.variants:
+            hint = "rename the suite's variant (the app's experiment variants keep their names)"
+            message = (
+                f"'{variant.name}' is also a variant of the app's experiment ({app_file}), "
+                "which experiment: true evaluates"
+            )
+            issues.append(issue_at(smap, file, ("variants", i, "name"), message, hint))
+    return issues
 
 
 def _component_issues(
@@ -222,16 +258,12 @@ async def _answer_all(
 
 
 def _variants(loaded: LoadedSuite, app_spec: AppSpec, components: Components) -> list[_Variant]:
+    """The baseline, the suite's variants and (``experiment: true``) the app's experiment
+    variants, built as the live service builds them, with the generators already built."""
     app = app_spec.loaded.app
-    base = _Variant(
-        BASELINE,
-        QueryPipeline(components, app.retrieval, app.prompt),
-        components.generator,
-        _variant_params(app.retrieval, app.prompt, components.generator),
-    )
-    variants = [base]
+    variants = [_Variant(BASELINE, QueryPipeline(components, app.retrieval, app.prompt))]
     for i, spec in enumerate(loaded.spec.variants):
-        generator = components.generator
+        generator = None
         if spec.generator is not None:
             loc = ("variants", i, "generator")
             resolved, issues = check_component(
@@ -242,23 +274,12 @@ def _variants(loaded: LoadedSuite, app_spec: AppSpec, components: Components) ->
             generator = make_generator(resolved, loaded.base_dir)
         merged = {**app.retrieval.model_dump(by_alias=True), **spec.retrieval}
         retrieval = RetrievalConfig.model_validate(merged)
-        prompt = spec.prompt or app.prompt
-        parts = dataclasses.replace(components, generator=generator)
-        pipeline = QueryPipeline(parts, retrieval, prompt)
-        variants.append(
-            _Variant(spec.name, pipeline, generator, _variant_params(retrieval, prompt, generator))
-        )
+        pipeline = QueryPipeline(components, retrieval, spec.prompt or app.prompt, None, generator)
+        variants.append(_Variant(spec.name, pipeline))
+    if loaded.spec.experiment and app.experiment is not None:  # (checked on loading)
+        live = Experiment(app.experiment, components, app.retrieval, app.prompt, None)
+        variants += [_Variant(name, pipeline) for name, pipeline in live.pipelines.items()]
     return variants
-
-
-def _variant_params(
-    retrieval: RetrievalConfig, prompt: str, generator: Generator
-) -> dict[str, Any]:
-    return {
-        "prompt": prompt,
-        "generator": generator.name,
-        "retrieval": retrieval.model_dump(mode="json", by_alias=True),
-    }
 
 
 def _params(loaded: LoadedSuite, app_spec: AppSpec, variants: Sequence[_Variant]) -> dict[str, Any]:

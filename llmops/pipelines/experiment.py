@@ -1,17 +1,46 @@
 """An app's experiment at query time: one query pipeline per variant (sharing the index, the
-embedder and, unless a variant sets its own, the generator) and the router that picks one."""
+embedder and, unless a variant sets its own, the generator), the router that picks one, and
+the two strategies that do more than pick:
+
+- ``canary``: a canary request that fails is answered by the serving variant instead, and
+  every canary request's outcome and latency move the ramp (advance or roll back);
+- ``shadow``: after the serving variant has answered, the shadow variant answers a copy of the
+  request in the background (from the same retrieved passages when both retrieve alike), and
+  the two answers and their agreement are recorded. The response never waits for it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from llmops.build import Components
-from llmops.config.experiment import ExperimentConfig
+from llmops.config.experiment import ExperimentConfig, ShadowConfig
 from llmops.config.schema import RetrievalConfig
+from llmops.errors import InvalidRequest, NotReady
+from llmops.evaluation.answer_metrics import token_f1
 from llmops.monitoring.monitor import Monitor
-from llmops.pipelines.query import QueryPipeline
+from llmops.pipelines.query import Prepared, QueryOptions, QueryPipeline
+from llmops.protocols import Generator
+from llmops.routing.canary import CanaryState
 from llmops.routing.router import ExperimentRouter
+from llmops.routing.split import unit_point
 from llmops.routing.state import RedisRoutingState, RoutingState, SqliteRoutingState
+from llmops.types import Answer
+
+log = logging.getLogger(__name__)
+CLIENT_ERRORS = (InvalidRequest, NotReady)
+"""Failures that are the request's (or the index's), not the canary's: not held against it."""
+SHADOW_DRAIN_S = 5.0
+"""How long closing the app waits for shadow runs still going."""
+SAVE_BATCH = 32
+"""Shadow runs saved together while several are running (the last one running saves)."""
 
 
 class Experiment:
@@ -25,35 +54,62 @@ class Experiment:
     ) -> None:
         self.config = config
         self.components = components
+        self.monitor = monitor
         base = retrieval.model_dump(by_alias=True)
+        shadow = config.shadow.variant if config.shadow else None
         self.pipelines = {
             name: QueryPipeline(
                 components,
                 RetrievalConfig.model_validate({**base, **variant.retrieval}),
                 variant.prompt or prompt,
-                monitor,
+                None if name == shadow else monitor,  # shadow answers serve nobody
                 components.variant_generators.get(name),
             )
             for name, variant in config.variants.items()
         }
         self.router: ExperimentRouter | None = None
+        self.shadows: ShadowRunner | None = None
 
     async def start(self, app: str, data_dir: Path) -> None:
         if self.router is not None:
             return
-        for generator in self.components.variant_generators.values():
-            await generator.start()
+        for name, generator in self.components.variant_generators.items():
+            await self._start_generator(name, generator)
         state: RoutingState = (
             RedisRoutingState(self.config.redis_url)
             if self.config.redis_url
             else SqliteRoutingState(data_dir / "routing.sqlite")
         )
         self.router = ExperimentRouter(self.config, state, app)
+        if self.config.shadow is not None:
+            self.shadows = ShadowRunner(self.config.shadow, self, self.router)
+        if self.config.canary is not None:
+            self._canary_moved(await state.canary(self.router.canary_key), None)
+
+    async def _start_generator(self, variant: str, generator: Generator) -> None:
+        """Start a variant's generator. A canary's or a shadow's that does not start (its
+        server is down) is not the app's problem: its requests fail, which rolls the canary
+        back or is recorded as the shadow's errors."""
+        trial = self.config.canary or self.config.shadow
+        try:
+            await generator.start()
+        except Exception as exc:
+            if trial is None or trial.variant != variant:
+                raise
+            log.warning(
+                "the generator of %s variant '%s' did not start (%s: %s); its requests will fail",
+                self.config.strategy,
+                variant,
+                type(exc).__name__,
+                exc,
+            )
 
     async def close(self) -> None:
         router, self.router = self.router, None
         if router is None:
             return
+        if self.shadows is not None:
+            await self.shadows.close()
         for generator in self.components.variant_generators.values():
             await generator.close()
         await router.state.close()
@@ -63,7 +119,221 @@ class Experiment:
             raise RuntimeError("experiment not started")
         return self.router
 
-    async def route(self, request_id: str, key: str | None) -> tuple[str, QueryPipeline]:
-        """The variant serving this request (recorded for feedback) and its pipeline."""
+    # answering -------------------------------------------------------------------------------
+    async def run(
+        self, question: str, options: QueryOptions, request_id: str, key: str | None
+    ) -> Answer:
+        """The answer of the variant chosen for this request (see the module docstring)."""
         variant = await self.running().choose(request_id, key)
-        return variant, self.pipelines[variant]
+        options = replace(options, variant=variant)
+        pipeline = self.pipelines[variant]
+        if self._is_canary(variant):
+            return await self._canary_run(question, options, request_id)
+        prepared = await pipeline.prepare(question, options, request_id)
+        answer = await pipeline.answer(prepared)
+        self._shadow(question, options, prepared, answer)
+        return answer
+
+    async def stream(
+        self, question: str, options: QueryOptions, request_id: str, key: str | None
+    ) -> AsyncGenerator[str | Answer, None]:
+        """``run``, streamed: the text as it is generated, then the ``Answer``."""
+        variant = await self.running().choose(request_id, key)
+        options = replace(options, variant=variant)
+        pipeline = self.pipelines[variant]
+        if self._is_canary(variant):
+            async with aclosing(self._canary_stream(question, options, request_id)) as pieces:
+                async for item in pieces:
+                    yield item
+            return
+        prepared = await pipeline.prepare(question, options, request_id)
+        async with aclosing(pipeline.answer_stream(prepared)) as pieces:
+            async for item in pieces:
+                if isinstance(item, Answer):
+                    self._shadow(question, options, prepared, item)
+                yield item
+
+    # canary ----------------------------------------------------------------------------------
+    def _is_canary(self, variant: str) -> bool:
+        return self.config.canary is not None and variant == self.config.canary.variant
+
+    async def _canary_run(self, question: str, options: QueryOptions, request_id: str) -> Answer:
+        started = time.perf_counter()
+        try:
+            answer = await self.pipelines[options.variant].run(question, options, request_id)
+        except CLIENT_ERRORS:
+            raise
+        except Exception as exc:
+            await self._canary_failed(exc, started, request_id)
+            serving = replace(options, variant=self.config.serving)
+            return await self.pipelines[serving.variant].run(question, serving, request_id)
+        await self._observe_canary(True, answer.latency_ms)
+        return answer
+
+    async def _canary_stream(
+        self, question: str, options: QueryOptions, request_id: str
+    ) -> AsyncGenerator[str | Answer, None]:
+        """A canary stream that fails before its first piece is served by the serving variant;
+        one that fails later is cut off (its text was already sent) and held against it."""
+        started = time.perf_counter()
+        pieces = self.pipelines[options.variant].stream(question, options, request_id)
+        async with aclosing(pieces):
+            try:
+                first = await anext(pieces)
+            except CLIENT_ERRORS:
+                raise
+            except Exception as exc:
+                await self._canary_failed(exc, started, request_id)
+                serving = replace(options, variant=self.config.serving)
+                pipeline = self.pipelines[serving.variant]
+                async with aclosing(pipeline.stream(question, serving, request_id)) as fallback:
+                    async for item in fallback:
+                        yield item
+                return
+            yield first
+            try:
+                async for item in pieces:
+                    if isinstance(item, Answer):
+                        await self._observe_canary(True, item.latency_ms)
+                    yield item
+            except Exception:
+                await self._observe_canary(False, _ms_since(started))
+                raise
+
+    async def _canary_failed(self, exc: Exception, started: float, request_id: str) -> None:
+        log.warning(
+            "canary '%s' failed request %s (%s: %s); the serving variant answers it",
+            self.running().canary_policy.variant,
+            request_id,
+            type(exc).__name__,
+            exc,
+        )
+        await self._observe_canary(False, _ms_since(started))
+        await self.running().reassign(request_id, self.config.serving)
+
+    async def _observe_canary(self, ok: bool, latency_ms: float) -> None:
+        before, after = await self.running().observe_canary(ok, latency_ms)
+        if after.stage != before.stage or after.rolled_back != before.rolled_back:
+            log.warning("canary '%s' %s", self.running().canary_policy.variant, after.reason)
+            self._canary_moved(after, "rolled_back" if after.rolled_back else "advanced")
+
+    def _canary_moved(self, state: CanaryState, move: str | None) -> None:
+        policy = self.running().canary_policy
+        if self.monitor is not None:
+            label = f"{move}_{state.cause}" if move == "rolled_back" else move
+            self.monitor.canary(self.config.name, policy.variant, state.share(policy), label)
+
+    # shadow ----------------------------------------------------------------------------------
+    def _shadow(
+        self, question: str, options: QueryOptions, prepared: Prepared, answer: Answer
+    ) -> None:
+        if self.shadows is not None:
+            self.shadows.submit(question, options, prepared, answer)
+
+
+class ShadowRunner:
+    """Runs the shadow variant on copies of served requests, at most ``max_in_flight`` at once
+    (copies beyond that are skipped and counted), and records each run."""
+
+    def __init__(
+        self, config: ShadowConfig, experiment: Experiment, router: ExperimentRouter
+    ) -> None:
+        self.config = config
+        self.experiment = experiment
+        self.router = router
+        self.pipeline = experiment.pipelines[config.variant]
+        self.serving = experiment.pipelines[experiment.config.serving]
+        self.same_retrieval = self.pipeline.retrieval == self.serving.retrieval
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self.unsaved: list[dict[str, Any]] = []
+
+    def submit(
+        self, question: str, options: QueryOptions, prepared: Prepared, answer: Answer
+    ) -> None:
+        if unit_point(answer.request_id, f"{self.router.split.salt}:shadow") >= self.config.rate:
+            return
+        if len(self.in_flight) >= self.config.max_in_flight:
+            self._count("skipped", None)
+            return
+        task = asyncio.create_task(self._run(question, options, prepared, answer))
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
+
+    async def _run(
+        self, question: str, options: QueryOptions, prepared: Prepared, served: Answer
+    ) -> None:
+        options = replace(options, variant=self.config.variant)
+        started = time.perf_counter()
+        error: str | None = None
+        answer: Answer | None = None
+        try:
+            if self.same_retrieval:
+                adopted = self.pipeline.adopt(self.serving, prepared, options)
+                answer = await self.pipeline.answer(adopted)
+            else:
+                answer = await self.pipeline.run(question, options, served.request_id)
+        except Exception as exc:  # a failing shadow is data, never the user's problem
+            error = f"{type(exc).__name__}: {exc}"
+        score = agreement(served, answer) if answer else None
+        run = {
+            "request_id": served.request_id,
+            "time": time.time(),
+            "serving": served.variant,
+            "shadow": self.config.variant,
+            "question": question,
+            "serving_answer": served.answer,
+            "shadow_answer": answer.answer if answer else None,
+            "serving_ms": served.latency_ms,
+            "shadow_ms": answer.latency_ms if answer else _ms_since(started),
+            "error": error,
+            "agreement": score,
+            "source_overlap": source_overlap(served, answer) if answer else None,
+            "same_passages": self.same_retrieval,
+        }
+        self._count("error" if error else "ok", score)
+        self.unsaved.append(run)
+        current = asyncio.current_task()
+        last = all(task.done() or task is current for task in self.in_flight)
+        if last or len(self.unsaved) >= SAVE_BATCH:  # while busy, save in batches
+            await self._save()
+
+    async def _save(self) -> None:
+        runs, self.unsaved = self.unsaved, []
+        try:
+            await self.router.state.record_shadow(self.router.name, runs)
+        except Exception:
+            log.exception("could not record %d shadow runs", len(runs))
+
+    def _count(self, outcome: str, agreement: float | None) -> None:
+        monitor = self.experiment.monitor
+        if monitor is not None:
+            monitor.shadow_run(self.router.name, self.config.variant, outcome, agreement)
+
+    async def close(self) -> None:
+        """Let running shadow runs finish (a few seconds at most), then cancel the rest."""
+        if self.in_flight:
+            _, pending = await asyncio.wait(set(self.in_flight), timeout=SHADOW_DRAIN_S)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self.unsaved:
+            await self._save()
+
+
+def agreement(served: Answer, shadow: Answer) -> float:
+    """How alike two answers are: token F1 of their texts; 1 when both abstain, 0 when only
+    one does."""
+    if served.abstained or shadow.abstained:
+        return float(served.abstained == shadow.abstained)
+    return round(token_f1(shadow.answer, served.answer), 4)
+
+
+def source_overlap(served: Answer, shadow: Answer) -> float:
+    """Jaccard overlap of the chunks the two answers were given (1 when both had none)."""
+    a = {s.chunk_id for s in served.sources}
+    b = {s.chunk_id for s in shadow.sources}
+    return round(len(a & b) / len(a | b), 4) if a | b else 1.0
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from llmops.build import Components
@@ -52,7 +52,9 @@ class QueryOptions:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class Prepared:
+    """A request ready for the generator: what was retrieved and the rendered prompt."""
+
     request: GenerationRequest
     started: float
     request_id: str
@@ -139,31 +141,67 @@ class QueryPipeline:
         texts = list(dict.fromkeys([question, self.search_text(question, options.history)]))
         return await self.searcher.search(active.collection, texts, params, trace)
 
+    async def prepare(
+        self, question: str, options: QueryOptions | None = None, request_id: str | None = None
+    ) -> Prepared:
+        """Retrieve, budget and render: everything up to the generator call."""
+        try:
+            return await self._prepare(question, options or QueryOptions(), request_id)
+        except Exception as exc:
+            self._failed(exc)
+            raise
+
     async def _prepare(
         self, question: str, options: QueryOptions, request_id: str | None
-    ) -> _Prepared:
-        """Retrieve, budget and render: everything up to the generator call."""
+    ) -> Prepared:
         started = time.perf_counter()
         request_id = request_id or uuid.uuid4().hex
         trace = SearchTrace()
         if not options.retrieve:
             conversation = (*options.history, Message("user", question))
             request = GenerationRequest(question, (), conversation, options.generation)
-            return _Prepared(request, started, request_id, options.variant, trace, False)
+            return Prepared(request, started, request_id, options.variant, trace, False)
         hits = self.fit_budget(await self.search(question, options, trace))
+        return self._rendered(question, hits, options, request_id, started, trace)
+
+    def _rendered(
+        self,
+        question: str,
+        hits: list[ScoredChunk],
+        options: QueryOptions,
+        request_id: str,
+        started: float,
+        trace: SearchTrace,
+    ) -> Prepared:
         prompt = (
             self.c.prompts.render(self.prompt, question, hits, options.history)
             if self.generator.uses_prompt
             else []
         )
         request = GenerationRequest(question, tuple(hits), tuple(prompt), options.generation)
-        return _Prepared(request, started, request_id, options.variant, trace)
+        return Prepared(request, started, request_id, options.variant, trace)
+
+    def adopt(self, source: QueryPipeline, prepared: Prepared, options: QueryOptions) -> Prepared:
+        """A request ``source`` prepared, for this pipeline (which retrieves alike): the same
+        hits without searching again, rendered with this pipeline's prompt (or the same prompt
+        messages, when both render the same template)."""
+        request, started = prepared.request, time.perf_counter()
+        same_prompt = self.prompt == source.prompt and (
+            source.generator.uses_prompt or not self.generator.uses_prompt
+        )
+        if not prepared.retrieved or same_prompt:
+            return replace(prepared, started=started, variant=options.variant)
+        hits, trace = list(request.context), SearchTrace()
+        return self._rendered(request.question, hits, options, prepared.request_id, started, trace)
 
     async def run(
         self, question: str, options: QueryOptions | None = None, request_id: str | None = None
     ) -> Answer:
+        return await self.answer(await self.prepare(question, options, request_id))
+
+    async def answer(self, prepared: Prepared) -> Answer:
+        """Generate the answer to a prepared request (and report it to the monitor)."""
         try:
-            prepared = await self._prepare(question, options or QueryOptions(), request_id)
             generating = time.perf_counter()
             generation = await self.generator.generate(prepared.request)
         except Exception as exc:
@@ -171,7 +209,7 @@ class QueryPipeline:
             raise
         return self._observed(prepared, _answer(prepared, generation), generating)
 
-    def _observed(self, prepared: _Prepared, answer: Answer, generating: float) -> Answer:
+    def _observed(self, prepared: Prepared, answer: Answer, generating: float) -> Answer:
         """Report the answer to the monitor (metrics, request log, drift window)."""
         if self.monitor is not None:
             prepared.trace.stages["generate"] = time.perf_counter() - generating
@@ -197,8 +235,14 @@ class QueryPipeline:
 
         Errors before the first piece (empty index, bad filter, every backend down) are raised
         by the first ``anext``; closing the stream early stops the generator's work."""
+        prepared = await self.prepare(question, options, request_id)
+        async with aclosing(self.answer_stream(prepared)) as pieces:
+            async for item in pieces:
+                yield item
+
+    async def answer_stream(self, prepared: Prepared) -> AsyncGenerator[str | Answer, None]:
+        """``stream`` from a prepared request."""
         try:
-            prepared = await self._prepare(question, options or QueryOptions(), request_id)
             generating = time.perf_counter()
             generator = self.generator
             async with aclosing(generator.stream(prepared.request)) as pieces:
@@ -217,7 +261,7 @@ def _pick(override: T | None, default: T) -> T:
     return default if override is None else override
 
 
-def _answer(prepared: _Prepared, generation: Generation) -> Answer:
+def _answer(prepared: Prepared, generation: Generation) -> Answer:
     request = prepared.request
     return Answer(
         question=request.question,
@@ -232,7 +276,7 @@ def _answer(prepared: _Prepared, generation: Generation) -> Answer:
     )
 
 
-def _event(prepared: _Prepared, answer: Answer, pipeline: str) -> QueryEvent:
+def _event(prepared: Prepared, answer: Answer, pipeline: str) -> QueryEvent:
     return QueryEvent(
         request_id=answer.request_id,
         question=answer.question,

@@ -1,36 +1,21 @@
 """Canary releases: a ramp of traffic shares that advances while the canary behaves and rolls
 back on its own when it does not.
 
-The canary serves ``stages[i]`` of the traffic. Its requests are judged in windows of
-``window`` requests: when a window is full and its error rate and p95 latency are within bounds,
-the canary moves to the next stage (a fresh window); when they are not, it is rolled back to 0 %
-and stays there. A window that already holds more errors than the bound allows is judged at
-once, without waiting for it to fill. Every move records its reason.
+The canary serves ``stages[i]`` of the traffic (``CanaryConfig``). Its requests are judged in
+windows of ``window`` requests: when a window is full and its error rate and p95 latency are
+within bounds, the canary moves to the next stage (a fresh window); when they are not, it is
+rolled back to 0 % and stays there. A window that already holds more errors than the bound
+allows is judged at once, without waiting for it to fill. Every move records its reason.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
-from llmops.errors import InvalidRequest
-
-
-@dataclass(frozen=True)
-class CanaryPolicy:
-    stages: tuple[float, ...] = (0.05, 0.25, 0.5, 1.0)
-    window: int = 100
-    max_error_rate: float = 0.05
-    max_p95_ms: float = 2000.0
-
-    def __post_init__(self) -> None:
-        if not self.stages or any(not 0 < s <= 1 for s in self.stages):
-            raise InvalidRequest(f"canary stages must be shares in (0, 1]; got {self.stages}")
-        if list(self.stages) != sorted(set(self.stages)):
-            raise InvalidRequest(f"canary stages must rise; got {self.stages}")
-        if self.window < 1:
-            raise InvalidRequest(f"canary window must be at least 1 request; got {self.window}")
+from llmops.config.experiment import CanaryConfig
 
 
 @dataclass(frozen=True)
@@ -40,13 +25,26 @@ class CanaryState:
     stage: int = 0
     rolled_back: bool = False
     reason: str = "started"
+    cause: str = ""  # why it rolled back: error_rate or p95_latency (a metric label)
     errors: int = 0
     latencies_ms: tuple[float, ...] = field(default_factory=tuple)
 
-    def share(self, policy: CanaryPolicy) -> float:
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CanaryState:
+        return cls(**{**data, "latencies_ms": tuple(data["latencies_ms"])})
+
+    @property
+    def window_requests(self) -> int:
+        """Canary requests seen in the current stage's window."""
+        return len(self.latencies_ms)
+
+    def share(self, policy: CanaryConfig) -> float:
         return 0.0 if self.rolled_back else policy.stages[self.stage]
 
-    def observe(self, policy: CanaryPolicy, ok: bool, latency_ms: float) -> CanaryState:
+    def observe(self, policy: CanaryConfig, ok: bool, latency_ms: float) -> CanaryState:
         """The state after one more canary request (unchanged once rolled back or at 100 %)."""
         if self.rolled_back or self._final(policy):
             return self
@@ -58,16 +56,18 @@ class CanaryState:
         allowed = math.floor(policy.max_error_rate * policy.window)
         if seen.errors > allowed:
             return seen._rollback(
+                "error_rate",
                 f"error rate {seen.errors}/{len(seen.latencies_ms)} requests exceeds "
-                f"{policy.max_error_rate:.1%} of the {policy.window}-request window"
+                f"{policy.max_error_rate:.1%} of the {policy.window}-request window",
             )
         if len(seen.latencies_ms) < policy.window:
             return seen
         p95 = _p95(seen.latencies_ms)
         if p95 > policy.max_p95_ms:
             return seen._rollback(
+                "p95_latency",
                 f"p95 latency {p95:.0f} ms exceeds {policy.max_p95_ms:.0f} ms over "
-                f"{policy.window} requests"
+                f"{policy.window} requests",
             )
         return CanaryState(
             stage=self.stage + 1,
@@ -77,11 +77,11 @@ class CanaryState:
             ),
         )
 
-    def _final(self, policy: CanaryPolicy) -> bool:
+    def _final(self, policy: CanaryConfig) -> bool:
         return self.stage == len(policy.stages) - 1
 
-    def _rollback(self, why: str) -> CanaryState:
-        return CanaryState(self.stage, rolled_back=True, reason=f"rolled back: {why}")
+    def _rollback(self, cause: str, why: str) -> CanaryState:
+        return CanaryState(self.stage, rolled_back=True, reason=f"rolled back: {why}", cause=cause)
 
 
 def _p95(values: Sequence[float]) -> float:

@@ -2,18 +2,24 @@
 
 ``weighted`` hashes the request's key (a user or session id; the request id when there is
 none) into the split, so a user keeps their variant; ``thompson`` samples the arms' posteriors
-from the shared state. Every assignment is stored, so ``POST /feedback`` can credit the variant
-that served a request, once.
+from the shared state; ``canary`` sends the users whose point falls below the canary's current
+share to the canary (raising the share keeps them there); ``shadow`` always picks the serving
+variant (the shadow runs beside it). Every assignment is stored, so ``POST /feedback`` can
+credit the variant that served a request, once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
-from llmops.config.experiment import ExperimentConfig
+from llmops.config.experiment import CanaryConfig, ExperimentConfig
 from llmops.errors import InvalidRequest
 from llmops.routing.bandit import ArmStats, ThompsonSampler
-from llmops.routing.split import WeightedSplit
+from llmops.routing.canary import CanaryState
+from llmops.routing.shadow import summarize
+from llmops.routing.split import WeightedSplit, unit_point
 from llmops.routing.state import RoutingState
 
 
@@ -38,12 +44,53 @@ class ExperimentRouter:
         return self.config.name
 
     async def choose(self, request_id: str, key: str | None = None) -> str:
-        if self.config.strategy == "thompson":
+        strategy = self.config.strategy
+        if strategy == "thompson":
             variant = self.sampler.choose(await self.state.stats(self.name))
+        elif strategy == "canary":
+            variant = await self._canary_choice(key or request_id)
+        elif strategy == "shadow":
+            variant = self.config.serving
         else:
             variant = self.split.assign(key or request_id)
         await self.state.assign(self.name, request_id, variant)
         return variant
+
+    async def reassign(self, request_id: str, variant: str) -> None:
+        """``variant`` served the request after all (the stable one, when the canary failed)."""
+        await self.state.assign(self.name, request_id, variant)
+
+    # canary ----------------------------------------------------------------------------------
+    @property
+    def canary_policy(self) -> CanaryConfig:
+        if self.config.canary is None:
+            raise RuntimeError(f"experiment '{self.name}' runs no canary")
+        return self.config.canary
+
+    @property
+    def canary_key(self) -> str:
+        """Names the ramp's stored state; changing the canary variant or its ramp starts a new
+        ramp."""
+        policy = self.canary_policy
+        settings = {
+            "variant": self.config.variants[policy.variant].model_dump(mode="json"),
+            "ramp": policy.model_dump(mode="json"),
+        }
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+        return f"{self.name}:{policy.variant}:{digest[:12]}"
+
+    async def _canary_choice(self, key: str) -> str:
+        share = (await self.state.canary(self.canary_key)).share(self.canary_policy)
+        if unit_point(key, self.split.salt) < share:
+            return self.canary_policy.variant
+        return self.config.serving
+
+    async def observe_canary(self, ok: bool, latency_ms: float) -> tuple[CanaryState, CanaryState]:
+        """Judge one canary request; returns the ramp's state before and after it."""
+        policy = self.canary_policy
+        return await self.state.step_canary(
+            self.canary_key, lambda state: state.observe(policy, ok, latency_ms)
+        )
 
     async def feedback(self, request_id: str, reward: float) -> str:
         """Credit ``reward`` to the variant that served ``request_id``; returns its name."""
@@ -61,10 +108,11 @@ class ExperimentRouter:
         return variant
 
     async def report(self) -> dict[str, Any]:
-        """Per variant: traffic, rewards and the posterior of its mean reward."""
+        """Per variant: traffic, rewards and the posterior of its mean reward; the canary's
+        ramp and the shadow's agreement on their variants."""
         stats = await self.state.stats(self.name)
         pulls = sum(s.pulls for s in stats.values()) or 1
-        variants = {}
+        variants: dict[str, dict[str, Any]] = {}
         for name in self.config.variants:
             s = stats.get(name, ArmStats())
             posterior = self.sampler.posterior(s) if s.rewards else None
@@ -76,4 +124,24 @@ class ExperimentRouter:
                 "posterior_mean": posterior.mean if posterior else None,
                 "posterior_interval": [posterior.low, posterior.high] if posterior else None,
             }
+        if self.config.canary is not None:
+            variants[self.config.canary.variant]["canary"] = await self._canary_report()
+        if self.config.shadow is not None:
+            runs = await self.state.shadow_runs(self.name, limit=10_000)
+            variants[self.config.shadow.variant]["shadow"] = summarize(runs)
         return {"experiment": self.name, "strategy": self.config.strategy, "variants": variants}
+
+    async def _canary_report(self) -> dict[str, Any]:
+        policy, state = self.canary_policy, await self.state.canary(self.canary_key)
+        return {
+            "stage": state.stage + 1,
+            "stages": policy.stages,
+            "share": state.share(policy),
+            "rolled_back": state.rolled_back,
+            "reason": state.reason,
+            "window": {
+                "requests": state.window_requests,
+                "errors": state.errors,
+                "size": policy.window,
+            },
+        }

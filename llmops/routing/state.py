@@ -1,19 +1,23 @@
-"""Where experiments keep their per-arm traffic and rewards: SQLite in the app's data dir by
-default (survives restarts, shared by the worker processes of one machine), Redis for several
-replicas sharing one experiment. Every update is an atomic increment in the store itself, so
-concurrent feedback from any number of requests, threads or processes loses nothing.
+"""Where experiments keep their per-arm traffic and rewards, canary ramps and shadow runs:
+SQLite in the app's data dir by default (survives restarts, shared by the worker processes of
+one machine), Redis for several replicas sharing one experiment. Every update is atomic in the
+store itself (increments; a canary step is a read-modify-write in one transaction), so
+concurrent requests from any number of threads or processes lose nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from llmops.db import open_database, transaction
 from llmops.routing.bandit import ArmStats
+from llmops.routing.canary import CanaryState
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS arms (
@@ -32,9 +36,22 @@ CREATE TABLE IF NOT EXISTS assignments (
     time REAL NOT NULL,
     PRIMARY KEY (experiment, request_id)
 );
+CREATE TABLE IF NOT EXISTS canaries (
+    key TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shadow_runs (
+    experiment TEXT NOT NULL,
+    time REAL NOT NULL,
+    run TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS shadow_runs_by_time ON shadow_runs (experiment, time);
 """
 KEEP_ASSIGNMENTS_S = 7 * 86400
-"""How long a request can still get feedback."""
+"""How long a request can still get feedback (and a shadow run is kept)."""
+KEEP_SHADOW_RUNS = 10_000
+"""Shadow runs kept per experiment (the newest)."""
+CanaryStep = Callable[[CanaryState], CanaryState]
 _ADD = """
 INSERT INTO arms (experiment, arm, pulls, rewards, reward_sum, reward_sq_sum)
 VALUES (?, ?, ?, ?, ?, ?)
@@ -61,12 +78,27 @@ class RoutingState(Protocol):
 
     async def stats(self, experiment: str) -> dict[str, ArmStats]: ...
 
+    async def canary(self, key: str) -> CanaryState:
+        """The canary's state (a fresh one at its first stage when none is stored)."""
+        ...
+
+    async def step_canary(self, key: str, step: CanaryStep) -> tuple[CanaryState, CanaryState]:
+        """Apply ``step`` to the stored canary state atomically; returns (before, after)."""
+        ...
+
+    async def record_shadow(self, experiment: str, runs: Sequence[dict[str, Any]]) -> None: ...
+
+    async def shadow_runs(self, experiment: str, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` shadow runs, newest first."""
+        ...
+
     async def close(self) -> None: ...
 
 
 class SqliteRoutingState:
     def __init__(self, path: Path) -> None:
-        self.db = open_database(path, SCHEMA)
+        # every routed request writes here: survive a crash, but skip the fsync per commit
+        self.db = open_database(path, SCHEMA, synced=False)
         self.lock = threading.Lock()  # one connection, many threads
 
     def _add(self, experiment: str, arm: str, delta: ArmStats) -> None:
@@ -114,6 +146,42 @@ class SqliteRoutingState:
             db.execute(_ADD, (experiment, row[0], 0, d.rewards, d.reward_sum, d.reward_sq_sum))
         return str(row[0])
 
+    def _canary(self, key: str) -> CanaryState:
+        with self.lock:
+            row = self.db.execute("SELECT state FROM canaries WHERE key = ?", (key,)).fetchone()
+        return CanaryState.from_dict(json.loads(row[0])) if row else CanaryState()
+
+    def _step_canary(self, key: str, step: CanaryStep) -> tuple[CanaryState, CanaryState]:
+        with self.lock, transaction(self.db) as db:  # IMMEDIATE: other processes wait
+            row = db.execute("SELECT state FROM canaries WHERE key = ?", (key,)).fetchone()
+            before = CanaryState.from_dict(json.loads(row[0])) if row else CanaryState()
+            after = step(before)
+            if after != before:
+                db.execute(
+                    "INSERT OR REPLACE INTO canaries VALUES (?, ?)",
+                    (key, json.dumps(after.to_dict())),
+                )
+        return before, after
+
+    def _record_shadow(self, experiment: str, runs: Sequence[dict[str, Any]]) -> None:
+        now = time.time()
+        rows = [(experiment, now, json.dumps(run)) for run in runs]
+        with self.lock, transaction(self.db) as db:
+            db.executemany("INSERT INTO shadow_runs VALUES (?, ?, ?)", rows)
+            db.execute(
+                "DELETE FROM shadow_runs WHERE experiment = ? AND time < ?",
+                (experiment, now - KEEP_ASSIGNMENTS_S),
+            )
+
+    def _shadow_runs(self, experiment: str, limit: int) -> list[dict[str, Any]]:
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT run FROM shadow_runs WHERE experiment = ? "
+                "ORDER BY time DESC, rowid DESC LIMIT ?",
+                (experiment, min(limit, KEEP_SHADOW_RUNS)),
+            ).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
     async def assign(self, experiment: str, request_id: str, arm: str) -> None:
         await asyncio.to_thread(self._assign, experiment, request_id, arm)
 
@@ -128,6 +196,18 @@ class SqliteRoutingState:
 
     async def stats(self, experiment: str) -> dict[str, ArmStats]:
         return await asyncio.to_thread(self._stats, experiment)
+
+    async def canary(self, key: str) -> CanaryState:
+        return await asyncio.to_thread(self._canary, key)
+
+    async def step_canary(self, key: str, step: CanaryStep) -> tuple[CanaryState, CanaryState]:
+        return await asyncio.to_thread(self._step_canary, key, step)
+
+    async def record_shadow(self, experiment: str, runs: Sequence[dict[str, Any]]) -> None:
+        await asyncio.to_thread(self._record_shadow, experiment, runs)
+
+    async def shadow_runs(self, experiment: str, limit: int) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._shadow_runs, experiment, limit)
 
     async def close(self) -> None:
         with self.lock:
@@ -202,6 +282,49 @@ class RedisRoutingState:
             )
             for arm, row in zip(arms, rows, strict=True)
         }
+
+    async def canary(self, key: str) -> CanaryState:
+        raw = await self.client.get(self._canary_key(key))
+        return CanaryState.from_dict(json.loads(raw)) if raw else CanaryState()
+
+    async def step_canary(self, key: str, step: CanaryStep) -> tuple[CanaryState, CanaryState]:
+        """Optimistic: WATCH the state, compute, write in MULTI; retry if another replica
+        wrote in between."""
+        import redis
+
+        name = self._canary_key(key)
+        async with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(name)
+                    raw = await pipe.get(name)
+                    before = CanaryState.from_dict(json.loads(raw)) if raw else CanaryState()
+                    after = step(before)
+                    if after == before:
+                        await pipe.unwatch()
+                        return before, after
+                    pipe.multi()
+                    pipe.set(name, json.dumps(after.to_dict()))
+                    await pipe.execute()
+                    return before, after
+                except redis.WatchError:
+                    continue
+
+    def _canary_key(self, key: str) -> str:
+        return f"{self.prefix}:canary:{key}"
+
+    def _shadow_key(self, experiment: str) -> str:
+        return f"{self.prefix}:{experiment}:shadow"
+
+    async def record_shadow(self, experiment: str, runs: Sequence[dict[str, Any]]) -> None:
+        async with self.client.pipeline(transaction=True) as tx:
+            tx.lpush(self._shadow_key(experiment), *(json.dumps(run) for run in runs))
+            tx.ltrim(self._shadow_key(experiment), 0, KEEP_SHADOW_RUNS - 1)
+            await tx.execute()
+
+    async def shadow_runs(self, experiment: str, limit: int) -> list[dict[str, Any]]:
+        rows = await self.client.lrange(self._shadow_key(experiment), 0, limit - 1)
+        return [json.loads(row) for row in rows]
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -4,11 +4,14 @@ slow answers, and stays rolled back."""
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
-from llmops.errors import InvalidRequest
-from llmops.routing.canary import CanaryPolicy, CanaryState
+from llmops.config.experiment import CanaryConfig
+from llmops.routing.canary import CanaryState
 
-POLICY = CanaryPolicy(stages=(0.05, 0.25, 1.0), window=20, max_error_rate=0.1, max_p95_ms=500)
+POLICY = CanaryConfig(
+    variant="new", stages=[0.05, 0.25, 1.0], window=20, max_error_rate=0.1, max_p95_ms=500
+)
 
 
 def run(state: CanaryState, requests: list[tuple[bool, float]]) -> CanaryState:
@@ -48,12 +51,19 @@ def test_a_slow_canary_is_rolled_back_when_its_window_fills() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"stages": (0.5, 0.25)}, "must rise"),
-        ({"stages": (0.0, 1.0)}, r"shares in \(0, 1\]"),
-        ({"stages": ()}, "shares"),
-        ({"window": 0}, "at least 1 request"),
+        ({"stages": [0.5, 0.25]}, "must rise"),
+        ({"stages": [0.0, 1.0]}, r"shares in \(0, 1\]"),
+        ({"stages": []}, "shares"),
+        ({"window": 0}, "greater than or equal to 1"),
     ],
 )
 def test_bad_policies_are_refused(options: dict[str, object], message: str) -> None:
-    with pytest.raises(InvalidRequest, match=message):
-        CanaryPolicy(**options)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match=message):
+        CanaryConfig.model_validate({"variant": "new", **options})
+
+
+def test_the_state_survives_a_round_trip_through_storage() -> None:
+    state = run(CanaryState(), [(True, 120.0)] * 3 + [(False, 80.0)])
+    assert CanaryState.from_dict(state.to_dict()) == state
+    rolled = run(state, [(False, 1.0)] * 2)
+    assert rolled.cause == "error_rate" and CanaryState.from_dict(rolled.to_dict()) == rolled

@@ -105,6 +105,32 @@ def test_concurrent_feedback_loses_nothing(make_client: Any) -> None:
     assert all(v["posterior_mean"] is None or v["posterior_mean"] > 0.5 for v in report.values())
 
 
+DEAD: dict[str, Any] = {"type": "openai_compat", "model": "m", "max_retries": 0}
+DEAD["base_url"] = "http://127.0.0.1:9/v1"  # nothing listens there
+
+
+@pytest.mark.parametrize(
+    ("variant", "status", "generator"),
+    [
+        ({"generator": DEAD, "fallbacks": [{"type": "extractive"}]}, 200, "extractive"),
+        ({"generator": DEAD}, 200, "extractive"),  # the app's fallbacks
+        ({"generator": DEAD, "fallbacks": []}, 503, None),  # none at all: backend down
+    ],
+)
+def test_a_variant_falls_back_on_its_own_chain_or_the_apps(
+    make_client: Any, variant: dict[str, Any], status: int, generator: str | None
+) -> None:
+    section = experiment(variants={"control": {}, "wide": variant})
+    client = make_client(
+        experiment={**section, "weights": {"control": 0, "wide": 100}},
+        fallbacks=[{"type": "extractive", "min_score": 0.0}],
+    )
+    reply = client.post("/query", json=QUESTION)
+    assert reply.status_code == status, reply.text
+    if generator is not None:
+        assert (reply.json()["variant"], reply.json()["generator"]) == ("wide", generator)
+
+
 def test_an_app_without_experiment_says_so(make_client: Any) -> None:
     client = make_client()
     assert client.post("/query", json=QUESTION).json()["variant"] == "default"
@@ -120,6 +146,28 @@ def test_an_app_without_experiment_says_so(make_client: Any) -> None:
         (experiment(variants={"a": {}, "b": {"prompt": "nope.v9"}}), "nope.v9"),
         (experiment(variants={"a": {}, "b": {"retrieval": {"top_kk": 3}}}), "top_kk"),
         (experiment(variants={"a": {}, "b": {"generator": {"type": "gpt"}}}), "gpt"),
+        (experiment(variants={"control": {}, "wide": {"fallbacks": []}}), "`generator:` too"),
+        (experiment(strategy="canary", weights=None), "'canary' needs a `canary:` section"),
+        (experiment(canary={"variant": "wide"}), "needs strategy 'canary'"),
+        (
+            experiment(strategy="canary", weights=None, canary={"variant": "nope"}),
+            "canary.variant 'nope' is not one of",
+        ),
+        (
+            experiment(
+                strategy="canary", weights=None, canary={"variant": "wide", "stages": [1, 0.5]}
+            ),
+            "must rise",
+        ),
+        (
+            experiment(
+                strategy="shadow",
+                weights=None,
+                shadow={"variant": "wide"},
+                variants={"a": {}, "b": {}, "wide": {}},
+            ),
+            "compares two variants",
+        ),
     ],
 )
 def test_bad_experiments_are_config_errors(

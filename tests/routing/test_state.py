@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from llmops.config.experiment import CanaryConfig
 from llmops.routing.state import RedisRoutingState, RoutingState, SqliteRoutingState
 from tests.up_server import free_port
 
@@ -100,3 +101,35 @@ async def test_a_request_is_rewarded_once_on_its_arm(opener: tuple[str, object])
     stats = await state.stats("exp")
     await state.close()
     assert (stats["b"].pulls, stats["b"].rewards, stats["b"].reward_sum) == (1, 1, 1.0)
+
+
+async def test_concurrent_canary_steps_lose_nothing(opener: tuple[str, object]) -> None:
+    _, make = opener
+    states: list[RoutingState] = [make(), make()]  # type: ignore[operator]  # two replicas
+    policy = CanaryConfig(variant="new", stages=[0.1, 1.0], window=50, max_error_rate=0.5)
+    await asyncio.gather(
+        *(
+            states[i % 2].step_canary("exp:new", lambda s: s.observe(policy, True, 10.0))
+            for i in range(40)
+        )
+    )
+    seen = await states[1].canary("exp:new")
+    _, after = await states[0].step_canary("exp:new", lambda s: s.observe(policy, False, 10.0))
+    restarted: RoutingState = make()  # type: ignore[operator]
+    stored = await restarted.canary("exp:new")
+    for state in (*states, restarted):
+        await state.close()
+    assert seen.window_requests == 40 and seen.stage == 0
+    assert stored == after and (after.window_requests, after.errors) == (41, 1)
+
+
+async def test_shadow_runs_come_back_newest_first(opener: tuple[str, object]) -> None:
+    _, make = opener
+    state: RoutingState = make()  # type: ignore[operator]
+    await state.record_shadow("exp", [{"request_id": "r0"}, {"request_id": "r1"}])
+    for i in range(2, 5):
+        await state.record_shadow("exp", [{"request_id": f"r{i}", "agreement": i / 4}])
+    runs = await state.shadow_runs("exp", limit=3)
+    other = await state.shadow_runs("other", limit=3)
+    await state.close()
+    assert [r["request_id"] for r in runs] == ["r4", "r3", "r2"] and other == []

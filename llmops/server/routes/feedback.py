@@ -7,10 +7,10 @@ import asyncio
 import math
 from typing import Literal, Self
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llmops.routing.router import UnknownRequest
+from llmops.routing.router import ExperimentRouter, UnknownRequest
 from llmops.service import RAG
 
 router = APIRouter(tags=["experiments"])
@@ -62,8 +62,28 @@ async def post_feedback(body: FeedbackRequest, request: Request) -> FeedbackResp
 
 @router.get("/experiments", summary="Traffic and rewards per variant of the app's experiment")
 async def get_experiments(request: Request) -> dict[str, object]:
+    return await (await _router(request)).report()
+
+
+@router.get(
+    "/experiments/shadow",
+    summary="The newest shadow runs: both answers, their agreement and latencies",
+)
+async def get_shadow_runs(
+    request: Request, limit: int = Query(20, ge=1, le=1000)
+) -> dict[str, object]:
+    experiment = await _router(request)
+    if experiment.config.shadow is None:
+        raise HTTPException(
+            404, f"experiment '{experiment.name}' runs no shadow (strategy: shadow)"
+        )
+    runs = await experiment.state.shadow_runs(experiment.name, limit)
+    return {"experiment": experiment.name, "runs": runs}
+
+
+async def _router(request: Request) -> ExperimentRouter:
     rag: RAG = request.app.state.rag
     if rag.experiment is None:
         raise HTTPException(404, "this app runs no experiment (no `experiment:` in its config)")
     await rag.astart()
-    return await rag.experiment.running().report()
+    return rag.experiment.running()
