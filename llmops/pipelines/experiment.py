@@ -3,7 +3,8 @@ embedder and, unless a variant sets its own, the generator), the router that pic
 the two strategies that do more than pick:
 
 - ``canary``: a canary request that fails is answered by the serving variant instead, and
-  every canary request's outcome and latency move the ramp (advance or roll back);
+  every canary request's outcome and latency move the ramp (advance or roll back); one that
+  the canary's own fallbacks answered counts as failed (its generator did);
 - ``shadow``: after the serving variant has answered, the shadow variant answers a copy of the
   request in the background (from the same retrieved passages when both retrieve alike), and
   the two answers and their agreement are recorded. The response never waits for it.
@@ -25,6 +26,7 @@ from llmops.config.experiment import ExperimentConfig, ShadowConfig
 from llmops.config.schema import RetrievalConfig
 from llmops.errors import InvalidRequest, NotReady
 from llmops.evaluation.answer_metrics import token_f1
+from llmops.generation.fallback import FallbackChain
 from llmops.monitoring.monitor import Monitor
 from llmops.pipelines.query import Prepared, QueryOptions, QueryPipeline
 from llmops.protocols import Generator
@@ -167,7 +169,7 @@ class Experiment:
             await self._canary_failed(exc, started, request_id)
             serving = replace(options, variant=self.config.serving)
             return await self.pipelines[serving.variant].run(question, serving, request_id)
-        await self._observe_canary(True, answer.latency_ms)
+        await self._observe_canary(self._served_by_canary(answer), answer.latency_ms)
         return answer
 
     async def _canary_stream(
@@ -194,11 +196,18 @@ class Experiment:
             try:
                 async for item in pieces:
                     if isinstance(item, Answer):
-                        await self._observe_canary(True, item.latency_ms)
+                        await self._observe_canary(self._served_by_canary(item), item.latency_ms)
                     yield item
             except Exception:
                 await self._observe_canary(False, _ms_since(started))
                 raise
+
+    def _served_by_canary(self, answer: Answer) -> bool:
+        """False when one of the canary's fallbacks answered: its own generator failed."""
+        generator = self.pipelines[answer.variant].generator
+        if isinstance(generator, FallbackChain):
+            return answer.generator == generator.generators[0].name
+        return True
 
     async def _canary_failed(self, exc: Exception, started: float, request_id: str) -> None:
         log.warning(

@@ -196,3 +196,13 @@ def test_an_app_starts_when_its_canary_server_is_down(open_app: Any) -> None:
     client = open_app(section)  # vllm checks /health at start: the canary's fails
     assert set(ask(client, range(40))) == {"stable"}
     assert client.get("/experiments").json()["variants"]["next"]["canary"]["rolled_back"]
+
+
+def test_a_canary_answered_by_its_fallbacks_still_counts_as_failing(open_app: Any) -> None:
+    section = canary(max_error_rate=0.1)
+    section["variants"]["next"] = {"generator": DEAD, "fallbacks": [{"type": "extractive"}]}
+    client = open_app(section)
+    served = ask(client, range(40))
+    assert served.count("next") == 2  # its fallback answered twice, then it was rolled back
+    ramp = client.get("/experiments").json()["variants"]["next"]["canary"]
+    assert ramp["rolled_back"] and ramp["reason"].startswith("rolled back: error rate 2/2")
