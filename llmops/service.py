@@ -146,9 +146,9 @@ class RAG:
         await asyncio.to_thread(self._close_sync)
 
     async def _close_generators(self) -> None:
-        await self.components.generator.close()
-        if self.experiment is not None:
+        if self.experiment is not None:  # first: its shadow runs may use the app's generator
             await self.experiment.close()
+        await self.components.generator.close()
         self._generator_started = False
 
     def _close_sync(self) -> None:

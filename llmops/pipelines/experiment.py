@@ -107,11 +107,13 @@ class Experiment:
             )
 
     async def close(self) -> None:
-        router, self.router = self.router, None
-        if router is None:
+        """Wait for shadow runs first (they may use the app's generator: close the experiment
+        before it), then close the variants' generators and the state store."""
+        if self.router is None:
             return
         if self.shadows is not None:
             await self.shadows.close()
+        router, self.router = self.router, None
         for generator in self.components.variant_generators.values():
             await generator.close()
         await router.state.close()
@@ -160,13 +162,16 @@ class Experiment:
         return self.config.canary is not None and variant == self.config.canary.variant
 
     async def _canary_run(self, question: str, options: QueryOptions, request_id: str) -> Answer:
-        started = time.perf_counter()
+        """Retrieval is shared with the stable variant, so only the canary's generation is
+        judged: a failure there is answered by the stable variant."""
+        pipeline = self.pipelines[options.variant]
+        prepared = await pipeline.prepare(question, options, request_id)
         try:
-            answer = await self.pipelines[options.variant].run(question, options, request_id)
+            answer = await pipeline.answer(prepared)
         except CLIENT_ERRORS:
             raise
         except Exception as exc:
-            await self._canary_failed(exc, started, request_id)
+            await self._canary_failed(exc, prepared, request_id)
             serving = replace(options, variant=self.config.serving)
             return await self.pipelines[serving.variant].run(question, serving, request_id)
         await self._observe_canary(self._served_by_canary(answer), answer.latency_ms)
@@ -177,30 +182,33 @@ class Experiment:
     ) -> AsyncGenerator[str | Answer, None]:
         """A canary stream that fails before its first piece is served by the serving variant;
         one that fails later is cut off (its text was already sent) and held against it."""
-        started = time.perf_counter()
-        pieces = self.pipelines[options.variant].stream(question, options, request_id)
+        pipeline = self.pipelines[options.variant]
+        prepared = await pipeline.prepare(question, options, request_id)
+        pieces = pipeline.answer_stream(prepared)
         async with aclosing(pieces):
             try:
                 first = await anext(pieces)
             except CLIENT_ERRORS:
                 raise
             except Exception as exc:
-                await self._canary_failed(exc, started, request_id)
+                await self._canary_failed(exc, prepared, request_id)
                 serving = replace(options, variant=self.config.serving)
-                pipeline = self.pipelines[serving.variant]
-                async with aclosing(pipeline.stream(question, serving, request_id)) as fallback:
+                stable = self.pipelines[serving.variant]
+                async with aclosing(stable.stream(question, serving, request_id)) as fallback:
                     async for item in fallback:
                         yield item
                 return
+            answer = first if isinstance(first, Answer) else None
             yield first
             try:
-                async for item in pieces:
-                    if isinstance(item, Answer):
-                        await self._observe_canary(self._served_by_canary(item), item.latency_ms)
+                while answer is None:
+                    item = await anext(pieces)
+                    answer = item if isinstance(item, Answer) else None
                     yield item
             except Exception:
-                await self._observe_canary(False, _ms_since(started))
+                await self._observe_canary(False, _ms_since(prepared.started))
                 raise
+        await self._observe_canary(self._served_by_canary(answer), answer.latency_ms)
 
     def _served_by_canary(self, answer: Answer) -> bool:
         """False when one of the canary's fallbacks answered: its own generator failed."""
@@ -209,7 +217,7 @@ class Experiment:
             return answer.generator == generator.generators[0].name
         return True
 
-    async def _canary_failed(self, exc: Exception, started: float, request_id: str) -> None:
+    async def _canary_failed(self, exc: Exception, prepared: Prepared, request_id: str) -> None:
         log.warning(
             "canary '%s' failed request %s (%s: %s); the serving variant answers it",
             self.running().canary_policy.variant,
@@ -217,11 +225,22 @@ class Experiment:
             type(exc).__name__,
             exc,
         )
-        await self._observe_canary(False, _ms_since(started))
-        await self.running().reassign(request_id, self.config.serving)
+        await self._observe_canary(False, _ms_since(prepared.started))
+        try:
+            await self.running().reassign(request_id, self.config.serving)
+        except Exception:
+            log.exception(
+                "could not record that request %s moved to the stable variant", request_id
+            )
 
     async def _observe_canary(self, ok: bool, latency_ms: float) -> None:
-        before, after = await self.running().observe_canary(ok, latency_ms)
+        """Move the ramp; best effort: a routing store that is down must not fail the answer
+        (the outcome is lost and logged)."""
+        try:
+            before, after = await self.running().observe_canary(ok, latency_ms)
+        except Exception:
+            log.exception("could not record a canary outcome (ok=%s)", ok)
+            return
         if after.stage != before.stage or after.rolled_back != before.rolled_back:
             log.warning("canary '%s' %s", self.running().canary_policy.variant, after.reason)
             self._canary_moved(after, "rolled_back" if after.rolled_back else "advanced")
@@ -307,11 +326,14 @@ class ShadowRunner:
             await self._save()
 
     async def _save(self) -> None:
-        runs, self.unsaved = self.unsaved, []
-        try:
-            await self.router.state.record_shadow(self.router.name, runs)
-        except Exception:
-            log.exception("could not record %d shadow runs", len(runs))
+        """Save the unsaved runs, and those that finish meanwhile (their own check saw this
+        save still running)."""
+        while self.unsaved:
+            runs, self.unsaved = self.unsaved, []
+            try:
+                await self.router.state.record_shadow(self.router.name, runs)
+            except Exception:
+                log.exception("could not record %d shadow runs", len(runs))
 
     def _count(self, outcome: str, agreement: float | None) -> None:
         monitor = self.experiment.monitor

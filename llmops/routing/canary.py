@@ -45,7 +45,8 @@ class CanaryState:
         return 0.0 if self.rolled_back else policy.stages[self.stage]
 
     def observe(self, policy: CanaryConfig, ok: bool, latency_ms: float) -> CanaryState:
-        """The state after one more canary request (unchanged once rolled back or at 100 %)."""
+        """The state after one more canary request (unchanged once rolled back or at 100 %; a
+        last stage below 100 % keeps being judged, window after window)."""
         if self.rolled_back or self._final(policy):
             return self
         seen = replace(
@@ -69,16 +70,18 @@ class CanaryState:
                 f"p95 latency {p95:.0f} ms exceeds {policy.max_p95_ms:.0f} ms over "
                 f"{policy.window} requests",
             )
+        verdict = f"{seen.errors} errors in {policy.window} requests, p95 {p95:.0f} ms"
+        share = policy.stages[self.stage]
+        if self.stage == len(policy.stages) - 1:
+            held = f"held at {share:.0%} (the last stage): {verdict}"
+            return CanaryState(self.stage, reason=held)
         return CanaryState(
             stage=self.stage + 1,
-            reason=(
-                f"advanced {policy.stages[self.stage]:.0%} -> {policy.stages[self.stage + 1]:.0%}: "
-                f"{seen.errors} errors in {policy.window} requests, p95 {p95:.0f} ms"
-            ),
+            reason=f"advanced {share:.0%} -> {policy.stages[self.stage + 1]:.0%}: {verdict}",
         )
 
     def _final(self, policy: CanaryConfig) -> bool:
-        return self.stage == len(policy.stages) - 1
+        return policy.stages[self.stage] >= 1.0
 
     def _rollback(self, cause: str, why: str) -> CanaryState:
         return CanaryState(self.stage, rolled_back=True, reason=f"rolled back: {why}", cause=cause)

@@ -22,6 +22,9 @@ from llmops.routing.shadow import summarize
 from llmops.routing.split import WeightedSplit, unit_point
 from llmops.routing.state import RoutingState
 
+SUMMARY_RUNS = 1000
+"""The report summarises the newest shadow runs, this many."""
+
 
 class UnknownRequest(InvalidRequest):
     """Feedback for a request this experiment did not serve (or already rewarded)."""
@@ -127,7 +130,7 @@ class ExperimentRouter:
         if self.config.canary is not None:
             variants[self.config.canary.variant]["canary"] = await self._canary_report()
         if self.config.shadow is not None:
-            runs = await self.state.shadow_runs(self.name, limit=10_000)
+            runs = await self.state.shadow_runs(self.name, limit=SUMMARY_RUNS)
             variants[self.config.shadow.variant]["shadow"] = summarize(runs)
         return {"experiment": self.name, "strategy": self.config.strategy, "variants": variants}
 

@@ -67,3 +67,16 @@ def test_the_state_survives_a_round_trip_through_storage() -> None:
     assert CanaryState.from_dict(state.to_dict()) == state
     rolled = run(state, [(False, 1.0)] * 2)
     assert rolled.cause == "error_rate" and CanaryState.from_dict(rolled.to_dict()) == rolled
+
+
+def test_a_last_stage_below_full_traffic_keeps_being_judged() -> None:
+    policy = CanaryConfig(variant="new", stages=[0.1, 0.5], window=4, max_error_rate=0.25)
+    state = CanaryState()
+    for _ in range(3):  # 0.1 -> 0.5, then two healthy windows held at 0.5
+        for _ in range(4):
+            state = state.observe(policy, True, 10.0)
+    assert (state.stage, state.share(policy), state.window_requests) == (1, 0.5, 0)
+    assert state.reason == "held at 50% (the last stage): 0 errors in 4 requests, p95 10 ms"
+    for _ in range(2):
+        state = state.observe(policy, False, 10.0)
+    assert state.rolled_back and state.share(policy) == 0.0

@@ -56,8 +56,8 @@ def open_app(write_config: ConfigWriter) -> Iterator[Any]:
     """Start (or restart) an app over HTTP from an experiment section; closed at the end."""
     clients: list[TestClient] = []
 
-    def open_(section: dict[str, Any], ingest: bool = True) -> TestClient:
-        rag = RAG.from_config(write_config(embedder=HASHING, experiment=section))
+    def open_(section: dict[str, Any], ingest: bool = True, **app: Any) -> TestClient:
+        rag = RAG.from_config(write_config(embedder=HASHING, experiment=section, **app))
         if ingest:
             rag.ingest()
         client = TestClient(create_app(rag)).__enter__()
@@ -206,3 +206,28 @@ def test_a_canary_answered_by_its_fallbacks_still_counts_as_failing(open_app: An
     assert served.count("next") == 2  # its fallback answered twice, then it was rolled back
     ramp = client.get("/experiments").json()["variants"]["next"]["canary"]
     assert ramp["rolled_back"] and ramp["reason"].startswith("rolled back: error rate 2/2")
+
+
+def test_a_routing_store_failure_never_fails_a_canary_answer(open_app: Any) -> None:
+    section = canary()
+    section["variants"]["next"] = {"retrieval": {"top_k": 2}}  # healthy
+    client = open_app(section)
+    state = client.app.state.rag.experiment.router.state  # type: ignore[attr-defined]
+
+    async def broken(*args: object) -> None:
+        raise ConnectionError("routing store down")
+
+    state.step_canary = broken
+    assert set(ask(client, range(30))) == {"stable", "next"}
+
+
+def test_closing_the_app_lets_a_shadow_on_the_apps_generator_finish(open_app: Any) -> None:
+    with serve(Behaviour(delay_s=0.5)) as url:
+        slow = {"type": "openai_compat", "base_url": url, "model": "tiny"}
+        section = shadow({"retrieval": {"top_k": 1}})  # no generator: the app's
+        client = open_app(section, generator=slow)
+        assert client.post("/query", json=QUESTION).json()["variant"] == "control"
+        client.__exit__(None, None, None)  # while the shadow waits for the backend
+    again = open_app(section, ingest=False)
+    (run,) = again.get("/experiments/shadow").json()["runs"]
+    assert run["error"] is None and run["shadow_answer"]
