@@ -231,3 +231,45 @@ def test_closing_the_app_lets_a_shadow_on_the_apps_generator_finish(open_app: An
     again = open_app(section, ingest=False)
     (run,) = again.get("/experiments/shadow").json()["runs"]
     assert run["error"] is None and run["shadow_answer"]
+
+
+def test_replicas_sharing_redis_judge_one_canary_window(
+    write_config: ConfigWriter, redis_url: str
+) -> None:
+    """Two replicas, one Redis: each sees one canary failure, and together they roll it back
+    (either replica alone would allow one error per window)."""
+    section = {**canary(max_error_rate=0.1), "redis_url": redis_url}
+    replicas = []
+    for name in ("a", "b"):
+        config = write_config(
+            f"{name}.yaml", embedder=HASHING, data_dir=f"data-{name}", experiment=section
+        )
+        rag = RAG.from_config(config)
+        rag.ingest()
+        replicas.append(TestClient(create_app(rag)).__enter__())
+    a, b = replicas
+
+    def ramp(client: TestClient) -> dict[str, Any]:
+        report: dict[str, Any] = client.get("/experiments").json()
+        return dict(report["variants"]["next"]["canary"])
+
+    users = iter(range(200))
+
+    def one_user(client: TestClient) -> str:
+        user = next(users)
+        (variant,) = ask(client, range(user, user + 1))
+        return variant
+
+    try:
+        while ramp(a)["window"]["errors"] == 0:
+            assert one_user(a) == "stable"
+        assert ramp(b)["window"]["errors"] == 1 and not ramp(b)["rolled_back"]  # shared window
+        while not ramp(b)["rolled_back"]:
+            assert one_user(b) == "stable"
+        assert ramp(a)["reason"] == (
+            "rolled back: error rate 2/2 requests exceeds 10.0% of the 10-request window"
+        )
+        assert set(ask(a, range(300, 320)) + ask(b, range(300, 320))) == {"stable"}
+    finally:
+        for client in replicas:
+            client.__exit__(None, None, None)
