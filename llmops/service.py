@@ -232,9 +232,12 @@ class RAG:
             return None
         return await self.experiment.running().feedback(request_id, reward)
 
-    def query(self, question: str, **options: Unpack[QueryKwargs]) -> Answer:
-        """Answer ``question``: top_k, filters, score_threshold, mmr, history, generation."""
-        return self._portal.run(self.aquery(question, **options))
+    def query(
+        self, question: str, *, user: str | None = None, **options: Unpack[QueryKwargs]
+    ) -> Answer:
+        """Answer ``question``: top_k, filters, score_threshold, mmr, history, generation;
+        ``user`` keeps a user on one experiment variant."""
+        return self._portal.run(self.aquery(question, user=user, **options))
 
     async def astream(
         self,
@@ -256,9 +259,11 @@ class RAG:
             async for item in pieces:
                 yield item
 
-    def stream(self, question: str, **options: Unpack[QueryKwargs]) -> Iterator[str | Answer]:
+    def stream(
+        self, question: str, *, user: str | None = None, **options: Unpack[QueryKwargs]
+    ) -> Iterator[str | Answer]:
         """Sync ``astream``: ``for piece in rag.stream(q): ...``; the last item is the Answer."""
-        pieces = self.astream(question, **options)
+        pieces = self.astream(question, user=user, **options)
 
         async def step() -> str | Answer | None:
             return await anext(pieces, None)

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from llmops.cli import components, config_cmd, drift_cmd, eval_cmd, ingest, query, up, validate
+from llmops.cli import (
+    components,
+    config_cmd,
+    drift_cmd,
+    eval_cmd,
+    experiment_cmd,
+    ingest,
+    query,
+    up,
+    validate,
+)
 from llmops.deps import offline_environment
 
 app = typer.Typer(
@@ -28,6 +38,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(eval_cmd.app, name="eval")
 app.add_typer(drift_cmd.app, name="drift")
 app.add_typer(drift_cmd.requests_app, name="requests")
+app.add_typer(experiment_cmd.app, name="experiment")
 
 
 def main() -> None:

@@ -77,11 +77,7 @@ class Experiment:
             return
         for name, generator in self.components.variant_generators.items():
             await self._start_generator(name, generator)
-        state: RoutingState = (
-            RedisRoutingState(self.config.redis_url)
-            if self.config.redis_url
-            else SqliteRoutingState(data_dir / "routing.sqlite")
-        )
+        state = open_state(self.config, data_dir)
         self.router = ExperimentRouter(self.config, state, app)
         if self.config.shadow is not None:
             self.shadows = ShadowRunner(self.config.shadow, self, self.router)
@@ -257,6 +253,13 @@ class Experiment:
     ) -> None:
         if self.shadows is not None:
             self.shadows.submit(question, options, prepared, answer)
+
+
+def open_state(config: ExperimentConfig, data_dir: Path) -> RoutingState:
+    """The experiment's state store: its Redis, or ``routing.sqlite`` in the app's data dir."""
+    if config.redis_url:
+        return RedisRoutingState(config.redis_url)
+    return SqliteRoutingState(data_dir / "routing.sqlite")
 
 
 class ShadowRunner:
