@@ -189,11 +189,9 @@ class RAG:
         self.monitor.ingestion(report.to_dict(), report.chunks_total)
         return report
 
-    def _report_index_size(self) -> int:
+    def _report_index_size(self) -> None:
         active = self.components.records.active()
-        chunks = self.components.store.count(active.collection) if active else 0
-        self.monitor.index_size(chunks)
-        return chunks
+        self.monitor.index_size(self.components.store.count(active.collection) if active else 0)
 
     async def aingest(self, full: bool = False, progress: ProgressFn | None = None) -> IngestReport:
         return await asyncio.to_thread(self.ingest, full, progress)

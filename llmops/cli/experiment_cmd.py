@@ -87,12 +87,7 @@ def shadow(
 ) -> None:
     """The newest shadow runs: the question, both answers, agreement and latencies."""
 
-    async def read(router: ExperimentRouter) -> list[dict[str, Any]]:
-        if router.config.shadow is None:
-            raise InvalidRequest(f"experiment '{router.name}' runs no shadow (strategy: shadow)")
-        return await router.state.shadow_runs(router.name, limit)
-
-    runs = run(lambda: _with_router(config, read))
+    runs = run(lambda: _with_router(config, lambda router: router.shadow_runs(limit)))
     if as_json:
         console.print_json(json.dumps(runs))
         return

@@ -12,11 +12,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
 from llmops.config.component import ComponentSpec, Strict
+
+if TYPE_CHECKING:
+    from llmops.config.schema import RetrievalConfig
 
 _VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
@@ -62,6 +65,12 @@ class VariantConfig(Strict):
 
         RetrievalConfig.model_validate(value)  # every key and value as an app's retrieval
         return value
+
+    def retrieval_for(self, app: RetrievalConfig) -> RetrievalConfig:
+        """The app's retrieval settings with this variant's overrides."""
+        from llmops.config.schema import RetrievalConfig
+
+        return RetrievalConfig.model_validate({**app.model_dump(by_alias=True), **self.retrieval})
 
     @model_validator(mode="after")
     def _fallbacks_need_a_generator(self) -> Self:

@@ -5,16 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from llmops.config.component import Strict
 
 QuestionMode = Literal["keep", "hash", "redact"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class RequestLogConfig(_Strict):
+class RequestLogConfig(Strict):
     """One row per query in SQLite, written off the request path in batches."""
 
     enabled: bool = True
@@ -29,7 +27,7 @@ class RequestLogConfig(_Strict):
     )
 
 
-class DriftReference(_Strict):
+class DriftReference(Strict):
     """What "normal" looks like: the questions of an eval dataset, or a period of the log."""
 
     dataset: str | None = Field(
@@ -48,7 +46,7 @@ class DriftReference(_Strict):
         return self
 
 
-class DriftConfig(_Strict):
+class DriftConfig(Strict):
     """Compare the last ``window`` queries with the reference every N requests or M minutes."""
 
     reference: DriftReference | None = Field(None, description="Drift checks are off without.")
@@ -65,7 +63,7 @@ class DriftConfig(_Strict):
     webhook_url: str | None = Field(None, description="POSTed a JSON alert when drift is found.")
 
 
-class MonitoringConfig(_Strict):
+class MonitoringConfig(Strict):
     metrics: bool = Field(True, description="Prometheus metrics at GET /metrics.")
     request_log: RequestLogConfig = Field(default_factory=lambda: RequestLogConfig())
     drift: DriftConfig = Field(default_factory=lambda: DriftConfig())

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from llmops.config import SourceMap, issue_at, issues_from_validation, read_yaml, resolve_path
+from llmops.config.component import Strict
 from llmops.config.experiment import VariantConfig
 from llmops.config.interpolate import Interpolator
 from llmops.errors import ConfigError, ConfigIssue
@@ -68,11 +69,7 @@ def allowed_metrics() -> str:
     return ", ".join([ranking, *ANSWER_METRICS, *RAGAS_NON_LLM, *JUDGED])
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class DatasetSpec(_Strict):
+class DatasetSpec(Strict):
     path: str
     format: Literal["auto", "jsonl", "squad", "clapnq", "beir"] = "auto"
     split: str = Field("test", description="BEIR: which qrels/<split>.tsv.")
@@ -97,14 +94,14 @@ class VariantSpec(VariantConfig):
         return value
 
 
-class Prices(_Strict):
+class Prices(Strict):
     """US dollars per 1,000 tokens, for the cost estimate."""
 
     prompt_per_1k: float = Field(0.0, ge=0)
     completion_per_1k: float = Field(0.0, ge=0)
 
 
-class SuiteSpec(_Strict):
+class SuiteSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
     app: str = Field(description="The app config to evaluate (relative to the suite file).")
     dataset: DatasetSpec

@@ -11,8 +11,6 @@ import time
 import urllib.request
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -25,13 +23,6 @@ log = logging.getLogger("llmops.drift")
 EmbedFn = Callable[[Sequence[str]], np.ndarray]
 ResultFn = Callable[[DriftResult], None]
 MIN_CURRENT = 20
-
-
-@dataclass(frozen=True)
-class _Sample:
-    signals: dict[str, float]
-    question: str
-    vector: Any
 
 
 def reference_window(
@@ -64,7 +55,7 @@ class DriftMonitor:
         self._reference: Window | None = None
         self.embed = embed
         self.on_result = on_result
-        self._current: deque[_Sample] = deque(maxlen=config.window)
+        self._current: deque[QueryEvent] = deque(maxlen=config.window)
         self._seen = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -87,8 +78,7 @@ class DriftMonitor:
 
     def observe(self, event: QueryEvent) -> None:
         """Called per query: a deque append, and every N requests a wake-up of the checker."""
-        signals = event.signals(self.config.source_threshold)
-        self._current.append(_Sample(signals, event.question, event.vector))
+        self._current.append(event)
         self._seen += 1
         every = self.config.every_requests
         if every and self._seen % every == 0:
@@ -114,7 +104,8 @@ class DriftMonitor:
 
     def current(self) -> Window:
         samples = list(self._current)
-        signals = {n: np.array([s.signals[n] for s in samples]) for n in SIGNALS}
+        per_sample = [s.signals(self.config.source_threshold) for s in samples]
+        signals = {n: np.array([values[n] for values in per_sample]) for n in SIGNALS}
         vectors = [s.vector for s in samples]
         if any(v is None for v in vectors) and self.embed is not None:
             missing = [i for i, v in enumerate(vectors) if v is None]

@@ -22,7 +22,6 @@ import numpy as np
 
 from llmops.build import AppSpec, Components, build, check_component, load_config, make_generator
 from llmops.config import SourceMap, issue_at
-from llmops.config.schema import RetrievalConfig
 from llmops.errors import ComponentError, ConfigError, ConfigIssue, LLMOpsError
 from llmops.evaluation.datasets import Sample, load_dataset
 from llmops.evaluation.gates import check
@@ -272,8 +271,7 @@ def _variants(loaded: LoadedSuite, app_spec: AppSpec, components: Components) ->
             if resolved is None:
                 raise ConfigError(issues)
             generator = make_generator(resolved, loaded.base_dir)
-        merged = {**app.retrieval.model_dump(by_alias=True), **spec.retrieval}
-        retrieval = RetrievalConfig.model_validate(merged)
+        retrieval = spec.retrieval_for(app.retrieval)
         pipeline = QueryPipeline(components, retrieval, spec.prompt or app.prompt, None, generator)
         variants.append(_Variant(spec.name, pipeline))
     if loaded.spec.experiment and app.experiment is not None:  # (checked on loading)

@@ -57,12 +57,11 @@ class Experiment:
         self.config = config
         self.components = components
         self.monitor = monitor
-        base = retrieval.model_dump(by_alias=True)
         shadow = config.shadow.variant if config.shadow else None
         self.pipelines = {
             name: QueryPipeline(
                 components,
-                RetrievalConfig.model_validate({**base, **variant.retrieval}),
+                variant.retrieval_for(retrieval),
                 variant.prompt or prompt,
                 None if name == shadow else monitor,  # shadow answers serve nobody
                 components.variant_generators.get(name),
@@ -168,8 +167,8 @@ class Experiment:
             raise
         except Exception as exc:
             await self._canary_failed(exc, prepared, request_id)
-            serving = replace(options, variant=self.config.serving)
-            return await self.pipelines[serving.variant].run(question, serving, request_id)
+            stable, request = await self._stable(question, options, prepared)
+            return await stable.answer(request)
         await self._observe_canary(self._served_by_canary(answer), answer.latency_ms)
         return answer
 
@@ -188,9 +187,8 @@ class Experiment:
                 raise
             except Exception as exc:
                 await self._canary_failed(exc, prepared, request_id)
-                serving = replace(options, variant=self.config.serving)
-                stable = self.pipelines[serving.variant]
-                async with aclosing(stable.stream(question, serving, request_id)) as fallback:
+                stable, request = await self._stable(question, options, prepared)
+                async with aclosing(stable.answer_stream(request)) as fallback:
                     async for item in fallback:
                         yield item
                 return
@@ -205,6 +203,18 @@ class Experiment:
                 await self._observe_canary(False, _ms_since(prepared.started))
                 raise
         await self._observe_canary(self._served_by_canary(answer), answer.latency_ms)
+
+    async def _stable(
+        self, question: str, options: QueryOptions, prepared: Prepared
+    ) -> tuple[QueryPipeline, Prepared]:
+        """The stable variant's pipeline and request for one the canary failed: from the
+        passages the canary was given when both retrieve alike."""
+        canary = self.pipelines[options.variant]
+        serving = replace(options, variant=self.config.serving)
+        stable = self.pipelines[serving.variant]
+        if stable.retrieval == canary.retrieval:
+            return stable, stable.adopt(canary, prepared, serving)
+        return stable, await stable.prepare(question, serving, prepared.request_id)
 
     def _served_by_canary(self, answer: Answer) -> bool:
         """False when one of the canary's fallbacks answered: its own generator failed."""

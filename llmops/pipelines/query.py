@@ -191,7 +191,7 @@ class QueryPipeline:
         )
         if not prepared.retrieved or same_prompt:
             return replace(prepared, started=started, variant=options.variant)
-        hits, trace = list(request.context), SearchTrace()
+        hits, trace = list(request.context), prepared.trace  # the search it took
         return self._rendered(request.question, hits, options, prepared.request_id, started, trace)
 
     async def run(
@@ -224,9 +224,8 @@ class QueryPipeline:
         self, question: str, options: QueryOptions | None = None
     ) -> tuple[Answer, tuple[ScoredChunk, ...]]:
         """``run``, plus the hits the answer was built from, whole (evaluation scores them)."""
-        prepared = await self._prepare(question, options or QueryOptions(), None)
-        generation = await self.generator.generate(prepared.request)
-        return _answer(prepared, generation), prepared.request.context
+        prepared = await self.prepare(question, options)
+        return await self.answer(prepared), prepared.request.context
 
     async def stream(
         self, question: str, options: QueryOptions | None = None, request_id: str | None = None

@@ -10,6 +10,7 @@ credit the variant that served a request, once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any
@@ -28,6 +29,10 @@ SUMMARY_RUNS = 1000
 
 class UnknownRequest(InvalidRequest):
     """Feedback for a request this experiment did not serve (or already rewarded)."""
+
+
+class NoShadow(InvalidRequest):
+    """Shadow runs asked of an experiment that runs no shadow."""
 
 
 class ExperimentRouter:
@@ -70,10 +75,10 @@ class ExperimentRouter:
             raise RuntimeError(f"experiment '{self.name}' runs no canary")
         return self.config.canary
 
-    @property
+    @functools.cached_property
     def canary_key(self) -> str:
         """Names the ramp's stored state; changing the canary variant or its ramp starts a new
-        ramp."""
+        ramp (computed once: every canary request reads it)."""
         policy = self.canary_policy
         settings = {
             "variant": self.config.variants[policy.variant].model_dump(mode="json"),
@@ -94,6 +99,12 @@ class ExperimentRouter:
         return await self.state.step_canary(
             self.canary_key, lambda state: state.observe(policy, ok, latency_ms)
         )
+
+    async def shadow_runs(self, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` shadow runs, newest first."""
+        if self.config.shadow is None:
+            raise NoShadow(f"experiment '{self.name}' runs no shadow (strategy: shadow)")
+        return await self.state.shadow_runs(self.name, limit)
 
     async def feedback(self, request_id: str, reward: float) -> str:
         """Credit ``reward`` to the variant that served ``request_id``; returns its name."""

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS assignments (
     time REAL NOT NULL,
     PRIMARY KEY (experiment, request_id)
 );
+CREATE INDEX IF NOT EXISTS assignments_by_time ON assignments (time);
 CREATE TABLE IF NOT EXISTS canaries (
     key TEXT PRIMARY KEY,
     state TEXT NOT NULL

@@ -10,7 +10,7 @@ from typing import Literal, Self
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llmops.routing.router import ExperimentRouter, UnknownRequest
+from llmops.routing.router import ExperimentRouter, NoShadow, UnknownRequest
 from llmops.service import RAG
 
 router = APIRouter(tags=["experiments"])
@@ -73,11 +73,10 @@ async def get_shadow_runs(
     request: Request, limit: int = Query(20, ge=1, le=1000)
 ) -> dict[str, object]:
     experiment = await _router(request)
-    if experiment.config.shadow is None:
-        raise HTTPException(
-            404, f"experiment '{experiment.name}' runs no shadow (strategy: shadow)"
-        )
-    runs = await experiment.state.shadow_runs(experiment.name, limit)
+    try:
+        runs = await experiment.shadow_runs(limit)
+    except NoShadow as exc:
+        raise HTTPException(404, str(exc)) from None
     return {"experiment": experiment.name, "runs": runs}
 
 
