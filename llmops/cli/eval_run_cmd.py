@@ -12,7 +12,7 @@ from llmops.cli.common import StageBars, console, progress_bars, run
 from llmops.evaluation.results import EvalRun
 from llmops.evaluation.run_folder import load_run
 from llmops.evaluation.stats import Comparison
-from llmops.evaluation.suite import BASELINE
+from llmops.evaluation.suite import BASELINE, OPERATIONAL
 from llmops.evaluation.summary import compare_results
 from llmops.pipelines.eval_run import run_suite
 
@@ -121,10 +121,5 @@ def _compare(run_a: Path, run_b: Path, variant: str) -> dict[str, Comparison]:
             raise InvalidRequest(
                 f"{folder}: no variant '{variant}'; it has: {', '.join(samples) or 'none'}"
             )
-    metrics = list(summary_a["variants"][variant]["metrics"])
-    metrics = [
-        m
-        for m in metrics
-        if m not in ("latency_ms", "prompt_tokens", "completion_tokens", "cost_usd")
-    ]
+    metrics = [m for m in summary_a["variants"][variant]["metrics"] if m not in OPERATIONAL]
     return compare_results(samples_a[variant], samples_b[variant], metrics)

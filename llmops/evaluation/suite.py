@@ -20,14 +20,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from llmops.config import SourceMap, issue_at, issues_from_validation, read_yaml, resolve_path
+from llmops.config import (
+    ExtraChecks,
+    SourceMap,
+    issue_at,
+    issues_from_validation,
+    read_yaml,
+    resolve_path,
+)
 from llmops.config.component import Strict
 from llmops.config.experiment import VariantConfig
 from llmops.config.interpolate import Interpolator
@@ -160,7 +166,6 @@ class LoadedSuite:
     file: str
     base_dir: Path
     source_map: SourceMap
-    data: dict[str, Any]
 
     def path(self, value: str) -> Path:
         return resolve_path(self.base_dir, value)
@@ -172,13 +177,10 @@ class LoadedSuite:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-SuiteChecks = Callable[[dict[str, Any], SourceMap, str, Path], list[ConfigIssue]]
-"""Checks of the raw (interpolated) suite data the caller adds; they run even when the shape
-is wrong elsewhere, so every problem is reported at once."""
-
-
-def load_suite(path: str | Path, extra_checks: SuiteChecks | None = None) -> LoadedSuite:
-    """Read and validate a suite; raises ConfigError listing every problem."""
+def load_suite(path: str | Path, extra_checks: ExtraChecks | None = None) -> LoadedSuite:
+    """Read and validate a suite; raises ConfigError listing every problem. ``extra_checks``
+    of the raw (interpolated) data run even when its shape is wrong elsewhere, so every
+    problem is reported at once."""
     file = str(path)
     raw, smap = read_yaml(Path(path), file)
     interpolator = Interpolator()
@@ -196,7 +198,7 @@ def load_suite(path: str | Path, extra_checks: SuiteChecks | None = None) -> Loa
         issues += extra_checks(data, smap, file, base_dir)
     if issues or spec is None:
         raise ConfigError(sorted(issues, key=lambda i: (i.line, i.col)))
-    return LoadedSuite(spec, file, base_dir, smap, data)
+    return LoadedSuite(spec, file, base_dir, smap)
 
 
 def _semantic_issues(

@@ -35,7 +35,7 @@ from llmops.evaluation.run_folder import (
 from llmops.evaluation.scoring import SampleResult, ranking_ids, score_sample
 from llmops.evaluation.suite import BASELINE, LoadedSuite, SuiteSpec, load_suite
 from llmops.evaluation.summary import compare_results, summarize_results
-from llmops.pipelines.eval_scorers import ExtraScorer, app_embed, make_scorers
+from llmops.pipelines.eval_scorers import ExtraScorer, make_scorers
 from llmops.pipelines.experiment import Experiment
 from llmops.pipelines.ingest import Ingestion
 from llmops.pipelines.query import QueryOptions, QueryPipeline
@@ -45,7 +45,6 @@ from llmops.types import Answer, ScoredChunk
 
 Progress = Callable[[str, int, int], None]
 """Called with (variant, samples done, samples in the dataset)."""
-MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -206,7 +205,7 @@ def _run_dir(
 ) -> Path:
     parts = [
         loaded.fingerprint,
-        json.dumps(app_spec.loaded.data, sort_keys=True, default=str),
+        _config_text(app_spec),
         json.dumps([s.as_dict() for s in dataset], sort_keys=True),
     ]
     fingerprint = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
@@ -280,12 +279,16 @@ def _variants(loaded: LoadedSuite, app_spec: AppSpec, components: Components) ->
     return variants
 
 
+def _config_text(app_spec: AppSpec) -> str:
+    """The app's config data, canonical: what the run's fingerprint and config hash cover."""
+    return json.dumps(app_spec.loaded.data, sort_keys=True, default=str)
+
+
 def _params(loaded: LoadedSuite, app_spec: AppSpec, variants: Sequence[_Variant]) -> dict[str, Any]:
-    app_text = json.dumps(app_spec.loaded.data, sort_keys=True, default=str)
     return {
         "suite": loaded.spec.name,
         "suite_hash": loaded.fingerprint,
-        "config_hash": hashlib.sha256(app_text.encode()).hexdigest()[:12],
+        "config_hash": hashlib.sha256(_config_text(app_spec).encode()).hexdigest()[:12],
         "app_config": str(app_spec.loaded.file),
         "embedder": app_spec.components["embedder"].config.model_dump(mode="json"),
         "dataset": loaded.spec.dataset.path,
@@ -308,7 +311,7 @@ async def _answer_variant(
     notify = progress or (lambda name, count, total: None)
     notify(variant.name, len(dataset) - len(todo), len(dataset))
     writer, gate = SampleWriter(path), asyncio.Semaphore(spec.concurrency)
-    embed = app_embed(components)
+    embed = components.embedder.embed_documents
     if todo:  # one-off set-up (lazy model init, the scorers' first imports): untimed
         await _answer_one(spec, variant, todo[0], embed, ())
 

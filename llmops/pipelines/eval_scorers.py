@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import numpy as np
-
 from llmops.build import Components, check_component, make_generator
 from llmops.errors import ConfigError
 from llmops.evaluation.datasets import Sample
@@ -30,16 +28,6 @@ class ExtraScorer(Protocol):
     ) -> Scores: ...
 
 
-def app_embed(components: Components) -> Any:
-    """The app's embedder as ``texts -> vectors``, run on its encoder thread."""
-
-    def embed(texts: list[str]) -> np.ndarray:
-        inner = components.embedder.inner
-        return np.asarray(components.embedder.run(lambda: inner.embed_documents(texts)))
-
-    return embed
-
-
 def make_scorers(loaded: LoadedSuite, components: Components) -> list[ExtraScorer]:
     spec = loaded.spec
     if not any(m in (*RAGAS_NON_LLM, *JUDGED) for m in spec.metrics):
@@ -56,4 +44,4 @@ def make_scorers(loaded: LoadedSuite, components: Components) -> list[ExtraScore
         model = getattr(resolved.config, "model", None) or resolved.entry.name
         cache = JudgeCache(components.data_dir / JUDGE_CACHE)
         judge = Judge(make_generator(resolved, loaded.base_dir), str(model), cache)
-    return [RagasScorer(spec.metrics, judge, app_embed(components))]
+    return [RagasScorer(spec.metrics, judge, components.embedder.embed_documents)]
