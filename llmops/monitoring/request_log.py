@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops.config.monitoring import QuestionMode, RequestLogConfig
+from llmops.db import open_database, transaction
 from llmops.deps import require
 from llmops.monitoring.events import QueryEvent
 
@@ -67,14 +68,16 @@ class RequestLog:
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._last_prune = 0.0
+        self._db: sqlite3.Connection | None = None  # shared by the writer and feedback
+        self._lock = threading.Lock()
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         if self._thread is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(SCHEMA)
+        # WAL without an fsync per commit: durable enough for a log
+        self._db = open_database(self.path, SCHEMA, synced=False)
+        self._db.execute("PRAGMA busy_timeout = 30000")  # worker processes share the file
         self._thread = threading.Thread(target=self._write_loop, name="request-log", daemon=True)
         self._thread.start()
 
@@ -85,6 +88,9 @@ class RequestLog:
         self._wake.set()
         self._thread.join()
         self._thread = None
+        with self._lock:
+            self._database().close()
+            self._db = None
 
     def flush(self) -> None:
         """Wait until every recorded event is in the database."""
@@ -100,7 +106,7 @@ class RequestLog:
         """Attach a feedback score (1 / 0 for thumbs, or any number) and an optional comment to
         a logged request."""
         self.flush()
-        with self._connect() as db:
+        with self._lock, transaction(self._database()) as db:
             cursor = db.execute(
                 "UPDATE requests SET feedback = ?, feedback_comment = ? WHERE request_id = ?",
                 (score, comment, request_id),
@@ -121,61 +127,55 @@ class RequestLog:
         """Every ``FLUSH_EVERY_S`` (or when flushed), write what has queued up in one
         transaction per ``BATCH`` rows. The thread sleeps in between instead of waking for
         each event, so it rarely takes the GIL from requests."""
-        db = self._connect()
-        try:
+        while True:
+            self._wake.wait(FLUSH_EVERY_S)
+            self._wake.clear()
+            batch = []
             while True:
-                self._wake.wait(FLUSH_EVERY_S)
-                self._wake.clear()
-                batch = []
-                while True:
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                events = [e for e in batch if isinstance(e, QueryEvent)]
-                for start in range(0, len(events), BATCH):
-                    self._write(db, events[start : start + BATCH])
-                for _ in batch:
-                    self._queue.task_done()
-                if any(e is _STOP for e in batch):
-                    return
-        finally:
-            db.close()
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            events = [e for e in batch if isinstance(e, QueryEvent)]
+            for start in range(0, len(events), BATCH):
+                self._write(events[start : start + BATCH])
+            for _ in batch:
+                self._queue.task_done()
+            if any(e is _STOP for e in batch):
+                return
 
-    def _write(self, db: sqlite3.Connection, events: list[QueryEvent]) -> None:
+    def _write(self, events: list[QueryEvent]) -> None:
         try:
-            with db:
-                db.executemany(_INSERT, [self._row(e) for e in events])
+            rows = [self._row(e) for e in events]
+            with self._lock, transaction(self._database()) as db:
+                db.executemany(_INSERT, rows)
             if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
-                self.prune(db)
+                self.prune()
         except sqlite3.Error as exc:  # a full disk must not take the service down
             log.error("request log %s: could not write %d rows: %s", self.path, len(events), exc)
 
-    def prune(self, db: sqlite3.Connection | None = None) -> int:
+    def prune(self) -> int:
         """Apply ``retention_days`` and ``max_rows``; returns the rows deleted."""
         self._last_prune = time.monotonic()
-        with contextlib.ExitStack() as stack:
-            if db is None:
-                db = stack.enter_context(contextlib.closing(self._connect()))
-            deleted = 0
-            with db:
-                if self.config.retention_days is not None:
-                    cutoff = time.time() - self.config.retention_days * 86400
-                    deleted += db.execute("DELETE FROM requests WHERE time < ?", (cutoff,)).rowcount
-                if self.config.max_rows is not None:
-                    deleted += db.execute(
-                        "DELETE FROM requests WHERE request_id IN (SELECT request_id FROM "
-                        "requests ORDER BY time DESC LIMIT -1 OFFSET ?)",
-                        (self.config.max_rows,),
-                    ).rowcount
-            return deleted
+        deleted = 0
+        with self._lock, transaction(self._database()) as db:
+            if self.config.retention_days is not None:
+                cutoff = time.time() - self.config.retention_days * 86400
+                deleted += db.execute("DELETE FROM requests WHERE time < ?", (cutoff,)).rowcount
+            if self.config.max_rows is not None:
+                deleted += db.execute(
+                    "DELETE FROM requests WHERE request_id IN (SELECT request_id FROM "
+                    "requests ORDER BY time DESC LIMIT -1 OFFSET ?)",
+                    (self.config.max_rows,),
+                ).rowcount
+        return deleted
+
+    def _database(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("the request log is not started")
+        return self._db
 
     # reading ---------------------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable enough for a log, no fsync/commit
-        return db
 
     def rows(self, since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:
         """Logged requests with ``since <= time < until`` (epoch seconds), oldest first."""
@@ -189,7 +189,8 @@ class RequestLog:
             return
         query = "SELECT * FROM requests WHERE time >= ? AND time < ? ORDER BY time"
         bounds = (since if since is not None else 0.0, until if until is not None else 1e18)
-        with contextlib.closing(self._connect()) as db:
+        # a connection of its own: a long export streams rows without holding up the writer
+        with contextlib.closing(sqlite3.connect(self.path, timeout=30)) as db:
             db.row_factory = sqlite3.Row
             for row in db.execute(query, bounds):
                 item = dict(row)
