@@ -12,6 +12,9 @@ import yaml
 from llmops.errors import ConfigError, ConfigIssue
 
 Loc = tuple[str | int, ...]
+# Far above any real config, far below what hurts: without a limit a few hundred bytes of
+# nested aliases ("billion laughs") expand to billions of values.
+MAX_NODES = 100_000
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -131,6 +134,51 @@ class _Builder:
         self.issues.append(ConfigIssue(self.file, line, col, dotted(loc), message, hint))
 
 
+class _Sizer:
+    """Counts the nodes building each node would produce, without building it.
+
+    Each node is counted once (memoised), so aliases cost nothing to count however often
+    they repeat. The first node whose expansion passes ``MAX_NODES`` is reported where it is
+    written. A recursive alias counts as one node; the builder reports it.
+    """
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self._sizes: dict[int, int] = {}
+
+    def size(self, node: yaml.Node, loc: Loc) -> int:
+        if id(node) in self._sizes:
+            return self._sizes[id(node)]
+        self._sizes[id(node)] = 1  # stands while the node is open: a recursive alias adds 1
+        total = 1 + sum(self.size(child, child_loc) for child, child_loc in _children(node, loc))
+        if total > MAX_NODES:
+            raise self._too_large(node, loc, total)
+        self._sizes[id(node)] = total
+        return total
+
+    def _too_large(self, node: yaml.Node, loc: Loc, total: int) -> ConfigError:
+        line, col = _at(node.start_mark)
+        message = (
+            f"this value has {total:,} YAML nodes once aliases are expanded; "
+            f"at most {MAX_NODES:,} are allowed"
+        )
+        hint = (
+            "aliases (*name) repeat what they point to: nest fewer of them, or write the values out"
+        )
+        return ConfigError([ConfigIssue(self.file, line, col, dotted(loc), message, hint)])
+
+
+def _children(node: yaml.Node, loc: Loc) -> Iterator[tuple[yaml.Node, Loc]]:
+    """A collection's keys and values (or items), each with the path it is built at."""
+    if isinstance(node, yaml.SequenceNode):
+        yield from ((item, (*loc, i)) for i, item in enumerate(node.value))
+    elif isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            yield key_node, loc
+            named = isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG
+            yield value_node, (*loc, key_node.value) if named else loc
+
+
 def _fail(file: str, message: str, hint: str, at: tuple[int, int] = (1, 1)) -> ConfigError:
     return ConfigError([ConfigIssue(file, at[0], at[1], "", message, hint)])
 
@@ -174,11 +222,13 @@ def load_yaml(
 ) -> tuple[dict[Any, Any], SourceMap, list[ConfigIssue]]:
     """Parse a YAML mapping into plain data, a SourceMap and the problems found on the way.
 
-    Raises ConfigError only when nothing usable was read (no file, bad syntax, not a mapping);
+    Raises ConfigError only when nothing usable was read (no file, bad syntax, not a mapping,
+    more than ``MAX_NODES`` once aliases are expanded);
     duplicate keys, bad tags and unreadable values are returned so that later checks still run.
     """
     name = file or str(path)
     node = _compose(_read_text(path, name), name)
+    _Sizer(name).size(node, ())
     builder = _Builder(name)
     data = builder.build(node, ())
     return data, builder.map, builder.issues

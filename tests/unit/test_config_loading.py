@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -131,6 +132,30 @@ def test_bad_values_tags_and_recursion_are_issues_not_crashes(tmp_path: Path) ->
         (3, "c.0", "an alias refers to a node that contains it"),
         (4, "", "a key must be a plain name or number"),
     ]
+
+
+def _alias_bomb(levels: int) -> str:
+    """A "billion laughs": each level a list of 9 aliases of the level before."""
+    lines = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for n in range(1, levels):
+        lines.append(f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_at_once_and_located(tmp_path: Path) -> None:
+    path = _write(tmp_path, "name: x\n" + _alias_bomb(9))
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as caught:
+        read_yaml(path)
+    assert time.perf_counter() - started < 1.0
+    (issue,) = caught.value.issues
+    assert (issue.line, issue.col, issue.path) == (7, 5, "l5")  # the first level past the limit
+    assert issue.message.startswith("this value has 597,871 YAML nodes")
+
+
+def test_aliases_below_the_node_limit_still_load(tmp_path: Path) -> None:
+    data, _ = read_yaml(_write(tmp_path, _alias_bomb(5)))  # 66,430 nodes in its last level
+    assert len(data["l4"]) == 9 and data["l4"][8][8][8][8] == ["lol"] * 9
 
 
 # --- interpolation and secrets -----------------------------------------------------------

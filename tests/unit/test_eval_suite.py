@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,16 @@ def test_retrieval_overrides_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_suite(path)
     assert "variants.0.retrieval" in str(info.value)
+
+
+def test_an_alias_bomb_in_a_suite_is_refused_at_once(tmp_path: Path) -> None:
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 9)]
+    path = _write(tmp_path)
+    path.write_text(path.read_text() + "\n".join(levels) + "\n")
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        load_suite(path)
+    assert time.perf_counter() - started < 1.0
+    (issue,) = info.value.issues
+    assert issue.path == "a5" and "at most 100,000 are allowed" in issue.message

@@ -129,3 +129,83 @@ def test_extractive_never_quotes_the_heading_path_line() -> None:
         gen.generate(GenerationRequest("How are chunk ids stable?", (ScoredChunk(chunk, 0.6),)))
     )
     assert result.text == "Chunk ids are derived from the source and content. [1]"
+
+
+def test_sentences_do_not_split_at_abbreviations() -> None:
+    text = (
+        "Fortnite was developed by Epic Games, Inc. (Epic), a company based in Cary. "
+        "The fuel system is described in the manual (see p. 12 for the diagram).\n"
+        "It launched in 2017 as a co-op game."
+    )
+    assert sentences(text) == [
+        "Fortnite was developed by Epic Games, Inc. (Epic), a company based in Cary.",
+        "The fuel system is described in the manual (see p. 12 for the diagram).",
+        "It launched in 2017 as a co-op game.",
+    ]
+
+
+def test_sentences_end_neither_in_code_spans_nor_after_a_bold_run_in() -> None:
+    text = (
+        "**Embedded.** Chroma runs inside the process. The glob `*.md` matches `a.md?` too "
+        "and lands in `../.llmops/quickstart` at the root. The DOTTED.PATH names a key."
+    )
+    assert sentences(text) == [
+        "**Embedded.** Chroma runs inside the process.",
+        "The glob `*.md` matches `a.md?` too and lands in `../.llmops/quickstart` at the root.",
+        "The DOTTED.PATH names a key.",
+    ]
+
+
+def _answer(question: str, context: list[ScoredChunk], max_sentences: int = 3) -> str:
+    gen = ExtractiveGenerator(ExtractiveGenerator.Config(max_sentences=max_sentences))
+    return asyncio.run(gen.generate(GenerationRequest(question, tuple(context)))).text
+
+
+def test_extractive_never_quotes_a_sentence_twice() -> None:
+    restore = "To restore a backup, run the restore command."
+    context = [  # overlapping chunks of one document, one cut mid-sentence, one with markup
+        _hit(f"Backups run nightly. {restore} Restores take minutes.", 0.6),
+        _hit(f"{restore} Check the logs afterwards.", 0.5),
+        _hit("a backup, run the restore command. Then check the backup logs.", 0.5),
+        _hit("Restoring:\n\n- To restore a **backup**, run the  `restore` command.", 0.4),
+    ]
+    text = _answer("How do I restore a backup?", context, max_sentences=4)
+    assert text.lower().count("run the") == 1, text
+
+
+_CESSNA = (
+    "The Cessna 172 lost engine power over the lake. The engine failure was caused by fuel "
+    "exhaustion. The pilot landed in a field."
+)
+_PIPER = (
+    "The Piper engine failure was caused by a cracked cylinder. The weather was clear and the "
+    "visibility was ten miles. The Piper pilot was not injured."
+)
+
+
+def test_extractive_quotes_only_the_top_source_when_the_next_adds_nothing() -> None:
+    context = [_hit(_CESSNA, 0.7, "cessna.pdf"), _hit(_PIPER, 0.5, "piper.pdf")]
+    text = _answer("What caused the engine failure of the Cessna?", context)
+    assert text == (
+        "The Cessna 172 lost engine power over the lake. [1] "
+        "The engine failure was caused by fuel exhaustion. [1]"
+    )
+
+
+def test_extractive_adds_another_source_for_missing_question_terms() -> None:
+    context = [_hit(_CESSNA, 0.7, "cessna.pdf"), _hit(_PIPER, 0.5, "piper.pdf")]
+    question = "What caused the engine failure, and what were the weather and visibility?"
+    text = _answer(question, context)
+    assert "The weather was clear and the visibility was ten miles. [2]" in text
+    assert "cracked cylinder" not in text  # covers nothing the first report does not
+
+
+def test_extractive_reads_the_pages_of_one_pdf_as_one_source() -> None:
+    pages = [
+        ScoredChunk(
+            Chunk(f"p{n}", f"r.pdf#page={n}", text, "r.pdf", 0, metadata={"page": n}), score
+        )
+        for n, text, score in ((1, _CESSNA, 0.7), (2, _PIPER.replace("Piper", "Cessna"), 0.5))
+    ]
+    text = _answer("What caused the engine failure of the Cessna?", pages)
+    assert "cracked cylinder. [2]" in text
