@@ -46,7 +46,7 @@ RUNS = [*BACKENDS, *CEILINGS, "reference"]
 
 def chunk_texts(rag: RAG) -> list[str]:
     texts = []
-    for f in discover_files(rag.components.sources):
+    for f in discover_files(rag.components.sources).files:
         if f.loader is not None:
             for document in f.loader.load(f.path, f.key):
                 texts.extend(c.text for c in rag.components.chunker.split(document))

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from llmops.cli.common import DEFAULT_CONFIG, ConfigArg, console, errors, run
-from llmops.pipelines.ingest import IngestProgress, IngestReport
+from llmops.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigArg,
+    ProgressLines,
+    console,
+    errors,
+    live_terminal,
+    progress_interval,
+    run,
+)
+from llmops.pipelines.ingest import IngestProgress, IngestReport, ProgressFn
 from llmops.service import RAG
 
 
-def ingest_with_progress(rag: RAG, full: bool) -> IngestReport:
-    """Run an ingestion with a progress bar (files, chunks, chunks/s) and print its summary."""
+@contextmanager
+def _bars() -> Iterator[ProgressFn]:
+    """A progress bar: files, chunks, chunks/s, elapsed time."""
     columns = (
         TextColumn("[bold]ingest[/bold]"),
         BarColumn(),
@@ -31,6 +46,45 @@ def ingest_with_progress(rag: RAG, full: bool) -> IngestReport:
                 rate=p.chunks_per_second,
             )
 
+        yield update
+
+
+class _Line:
+    """The latest progress of an ingestion, as one line of text."""
+
+    def __init__(self) -> None:
+        self.latest: IngestProgress | None = None
+        self.started = time.perf_counter()
+
+    def __call__(self, progress: IngestProgress) -> None:
+        self.latest = progress
+
+    def __str__(self) -> str:
+        elapsed = f"{time.perf_counter() - self.started:.0f}s elapsed"
+        p = self.latest
+        if p is None:
+            return f"ingest: finding files, {elapsed}"
+        return (
+            f"ingest: {p.files_done}/{p.files_total} files, {p.chunks_done} chunks, "
+            f"{p.chunks_per_second:.1f} chunks/s, {elapsed}"
+        )
+
+
+@contextmanager
+def _progress() -> Iterator[ProgressFn]:
+    """Bars on a terminal; elsewhere (a pipe, a file, a CI log) a line at a steady interval."""
+    if live_terminal():
+        with _bars() as update:
+            yield update
+        return
+    line = _Line()
+    with ProgressLines(line.__str__, progress_interval()):
+        yield line
+
+
+def ingest_with_progress(rag: RAG, full: bool) -> IngestReport:
+    """Run an ingestion showing its progress (files, chunks, chunks/s) and print its summary."""
+    with _progress() as update:
         report = run(lambda: rag.ingest(full=full, progress=update))
     print_report(report)
     return report
@@ -44,6 +98,10 @@ def print_report(report: IngestReport) -> None:
         f"{report.unchanged} unchanged files; {report.chunks_embedded} chunks embedded, "
         f"{report.chunks_deleted} deleted, {report.chunks_total} in the index"
     )
+    if report.parsers:
+        counts = Counter(report.parsers.values()).most_common()
+        read = [f"{name} ({n} file{'s' if n != 1 else ''})" for name, n in counts]
+        console.print("read with: " + ", ".join(read))
     for source, reason in sorted(report.skipped.items()):
         errors.print(f"[yellow]skipped[/yellow] {source}: {reason}", highlight=False)
     if report.oversize_warning:

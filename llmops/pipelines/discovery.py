@@ -39,13 +39,25 @@ def source_key(root: Path, path: Path) -> str:
     return f"{root.name}/{path.relative_to(root).as_posix()}"
 
 
-def discover_files(sources: Sequence[SourceSpec]) -> list[SourceFile]:
+@dataclass(frozen=True)
+class Discovery:
+    """The files of every source, and the paths refused (key → reason): links out of a
+    source folder."""
+
+    files: list[SourceFile]
+    refused: dict[str, str]
+
+
+def discover_files(sources: Sequence[SourceSpec]) -> Discovery:
     """Every file of every source, in a stable order; two files with one key is an error."""
     found: dict[str, SourceFile] = {}
+    refused: dict[str, str] = {}
     for root, include, exclude, loaders in sources:
         if not root.exists():
             raise IngestError(f"source path does not exist: {root}")
-        for path in discover(root, include, exclude):
+        listing = discover(root, include, exclude)
+        refused |= {source_key(root, root / path): why for path, why in listing.refused.items()}
+        for path in listing.files:
             key = source_key(root, path)
             if key in found and found[key].path != path:
                 raise IngestError(
@@ -53,4 +65,4 @@ def discover_files(sources: Sequence[SourceSpec]) -> list[SourceFile]:
                     f"{path}; rename one of the source folders"
                 )
             found[key] = SourceFile(key, path, loader_for(path, loaders), file_hash(path))
-    return list(found.values())
+    return Discovery(list(found.values()), refused)

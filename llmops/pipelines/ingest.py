@@ -23,19 +23,22 @@ from llmops.pipelines.discovery import SourceFile, discover_files
 from llmops.pipelines.prefetch import prefetched, write_behind
 from llmops.protocols import SparseIndex, Vectors, VectorStore
 from llmops.rag.indexing import FileRecord, IndexTarget
-from llmops.types import Chunk
+from llmops.types import Chunk, Document
 
 BATCH_CHUNKS = 512
+NO_TEXT = "no text"
 
 
 @dataclass
 class PreparedFile:
-    """A file loaded and chunked (or the reason it was skipped), with each chunk's token count."""
+    """A file loaded and chunked (or the reason it was skipped), with each chunk's token count
+    and the parser that read it (when its loader names one)."""
 
     file: SourceFile
     chunks: list[Chunk]
     error: str | None = None
     token_counts: list[int] = field(default_factory=list)
+    parser: str | None = None
 
 
 Batch = list[PreparedFile]
@@ -71,6 +74,7 @@ class IngestReport:
     chunks_total: int = 0
     embed_calls: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
+    parsers: dict[str, str] = field(default_factory=dict)
     oversize_chunks: int = 0
     longest_chunk_tokens: int = 0
     token_limit: int = 0
@@ -129,7 +133,9 @@ class Ingestion:
             target, rebuilding = self._choose_target(full)
             self.report.collection, self.report.rebuilt = target.collection, rebuilding
             self._drop_leftovers(target)
-            self._sync(target, discover_files(self.c.sources))
+            discovery = discover_files(self.c.sources)
+            self.report.skipped |= discovery.refused
+            self._sync(target, discovery.files)
             if rebuilding:
                 self._promote(target)
         self.report.chunks_total = self.c.store.count(target.collection)
@@ -185,7 +191,7 @@ class Ingestion:
         todo = []
         for f in files:
             old = records.get(f.key)
-            if old and old.content_hash == f.content_hash and not old.pending_ids:
+            if old and _unchanged(f, old):
                 self.report.unchanged += 1
                 if old.error:
                     self.report.skipped[f.key] = old.error
@@ -213,7 +219,7 @@ class Ingestion:
     def _prepare(self, f: SourceFile) -> PreparedFile:
         """Load and chunk one file (on the prefetch thread, while the encoder works)."""
         if f.loader is None:
-            return PreparedFile(f, [], f"no loader for '{f.path.suffix or f.path.name}' files")
+            return PreparedFile(f, [], _no_loader(f))
         try:
             documents = f.loader.load(f.path, f.key)
         except LoadError as exc:
@@ -224,8 +230,11 @@ class Ingestion:
         for document in documents:
             for chunk in self.c.chunker.split(document):
                 unique.setdefault(chunk.id, chunk)
+        if not unique:  # empty, blank, or front matter only: recorded, and skipped until it changes
+            return PreparedFile(f, [], NO_TEXT)
         chunks = list(unique.values())
-        return PreparedFile(f, chunks, None, self.c.embedder.count_tokens([c.text for c in chunks]))
+        counts = self.c.embedder.count_tokens([c.text for c in chunks])
+        return PreparedFile(f, chunks, None, counts, _parser(documents))
 
     def _embed(self, batch: Batch) -> Vectors | None:
         texts = [c.text for p in batch for c in p.chunks]
@@ -281,10 +290,30 @@ class Ingestion:
                 report.added += 1
             if p.error:
                 report.skipped[p.file.key] = p.error
+            if p.parser:
+                report.parsers[p.file.key] = p.parser
             report.chunks_embedded += len(p.chunks)
             report.oversize_chunks += sum(n > report.token_limit for n in p.token_counts)
             report.longest_chunk_tokens = max([report.longest_chunk_tokens, *p.token_counts])
         report.chunks_deleted += deleted
+
+
+def _no_loader(f: SourceFile) -> str:
+    return f"no loader for '{f.path.suffix or f.path.name}' files"
+
+
+def _unchanged(f: SourceFile, old: FileRecord) -> bool:
+    """Indexed as it is now: same content, nothing pending, and not skipped for want of a
+    loader that it has now (a format supported since the last run)."""
+    if old.content_hash != f.content_hash or old.pending_ids:
+        return False
+    return f.loader is None or old.error != _no_loader(f)
+
+
+def _parser(documents: list[Document]) -> str | None:
+    """The parser(s) named in the documents' ``parser`` metadata (a PDF's pages may differ)."""
+    names = sorted({str(d.metadata["parser"]) for d in documents if "parser" in d.metadata})
+    return ", ".join(names) or None
 
 
 def _batches(

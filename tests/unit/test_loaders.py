@@ -12,8 +12,10 @@ from pydantic import ValidationError
 from llmops import registry
 from llmops.errors import LoadError
 from llmops.protocols import Loader
+from llmops.rag.chunkers.markdown import MarkdownChunker, MarkdownConfig
 from llmops.rag.loaders.directory import default_loaders, discover, loader_for
 from llmops.rag.loaders.html import HtmlLoader
+from llmops.rag.loaders.mdx import MdxLoader
 from llmops.rag.loaders.pdf import PdfLoader
 from llmops.rag.loaders.records import CsvLoader, JsonLoader
 from llmops.rag.loaders.text import MarkdownLoader, TextLoader
@@ -59,7 +61,8 @@ def _assert_scalar_metadata(docs: list[Document]) -> None:
 def test_import_registers_every_loader() -> None:
     import llmops.rag.loaders  # noqa: F401
 
-    assert set(registry.names("loader")) >= {"markdown", "text", "html", "pdf", "json", "csv"}
+    expected = {"markdown", "mdx", "text", "html", "pdf", "json", "csv"}
+    assert set(registry.names("loader")) >= expected
     for name in registry.names("loader"):
         entry = registry.get("loader", name)
         assert isinstance(entry.factory(entry.config()), Loader)
@@ -88,6 +91,95 @@ def test_markdown_without_heading_and_crlf(tmp_path: Path) -> None:
     path = _write(tmp_path / "c.markdown", b"just text\r\nsecond line\r\n")
     (doc,) = MarkdownLoader().load(path, "c.markdown")
     assert doc.metadata == {} and doc.text == "just text\nsecond line\n"
+
+
+MDX = """---
+title: useState
+---
+import {Sandpack} from '@site/components';
+import Tabs from '@theme/Tabs';
+export const meta = {
+  author: 'x',
+};
+
+# useState {/*usestate*/}
+
+`useState` lets you add a <Term id="s">state variable</Term> to your component.
+{/* a comment
+   over two lines */}
+
+## Reference {/*reference*/}
+
+<Tabs groupId="lang" values={[{label: 'JS', value: 'js'}]}>
+<TabItem value="js" label="JavaScript">
+
+Call `useState` at the top level, e.g. in `<Counter />`.
+
+```jsx
+import { useState } from 'react';
+export default function Counter() {
+  return <button onClick={() => setCount(1)}>{/* keep */}</button>;
+}
+```
+
+</TabItem>
+</Tabs>
+
+### Custom id {#custom-id}
+
+<Note />
+Text after a self-closing tag.
+"""
+
+
+def test_mdx_drops_esm_jsx_tags_and_heading_anchors(tmp_path: Path) -> None:
+    (doc,) = MdxLoader().load(_write(tmp_path / "use-state.mdx", MDX), "react/use-state.mdx")
+    assert doc.id == "react/use-state.mdx" and doc.metadata == {"title": "useState"}
+    lines = [line for line in doc.text.splitlines() if line.strip()]
+    assert lines[:3] == [
+        "# useState",
+        "`useState` lets you add a state variable to your component.",
+        "## Reference",
+    ]
+    for gone in (
+        "@site/components",
+        "@theme/Tabs",
+        "author:",
+        "<Term",
+        "<Tabs",
+        "TabItem",
+        "<Note",
+        "a comment",
+        "{/*usestate",
+        "{#custom-id}",
+    ):
+        assert gone not in doc.text, gone
+    assert "Call `useState` at the top level, e.g. in `<Counter />`." in lines
+    assert "### Custom id" in lines and "Text after a self-closing tag." in lines
+
+
+def test_mdx_keeps_fenced_code_as_is(tmp_path: Path) -> None:
+    (doc,) = MdxLoader().load(_write(tmp_path / "a.mdx", MDX), "a.mdx")
+    fence = MDX[MDX.index("```jsx") : MDX.index("```\n\n</TabItem>") + 3]
+    assert fence in doc.text
+
+
+def test_mdx_title_from_first_heading_without_anchor(tmp_path: Path) -> None:
+    text = "import X from 'x';\n\n# Getting started {/*getting-started*/}\n\nBody.\n"
+    (doc,) = MdxLoader().load(_write(tmp_path / "g.mdx", text), "g.mdx")
+    assert doc.metadata == {"title": "Getting started"}
+
+
+def test_mdx_headings_give_clean_heading_paths(tmp_path: Path) -> None:
+    (doc,) = MdxLoader().load(_write(tmp_path / "a.mdx", MDX), "a.mdx")
+    chunker = MarkdownChunker(MarkdownConfig(chunk_size=400, chunk_overlap=0))
+    headings = [c.metadata.get("heading") for c in chunker.split(doc)]
+    assert headings == ["useState", "useState > Reference", "useState > Reference > Custom id"]
+
+
+def test_mdx_with_only_imports_and_components_has_no_text(tmp_path: Path) -> None:
+    text = "---\ntitle: x\n---\nimport A from 'a';\n\n<A />\n{/* nothing */}\n"
+    assert MdxLoader().load(_write(tmp_path / "e.mdx", text), "e.mdx") == []
 
 
 def test_text_loader_and_empty_file(tmp_path: Path) -> None:
@@ -123,6 +215,58 @@ def test_pdf_one_document_per_page_with_page_numbers(tmp_path: Path) -> None:
 def test_pdf_without_title_has_no_title_key(tmp_path: Path) -> None:
     (doc,) = PdfLoader().load(_pdf(tmp_path / "u.pdf", ["Only page"], title=None), "u.pdf")
     assert "title" not in doc.metadata and doc.metadata["page"] == 1
+
+
+def _pdf_pypdf_cannot_read(path: Path, pages: list[str], broken: int | None) -> Path:
+    """A valid PDF on which pypdf stops with "Reached maximum array element count": an array
+    of 100,001 numbers in page ``broken``'s content (that page fails) or, when ``broken`` is
+    None, in the first page's dictionary (the whole file fails)."""
+    from pypdf import PdfWriter
+    from pypdf.generic import ArrayObject, DecodedStreamObject, NameObject, NumberObject
+
+    writer = PdfWriter(clone_from=_pdf(path, pages))
+    if broken is None:
+        writer.pages[0][NameObject("/Huge")] = ArrayObject([NumberObject(0)] * 100_001)
+    else:
+        page = writer.pages[broken]
+        stream = DecodedStreamObject()
+        stream.set_data(page.get_contents().get_data() + b"BT [" + b" 0" * 100_001 + b"] TJ ET")
+        page.replace_contents(stream)
+    writer.write(path)
+    return path
+
+
+def test_pdf_pages_say_which_parser_read_them(tmp_path: Path) -> None:
+    docs = PdfLoader().load(_pdf(tmp_path / "r.pdf", ["Alpha", "Beta"]), "r.pdf")
+    assert [d.metadata["parser"] for d in docs] == ["pypdf", "pypdf"]
+
+
+def test_pdf_falls_back_to_pdfium_when_pypdf_fails_on_the_file(tmp_path: Path) -> None:
+    import pypdf
+
+    path = _pdf_pypdf_cannot_read(tmp_path / "10q.pdf", ["Net revenue rose", "", "Risks"], None)
+    with pytest.raises(pypdf.errors.LimitReachedError, match="maximum array element count"):
+        [page.extract_text() for page in pypdf.PdfReader(path).pages]
+    docs = PdfLoader().load(path, "sec/10q.pdf")
+    assert [d.id for d in docs] == ["sec/10q.pdf#page=1", "sec/10q.pdf#page=3"]
+    assert [d.text.strip() for d in docs] == ["Net revenue rose", "Risks"]
+    assert all(d.metadata["parser"] == "pypdfium2" for d in docs)
+    assert all(d.metadata["title"] == "Quarterly Report" for d in docs)
+
+
+def test_pdf_falls_back_to_pdfium_for_the_page_pypdf_fails_on(tmp_path: Path) -> None:
+    import pypdf
+
+    path = _pdf_pypdf_cannot_read(tmp_path / "p.pdf", ["Alpha text", "Beta text"], broken=1)
+    with pytest.raises(pypdf.errors.LimitReachedError, match="maximum array element count"):
+        pypdf.PdfReader(path).pages[1].extract_text()
+    docs = PdfLoader().load(path, "p.pdf")
+    assert [(d.metadata["page"], d.metadata["parser"]) for d in docs] == [
+        (1, "pypdf"),
+        (2, "pypdfium2"),
+    ]
+    assert "Alpha text" in docs[0].text and "Beta text" in docs[1].text
+    assert "\r" not in docs[1].text
 
 
 def test_json_nested_records_with_field_mapping(tmp_path: Path) -> None:
@@ -276,15 +420,17 @@ def test_discover_include_exclude_hidden_and_order(tmp_path: Path) -> None:
         ["b.md", "a.md", "sub/c.md", "sub/d.txt", ".hidden/e.md", "sub/.f.md", "drafts/g.md"],
     )
     found = discover(tmp_path, ["**/*.md"], ["drafts/**"])
-    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a.md", "b.md", "sub/c.md"]
-    assert all(p.is_absolute() == tmp_path.is_absolute() for p in found)
+    assert [p.relative_to(tmp_path).as_posix() for p in found.files] == ["a.md", "b.md", "sub/c.md"]
+    assert all(p.is_absolute() == tmp_path.is_absolute() for p in found.files)
+    assert found.refused == {}
 
 
 def test_discover_glob_semantics(tmp_path: Path) -> None:
     _tree(tmp_path, ["a.md", "x.tmp", "sub/c.md", "sub/deep/d.md", "sub/deep/e.tmp", "z/n.md"])
 
     def rel(include: list[str], exclude: list[str]) -> list[str]:
-        return [p.relative_to(tmp_path).as_posix() for p in discover(tmp_path, include, exclude)]
+        found = discover(tmp_path, include, exclude).files
+        return [p.relative_to(tmp_path).as_posix() for p in found]
 
     assert rel(["*.md"], []) == ["a.md"]
     assert rel(["sub/*.md"], []) == ["sub/c.md"]
@@ -296,10 +442,57 @@ def test_discover_glob_semantics(tmp_path: Path) -> None:
     assert rel(["**/*.nothing"], []) == []
 
 
+def test_discover_refuses_links_out_of_the_root_and_follows_links_inside(tmp_path: Path) -> None:
+    root, outside = tmp_path / "docs", tmp_path / "outside"
+    _tree(outside, ["secret.md", "more/secret2.md"])
+    _tree(root, ["a.md", "sub/real.md", ".hidden/h.md", "data/notes.txt"])
+    links = {
+        "passwd.md": outside / "secret.md",  # a file out of the root
+        "ext": outside,  # a folder out of the root
+        "sub/deeper": outside / "more",
+        "alias.md": root / "sub/real.md",  # a second name for a file inside
+        "linked": root / "sub",  # a second name for a folder inside
+        "sub/loop": root,  # a cycle
+        "shown": root / ".hidden",  # the only way to a hidden folder's files
+        "notes.md": root / "data/notes.txt",  # a .md name for a file the globs leave out
+        "dangling.md": root / "nothing.md",
+        "ring-a.md": root / "ring-b.md",  # links that never reach a file
+        "ring-b.md": root / "ring-a.md",
+    }
+    for name, target in links.items():
+        (root / name).symlink_to(target)
+    found = discover(root, ["**/*.md"], [])
+    assert [p.relative_to(root).as_posix() for p in found.files] == [
+        "a.md",
+        "notes.md",
+        "shown/h.md",
+        "sub/real.md",
+    ]
+    assert sorted(found.refused) == ["ext", "passwd.md", "sub/deeper"]
+    assert all("outside the source folder" in reason for reason in found.refused.values())
+
+
+def test_discover_reports_refused_links_only_where_the_globs_would_look(tmp_path: Path) -> None:
+    _tree(tmp_path / "outside", ["x.md"])
+    root = tmp_path / "docs"
+    _tree(root, ["a.md"])
+    (root / "x.png").symlink_to(tmp_path / "outside/x.md")
+    (root / "drafts").symlink_to(tmp_path / "outside")
+    assert discover(root, ["**/*.md"], ["drafts/**"]).refused == {}
+    assert sorted(discover(root, ["**/*"], []).refused) == ["drafts", "x.png"]
+
+
+def test_discover_through_a_linked_root(tmp_path: Path) -> None:
+    _tree(tmp_path / "real", ["a.md"])
+    (tmp_path / "docs").symlink_to(tmp_path / "real")
+    found = discover(tmp_path / "docs", ["**/*"], [])
+    assert found.files == [tmp_path / "docs/a.md"] and found.refused == {}
+
+
 def test_discover_file_root_and_missing_root(tmp_path: Path) -> None:
     _tree(tmp_path, ["a.md"])
-    assert discover(tmp_path / "a.md", ["*.nothing"], ["a.md"]) == [tmp_path / "a.md"]
-    assert discover(tmp_path / "nope", ["**/*"], []) == []
+    assert discover(tmp_path / "a.md", ["*.nothing"], ["a.md"]).files == [tmp_path / "a.md"]
+    assert discover(tmp_path / "nope", ["**/*"], []).files == []
 
 
 def test_default_loaders_cover_every_format() -> None:
@@ -307,6 +500,7 @@ def test_default_loaders_cover_every_format() -> None:
     expected = {
         ".md": MarkdownLoader,
         ".markdown": MarkdownLoader,
+        ".mdx": MdxLoader,
         ".txt": TextLoader,
         ".rst": TextLoader,
         ".log": TextLoader,

@@ -16,6 +16,7 @@ from llmops import RAG
 from llmops.build import load_config
 from llmops.errors import ComponentError, ConfigError
 from llmops.rag.embedders import onnx_export
+from llmops.rag.embedders.hashing import HashingEmbedder
 from llmops.rag.embedders.onnx_runtime import OnnxEncoder, pool, read_layout
 from llmops.rag.embedders.sentence_transformers import (
     SentenceTransformerEmbedder,
@@ -167,6 +168,14 @@ def test_count_tokens_and_limits_match_torch(
         assert embedder.count_tokens(SENTENCES) == expected
         assert embedder.max_seq_length == torch_embedder.max_seq_length == 256
         assert embedder.dimension == torch_embedder.dimension == 384
+
+
+def test_count_tokens_of_no_texts_is_empty(
+    torch_embedder: Embedder, fp32: Embedder, int8: Embedder
+) -> None:
+    hashing = HashingEmbedder(HashingEmbedder.Config())
+    for embedder in (torch_embedder, fp32, int8, hashing):
+        assert embedder.count_tokens([]) == []
 
 
 def test_export_is_cached_and_reused(cache: Path, fp32: Embedder, int8: Embedder) -> None:

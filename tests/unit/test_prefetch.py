@@ -107,7 +107,7 @@ def test_ingest_failure_keeps_earlier_batches_and_resumes(
         assert building is not None
         committed = set(rag.components.records.files(building.collection))
         assert committed and "docs/page06.md" not in committed
-        keys = [f.key for f in discover_files(rag.components.sources)]
+        keys = [f.key for f in discover_files(rag.components.sources).files]
         before = keys[: keys.index("docs/page06.md")]
         # every batch before the failing one is committed, in order; the failing batch's
         # files (at most one here: two chunks make a batch) are not
@@ -180,7 +180,7 @@ def test_ingest_write_failure_keeps_earlier_batches_and_resumes(
         ids = store.ids(building.collection)
         sparse = rag.components.sparse
         assert sparse is not None and sparse.ids(building.collection) == ids
-        total = len(discover_files(rag.components.sources))
+        total = len(discover_files(rag.components.sources).files)
     assert 0 < len(committed) < total  # the batches before the failing one
     assert report.added == total - len(committed) and report.unchanged == len(committed)
     assert len(files) == total and ids == {i for r in files.values() for i in r.chunk_ids}

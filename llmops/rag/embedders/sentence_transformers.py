@@ -224,5 +224,7 @@ class SentenceTransformerEmbedder:
         return self._encode(texts, self.config.query_prefix)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:  # the tokenizers fail on an empty batch
+            return []
         prefix = self.config.document_prefix
         return self.backend.count_tokens([prefix + t for t in texts])

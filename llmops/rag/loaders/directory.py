@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from llmops import registry
@@ -57,27 +58,93 @@ def _excluded(relative: str, patterns: Sequence[str]) -> bool:
     )
 
 
-def _walk(root: Path) -> list[str]:
-    """Relative posix paths of the files under ``root``, hidden files and folders skipped."""
-    found = []
-    for folder, dirs, files in os.walk(root):
+def _folder_excluded(relative: str, patterns: Sequence[str]) -> bool:
+    """An exclude matches the folder or everything in it (``drafts/**``)."""
+    return _excluded(relative, patterns) or _excluded(f"{relative}/", patterns)
+
+
+OUTSIDE = "symbolic link to a path outside the source folder: refused"
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The files of a source, and the links refused because they lead out of it (relative
+    posix path → reason)."""
+
+    files: list[Path]
+    refused: dict[str, str]
+
+
+@dataclass
+class _Walk:
+    """What a walk found: (relative posix path, real path) of each file, the relative paths of
+    links out of the root (True for a folder), and the real folders already walked."""
+
+    top: Path
+    files: list[tuple[str, Path]] = field(default_factory=list)
+    refused: list[tuple[str, bool]] = field(default_factory=list)
+    walked: set[Path] = field(default_factory=set)
+
+
+def _entries(root: Path, start: str, walked: set[Path]) -> Iterator[tuple[str, Path, bool]]:
+    """(relative posix path, path, is a folder link) of the files and folder links under
+    ``root / start``, links not followed, hidden names skipped; a real folder already in
+    ``walked`` is skipped, and each folder listed is added to it."""
+    for folder, dirs, names in os.walk(root / start):
+        here, real = Path(folder), Path(os.path.realpath(folder))
+        if real in walked:  # reached again through a link
+            dirs[:] = []
+            continue
+        walked.add(real)
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        base = Path(folder).relative_to(root)
-        found += [(base / f).as_posix() for f in files if not f.startswith(".")]
-    return found
+        base = here.relative_to(root)
+        for name in dirs:
+            if (here / name).is_symlink():  # os.walk does not go in: see _walk
+                yield (base / name).as_posix(), here / name, True
+        for name in names:
+            if not name.startswith("."):
+                yield (base / name).as_posix(), here / name, False
 
 
-def discover(root: Path, include: Sequence[str], exclude: Sequence[str]) -> list[Path]:
+def _walk(root: Path) -> _Walk:
+    """Every file under ``root``. Links (to files and folders alike) are followed while their
+    target stays inside the root and refused otherwise. Each real folder is walked once, so a
+    cycle ends, and the real tree comes first, so a file keeps its own path when it has one."""
+    walk = _Walk(root.resolve())
+    pending = ["."]
+    while pending:
+        for relative, path, folder_link in _entries(root, pending.pop(0), walk.walked):
+            real = Path(os.path.realpath(path))  # pathlib's resolve raises on a link loop
+            if not real.is_relative_to(walk.top):
+                walk.refused.append((relative, folder_link))
+            elif folder_link:
+                pending.append(relative)
+            elif real.is_file():
+                walk.files.append((relative, real))
+    return walk
+
+
+def discover(root: Path, include: Sequence[str], exclude: Sequence[str]) -> Listing:
     """Files under ``root`` matching an include and no exclude glob (relative to ``root``),
-    hidden ones skipped, sorted by relative path. A file given as ``root`` is returned as is."""
+    hidden ones skipped, each real file once, sorted by relative path; links out of ``root``
+    are refused. A file given as ``root`` is returned as is."""
     if root.is_file():
-        return [root]
-    chosen = {
-        relative
-        for relative in _walk(root)
-        if any(glob_match(relative, p) for p in include) and not _excluded(relative, exclude)
+        return Listing([root], {})
+    walk = _walk(root)
+
+    def wanted(relative: str) -> bool:
+        return any(glob_match(relative, p) for p in include) and not _excluded(relative, exclude)
+
+    chosen: dict[Path, str] = {}
+    for relative, real in sorted(walk.files, key=lambda f: (walk.top / f[0] != f[1], f[0])):
+        if wanted(relative):
+            chosen.setdefault(real, relative)
+    refused = {
+        relative: OUTSIDE
+        for relative, folder in walk.refused
+        if (not _folder_excluded(relative, exclude) if folder else wanted(relative))
     }
-    return [root / relative for relative in sorted(chosen) if (root / relative).is_file()]
+    return Listing([root / relative for relative in sorted(chosen.values())], refused)
 
 
 def default_loaders() -> dict[str, Loader]:

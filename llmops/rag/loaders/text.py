@@ -36,7 +36,8 @@ def first_heading(text: str) -> str | None:
     return None
 
 
-def _document(source: str, text: str, title: str | None) -> list[Document]:
+def text_documents(source: str, text: str, title: str | None) -> list[Document]:
+    """The file as one document, or none when it has no text."""
     if not text.strip():
         return []
     return [
@@ -53,7 +54,7 @@ class TextLoader:
         self.config = config or NoSettings()
 
     def load(self, path: Path, source: str) -> list[Document]:
-        return _document(source, read_text(path, source), None)
+        return text_documents(source, read_text(path, source), None)
 
 
 @register(
@@ -68,4 +69,4 @@ class MarkdownLoader:
 
     def load(self, path: Path, source: str) -> list[Document]:
         title, text = split_front_matter(read_text(path, source))
-        return _document(source, text, title or first_heading(text))
+        return text_documents(source, text, title or first_heading(text))
