@@ -22,6 +22,15 @@ def open_database(path: Path, schema: str, synced: bool = True) -> sqlite3.Conne
     return db
 
 
+def add_missing_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    """Bring a table written by an older version up to date: add each of ``columns`` (name →
+    SQL type) it lacks."""
+    present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    for name, sql_type in columns.items():
+        if name not in present:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
+
+
 @contextmanager
 def transaction(db: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
     """BEGIN ``mode`` (IMMEDIATE takes the write lock at once, DEFERRED reads), COMMIT on

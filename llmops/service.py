@@ -24,6 +24,7 @@ from llmops.config.schema import AppConfig, Fusion, SearchMode
 from llmops.monitoring.monitor import Monitor
 from llmops.pipelines.experiment import Experiment
 from llmops.pipelines.ingest import Ingestion, IngestReport, ProgressFn, sparse_intact
+from llmops.pipelines.policy import RequestPolicy
 from llmops.pipelines.query import QueryOptions, QueryPipeline
 from llmops.types import Answer, GenerationOptions, Message
 
@@ -43,6 +44,7 @@ class QueryKwargs(TypedDict, total=False):
     history: Sequence[Message]
     generation: GenerationOptions
     retrieve: bool
+    correlation_id: str | None
 
 
 class _LoopThread:
@@ -78,6 +80,7 @@ class RAG:
             spec.base_dir,
             self.components.embedder.embed_queries,
         )
+        self.policy = RequestPolicy(self.config.server)
         self.pipeline = QueryPipeline(
             self.components, self.config.retrieval, self.config.prompt, self.monitor
         )
@@ -215,12 +218,14 @@ class RAG:
         **options: Unpack[QueryKwargs],
     ) -> Answer:
         """Answer ``question``; ``options`` are those of ``QueryOptions``. With an experiment,
-        ``user`` (a user or session id) keeps a user on one variant."""
+        ``user`` (a user or session id) keeps a user on one variant. A request outside the
+        limits of ``server:`` raises ``InvalidRequest``."""
+        question, admitted = self.policy.admit(question, QueryOptions(**options))
         await self.astart()
         request_id = request_id or uuid.uuid4().hex
         if self.experiment is not None:
-            return await self.experiment.run(question, QueryOptions(**options), request_id, user)
-        return await self.pipeline.run(question, QueryOptions(**options), request_id)
+            return await self.experiment.run(question, admitted, request_id, user)
+        return await self.pipeline.run(question, admitted, request_id)
 
     async def afeedback(self, request_id: str, reward: float) -> str | None:
         """Credit ``reward`` to the experiment variant that served ``request_id`` (returns its
@@ -246,12 +251,13 @@ class RAG:
         **options: Unpack[QueryKwargs],
     ) -> AsyncGenerator[str | Answer, None]:
         """The answer's text as it is generated, then the ``Answer`` with its sources."""
+        question, admitted = self.policy.admit(question, QueryOptions(**options))
         await self.astart()
         request_id = request_id or uuid.uuid4().hex
         pieces = (
-            self.experiment.stream(question, QueryOptions(**options), request_id, user)
+            self.experiment.stream(question, admitted, request_id, user)
             if self.experiment is not None
-            else self.pipeline.stream(question, QueryOptions(**options), request_id)
+            else self.pipeline.stream(question, admitted, request_id)
         )
         async with aclosing(pieces):
             async for item in pieces:

@@ -92,13 +92,16 @@ class GenerationRequest:
     """Everything a generator gets for one answer.
 
     ``context`` is numbered from 1 in the order given; ``prompt`` is the rendered conversation
-    (empty for generators that do not use one).
+    (empty for generators that do not use one). ``deadline`` (``time.monotonic()`` seconds,
+    None: none) is when the request must be answered: backends reached over a network stop
+    retrying, and refuse to start, once it has passed.
     """
 
     question: str
     context: tuple[ScoredChunk, ...] = ()
     prompt: tuple[Message, ...] = ()
     options: GenerationOptions = field(default_factory=GenerationOptions)
+    deadline: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

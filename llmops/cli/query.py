@@ -51,7 +51,9 @@ def show_answer(answer: Answer) -> None:
 def query(
     question: str = typer.Argument(..., help="The question to answer."),
     config: Path = typer.Option(DEFAULT_CONFIG, "--config", "-c", help="App config file."),
-    top_k: int | None = typer.Option(None, "--top-k", "-k", help="Chunks to retrieve."),
+    top_k: int | None = typer.Option(
+        None, "--top-k", "-k", min=1, help="Chunks to retrieve (at most server.max_top_k)."
+    ),
     filters: str | None = typer.Option(
         None, "--filter", help='JSON metadata filter, e.g. \'{"source": "guide/03-quickstart.md"}\''
     ),

@@ -84,11 +84,24 @@ class RetrievalConfig(Strict):
 
 
 class ServerConfig(Strict):
+    """Where ``llmops up`` listens, and the limits every request is held to, on every face
+    (HTTP ``/query`` and ``/v1``, the CLI, the Python API)."""
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    max_question_chars: int = Field(4000, ge=1)
-    max_top_k: int = Field(50, ge=1)
+    max_question_chars: int = Field(4000, ge=1, description="Longest question, in characters.")
+    max_history_chars: int = Field(
+        16000, ge=0, description="Longest earlier conversation (all turns), in characters."
+    )
+    max_top_k: int = Field(50, ge=1, le=10_000, description="Most chunks a request may ask for.")
     max_body_bytes: int = Field(1_000_000, ge=1024)
+    request_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="One deadline per request, across the backend's retries and every "
+        "fallback: when it passes, remote backends are not tried again and in-process "
+        "fallbacks (extractive) still answer; else 503.",
+    )
     workers: int = Field(
         1,
         ge=1,

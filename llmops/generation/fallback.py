@@ -7,12 +7,15 @@ text has reached the caller, a failure is reported rather than mixed with anothe
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import replace
 
 from llmops.errors import BackendError
 from llmops.protocols import Generator
 from llmops.types import Generation, GenerationRequest
+
+log = logging.getLogger(__name__)
 
 
 class FallbackChain:
@@ -37,7 +40,7 @@ class FallbackChain:
             try:
                 result = await generator.generate(request)
             except BackendError as exc:
-                errors.append(str(exc))
+                errors.append(self._failed(generator, str(exc)))
                 continue
             return _noted(result, errors)
         raise self._exhausted(errors)
@@ -49,7 +52,9 @@ class FallbackChain:
             try:
                 first = await anext(pieces)
             except (BackendError, StopAsyncIteration) as exc:
-                errors.append(str(exc) or f"{generator.name}: the stream was empty")
+                errors.append(
+                    self._failed(generator, str(exc) or f"{generator.name}: the stream was empty")
+                )
                 await pieces.aclose()
                 continue
             try:
@@ -60,6 +65,13 @@ class FallbackChain:
                 await pieces.aclose()
             return
         raise self._exhausted(errors)
+
+    def _failed(self, generator: Generator, error: str) -> str:
+        """Log a failure the next generator may hide; returns it for the answer's record."""
+        following = self.generators.index(generator) + 1
+        if following < len(self.generators):
+            log.warning("%s; falling back to %s", error, self.generators[following].name)
+        return error
 
     def _exhausted(self, errors: list[str]) -> BackendError:
         return BackendError(self.name, "every generator failed: " + "; ".join(errors))

@@ -1,12 +1,15 @@
 """HTTP transport for model servers: one pooled client, a concurrency limit, timeouts, retries
-with jittered exponential backoff on 429 / 5xx / connection errors, and streaming reads that
-turn a stalled or cut-off stream into a ``BackendError``."""
+with jittered exponential backoff on 429 / 5xx / connection errors within the request's
+deadline, and streaming reads that turn a stalled or cut-off stream into a ``BackendError``.
+What aiohttp raises is said in words (one table, ``describe``), never as a repr."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
@@ -15,25 +18,43 @@ from typing import Any, TypeVar
 
 from llmops.deps import require
 from llmops.errors import BackendError
-from llmops.generation.sampling import HttpBackendConfig
+from llmops.generation.sampling import HttpBackendConfig, RetryConfig
 
 T = TypeVar("T")
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
-async def with_retries(call: Callable[[], Awaitable[T]], max_retries: int, backoff_s: float) -> T:
+async def with_retries(
+    name: str, call: Callable[[], Awaitable[T]], config: RetryConfig, deadline: float | None
+) -> T:
     """Await ``call()``; on a retryable ``BackendError`` wait and try again, up to
-    ``max_retries`` times (delays ``backoff_s``, 2×, 4× ... with jitter)."""
+    ``max_retries`` times (delays ``backoff_s``, 2×, 4× ... with jitter). ``deadline``
+    (``time.monotonic()`` seconds) bounds every attempt and wait together: an attempt gets
+    only the time left, and no retry starts that could not begin before it."""
     attempt = 0
     while True:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise BackendError(name, f"the request's deadline passed after {attempt} attempts")
         try:
-            return await call()
-        except BackendError as exc:
-            if not exc.retryable or attempt >= max_retries:
+            async with asyncio.timeout(left) as limit:
+                return await call()
+        except TimeoutError:
+            if not limit.expired():
                 raise
+            raise BackendError(
+                name, f"no answer before the request's deadline (attempt {attempt + 1})"
+            ) from None
+        except BackendError as exc:
+            if not exc.retryable or attempt >= config.max_retries:
+                raise
+            delay = config.backoff_s * 2**attempt * (0.5 + random.random() / 2)
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                raise BackendError(
+                    name, f"{exc.reason}; no time left to retry before the request's deadline"
+                ) from None
         attempt += 1
-        delay = backoff_s * 2 ** (attempt - 1)
-        await asyncio.sleep(delay * (0.5 + random.random() / 2))
+        await asyncio.sleep(delay)
 
 
 @cache
@@ -90,13 +111,16 @@ class HttpBackend:
         self._ready()
         await self._request("GET", path, decode=False)
 
-    async def post_json(self, path: str, body: dict[str, Any]) -> Any:
-        """POST ``body``, retrying transient failures; returns the decoded JSON reply."""
-        reply, _ = await self.post_json_with_headers(path, body)
+    async def post_json(
+        self, path: str, body: dict[str, Any], deadline: float | None = None
+    ) -> Any:
+        """POST ``body``, retrying transient failures until ``deadline`` (see
+        ``with_retries``); returns the decoded JSON reply."""
+        reply, _ = await self.post_json_with_headers(path, body, deadline)
         return reply
 
     async def post_json_with_headers(
-        self, path: str, body: dict[str, Any]
+        self, path: str, body: dict[str, Any], deadline: float | None = None
     ) -> tuple[Any, Mapping[str, str]]:
         """``post_json``, plus the reply's headers (TGI counts prompt tokens in one)."""
         slots = self._ready()
@@ -106,11 +130,14 @@ class HttpBackend:
             return reply.body, reply.headers
 
         async with slots:
-            return await with_retries(once, self.config.max_retries, self.config.backoff_s)
+            return await with_retries(self.name, once, self.config, deadline)
 
-    async def stream_lines(self, path: str, body: dict[str, Any]) -> AsyncGenerator[str, None]:
+    async def stream_lines(
+        self, path: str, body: dict[str, Any], deadline: float | None = None
+    ) -> AsyncGenerator[str, None]:
         """POST ``body`` and yield the reply's lines as they arrive. Opening the stream is
-        retried like ``post_json``; once lines flow, a failure raises ``BackendError``."""
+        retried like ``post_json`` (``deadline`` bounds the time to the first byte); once
+        lines flow, a stall of ``timeout_s`` or a cut raises ``BackendError``."""
         slots = self._ready()
         aiohttp = _aiohttp()
 
@@ -118,9 +145,7 @@ class HttpBackend:
             return await self._open("POST", path, body)
 
         async with slots:
-            response = await with_retries(
-                open_stream, self.config.max_retries, self.config.backoff_s
-            )
+            response = await with_retries(self.name, open_stream, self.config, deadline)
             try:
                 async for line in response.content:
                     yield line.decode("utf-8", "replace").rstrip("\r\n")
@@ -129,7 +154,7 @@ class HttpBackend:
                     self.name, f"the stream stalled: nothing for {self.config.timeout_s}s"
                 ) from None
             except aiohttp.ClientError as exc:
-                raise BackendError(self.name, f"the stream was cut off: {exc!r}") from None
+                raise BackendError(self.name, f"the stream was cut off: {describe(exc)}") from None
             finally:
                 response.close()
 
@@ -143,7 +168,7 @@ class HttpBackend:
                 self.name, f"no answer within {self.config.timeout_s}s", retryable=True
             ) from None
         except _aiohttp().ClientError as exc:
-            raise BackendError(self.name, f"connection failed: {exc!r}", retryable=True) from None
+            raise BackendError(self.name, describe(exc), retryable=True) from None
 
     async def _request(
         self, method: str, path: str, body: dict[str, Any] | None = None, decode: bool = True
@@ -176,6 +201,27 @@ class HttpBackend:
                 retryable=response.status in RETRY_STATUS,
             )
         return response
+
+
+def describe(exc: BaseException) -> str:
+    """What went wrong with a connection, in words: aiohttp's exceptions mapped in one table
+    (a repr such as ``ClientConnectorError(ConnectionKey(host=...`` tells an operator little)."""
+    aiohttp = _aiohttp()
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        errno = exc.os_error.errno
+        why = os.strerror(errno).lower() if errno else str(exc.os_error) or "no route"
+        return f"cannot connect to {exc.host}:{exc.port} ({why})"
+    table = (
+        (aiohttp.ServerDisconnectedError, "the server closed the connection without answering"),
+        (aiohttp.ClientPayloadError, "the reply was cut off before its end"),
+        (aiohttp.ServerTimeoutError, "the server stopped sending"),
+        (aiohttp.InvalidURL, "the configured base_url is not a valid URL"),
+        (aiohttp.ClientResponseError, "the server sent a malformed HTTP reply"),
+        (aiohttp.ClientOSError, "the connection failed"),
+    )
+    words = next((text for kind, text in table if isinstance(exc, kind)), "the request failed")
+    detail = str(exc).strip()
+    return f"{words} ({detail})" if detail and len(detail) < 200 else words
 
 
 @dataclass(frozen=True)

@@ -146,11 +146,12 @@ class OllamaGenerator:
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[str | Generation, None]:
         if self._client is None or self._slots is None:
             raise BackendError(self.name, "generator not started")
-        c = self.config
         pieces: list[str] = []
         async with self._slots:
             open_stream = partial(self._open, self._client, request)
-            chunks, chunk = await with_retries(open_stream, c.max_retries, c.backoff_s)
+            chunks, chunk = await with_retries(
+                self.name, open_stream, self.config, request.deadline
+            )
             async with aclosing(chunks):  # closing early ends the client's HTTP stream
                 while True:
                     if chunk.message.content:

@@ -64,7 +64,7 @@ class OpenAICompatGenerator:
         return body
 
     async def generate(self, request: GenerationRequest) -> Generation:
-        reply = await self.http.post_json("/chat/completions", self.body(request))
+        reply = await self.http.post_json("/chat/completions", self.body(request), request.deadline)
         try:
             text = str(reply["choices"][0]["message"]["content"] or "")
         except (KeyError, IndexError, TypeError):
@@ -75,7 +75,9 @@ class OpenAICompatGenerator:
         pieces: list[str] = []
         usage: Usage | None = None
         finished = False
-        lines = self.http.stream_lines("/chat/completions", self.body(request, stream=True))
+        lines = self.http.stream_lines(
+            "/chat/completions", self.body(request, stream=True), request.deadline
+        )
         async with aclosing(sse_data(lines)) as payloads:
             async for payload in payloads:
                 event = parse_event(self.name, payload)

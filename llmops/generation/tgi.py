@@ -149,7 +149,9 @@ class TGIGenerator:
     async def generate(self, request: GenerationRequest) -> Generation:
         if self.config.api == "messages":
             return await self.chat.generate(request)
-        reply, headers = await self.http.post_json_with_headers("/generate", self.body(request))
+        reply, headers = await self.http.post_json_with_headers(
+            "/generate", self.body(request), request.deadline
+        )
         try:
             text = str(reply["generated_text"])
             details = reply.get("details") or {}
@@ -172,7 +174,7 @@ class TGIGenerator:
         Special tokens (end of sequence) are not part of the answer's text."""
         pieces: list[str] = []
         final: dict[str, Any] | None = None
-        lines = self.http.stream_lines("/generate_stream", self.body(request))
+        lines = self.http.stream_lines("/generate_stream", self.body(request), request.deadline)
         async with aclosing(sse_data(lines)) as payloads:
             async for payload in payloads:
                 event = parse_event(self.name, payload)

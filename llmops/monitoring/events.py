@@ -28,6 +28,7 @@ class QueryEvent:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     variant: str = "default"
+    correlation_id: str | None = None  # the caller's own id for the request, if it sent one
     stages: Mapping[str, float] = field(default_factory=dict)
     vector: Any = None
     time: float = field(default_factory=time.time)

@@ -66,7 +66,11 @@ class Metrics:
         )  # fmt: skip
         self.tokens = c("llmops_tokens", "Tokens in and out.", [*QUERY, "direction"], registry=r)
         self.errors = c(
-            "llmops_errors", "Failed queries by kind.", ["pipeline", "kind"], registry=r
+            "llmops_errors",
+            "Failures by kind: failed queries, and backend failures a fallback "
+            "answered for (BackendError).",
+            ["pipeline", "kind"],
+            registry=r,
         )
         self.index_chunks = g(
             "llmops_index_chunks", "Chunks in the active index.", ["pipeline"],

@@ -81,6 +81,12 @@ class Monitor:
         if self.metrics is not None:
             self.metrics.error(type(exc).__name__)
 
+    def failed_over(self, failures: Sequence[str]) -> None:
+        """Backends that failed before a fallback answered: counted as ``BackendError``."""
+        if self.metrics is not None:
+            for _ in failures:
+                self.metrics.error("BackendError")
+
     def ingestion(
         self, counts: Mapping[str, int], chunks_total: int | None, ok: bool = True
     ) -> None:

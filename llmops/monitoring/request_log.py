@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops.config.monitoring import QuestionMode, RequestLogConfig
-from llmops.db import open_database, transaction
+from llmops.db import add_missing_columns, open_database, transaction
 from llmops.deps import require
 from llmops.monitoring.events import QueryEvent
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 COLUMNS = (
     "request_id", "time", "pipeline", "variant", "backend", "question", "query_chars",
     "retrieved_ids", "scores", "top_score", "sources_above", "answer_chars", "abstained",
-    "latency_ms", "prompt_tokens", "completion_tokens", "feedback",
+    "latency_ms", "prompt_tokens", "completion_tokens", "feedback", "correlation_id",
 )  # fmt: skip
 EXPORTED = (*COLUMNS, "feedback_comment")
 SCHEMA = """
@@ -35,12 +35,14 @@ CREATE TABLE IF NOT EXISTS requests (
     request_id TEXT PRIMARY KEY, time REAL NOT NULL, pipeline TEXT, variant TEXT, backend TEXT,
     question TEXT, query_chars INTEGER, retrieved_ids TEXT, scores TEXT, top_score REAL,
     sources_above INTEGER, answer_chars INTEGER, abstained INTEGER, latency_ms REAL,
-    prompt_tokens INTEGER, completion_tokens INTEGER, feedback REAL, feedback_comment TEXT
+    prompt_tokens INTEGER, completion_tokens INTEGER, feedback REAL, feedback_comment TEXT,
+    correlation_id TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_time ON requests(time);
 """
+# the server's own ids key the rows: a row, once written, is never replaced
 _INSERT = (
-    f"INSERT OR REPLACE INTO requests ({', '.join(COLUMNS)}) "
+    f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(COLUMNS))})"
 )
 _STOP = object()
@@ -77,6 +79,7 @@ class RequestLog:
             return
         # WAL without an fsync per commit: durable enough for a log
         self._db = open_database(self.path, SCHEMA, synced=False)
+        add_missing_columns(self._db, "requests", {"correlation_id": "TEXT"})
         self._db.execute("PRAGMA busy_timeout = 30000")  # worker processes share the file
         self._thread = threading.Thread(target=self._write_loop, name="request-log", daemon=True)
         self._thread.start()
@@ -121,6 +124,7 @@ class RequestLog:
             json.dumps(event.retrieved_ids), json.dumps(event.scores), signals["top_score"],
             int(signals["sources_above"]), event.answer_chars, int(event.abstained),
             event.latency_ms, event.prompt_tokens, event.completion_tokens, None,
+            event.correlation_id,
         )  # fmt: skip
 
     def _write_loop(self) -> None:

@@ -36,7 +36,10 @@ T = TypeVar("T")
 class QueryOptions:
     """Per-request settings: retrieval overrides, earlier turns of the conversation
     (``history``, oldest first) and sampling overrides. ``retrieve=False`` skips the documents:
-    the conversation goes to the generator as it is (the gateway use of the OpenAI API)."""
+    the conversation goes to the generator as it is (the gateway use of the OpenAI API).
+    ``deadline`` (``time.monotonic()`` seconds) bounds the generator's retries and fallbacks;
+    the service's request policy sets it. ``correlation_id`` is a caller's own id for the
+    request, logged beside the server's."""
 
     top_k: int | None = None
     filters: Mapping[str, Any] | None = None
@@ -49,6 +52,8 @@ class QueryOptions:
     generation: GenerationOptions = field(default_factory=GenerationOptions)
     retrieve: bool = True
     variant: str = "default"
+    deadline: float | None = None
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,9 +63,13 @@ class Prepared:
     request: GenerationRequest
     started: float
     request_id: str
-    variant: str = "default"
+    options: QueryOptions = field(default_factory=QueryOptions)
     trace: SearchTrace = field(default_factory=SearchTrace)
     retrieved: bool = True
+
+    @property
+    def variant(self) -> str:
+        return self.options.variant
 
 
 class QueryPipeline:
@@ -159,8 +168,10 @@ class QueryPipeline:
         trace = SearchTrace()
         if not options.retrieve:
             conversation = (*options.history, Message("user", question))
-            request = GenerationRequest(question, (), conversation, options.generation)
-            return Prepared(request, started, request_id, options.variant, trace, False)
+            request = GenerationRequest(
+                question, (), conversation, options.generation, options.deadline
+            )
+            return Prepared(request, started, request_id, options, trace, False)
         hits = self.fit_budget(await self.search(question, options, trace))
         return self._rendered(question, hits, options, request_id, started, trace)
 
@@ -178,8 +189,10 @@ class QueryPipeline:
             if self.generator.uses_prompt
             else []
         )
-        request = GenerationRequest(question, tuple(hits), tuple(prompt), options.generation)
-        return Prepared(request, started, request_id, options.variant, trace)
+        request = GenerationRequest(
+            question, tuple(hits), tuple(prompt), options.generation, options.deadline
+        )
+        return Prepared(request, started, request_id, options, trace)
 
     def adopt(self, source: QueryPipeline, prepared: Prepared, options: QueryOptions) -> Prepared:
         """A request ``source`` prepared, for this pipeline (which retrieves alike): the same
@@ -190,7 +203,7 @@ class QueryPipeline:
             source.generator.uses_prompt or not self.generator.uses_prompt
         )
         if not prepared.retrieved or same_prompt:
-            return replace(prepared, started=started, variant=options.variant)
+            return replace(prepared, started=started, options=options)
         hits, trace = list(request.context), prepared.trace  # the search it took
         return self._rendered(request.question, hits, options, prepared.request_id, started, trace)
 
@@ -207,12 +220,15 @@ class QueryPipeline:
         except Exception as exc:
             self._failed(exc)
             raise
-        return self._observed(prepared, _answer(prepared, generation), generating)
+        return self._observed(prepared, generation, generating)
 
-    def _observed(self, prepared: Prepared, answer: Answer, generating: float) -> Answer:
-        """Report the answer to the monitor (metrics, request log, drift window)."""
+    def _observed(self, prepared: Prepared, generation: Generation, generating: float) -> Answer:
+        """The answer, reported to the monitor (metrics, request log, drift window; backends
+        that failed before a fallback answered count as errors)."""
+        answer = _answer(prepared, generation)
         if self.monitor is not None:
             prepared.trace.stages["generate"] = time.perf_counter() - generating
+            self.monitor.failed_over(generation.extra.get("fallback_errors", ()))
             self.monitor.observe(_event(prepared, answer, self.monitor.pipeline))
         return answer
 
@@ -247,7 +263,7 @@ class QueryPipeline:
             async with aclosing(generator.stream(prepared.request)) as pieces:
                 async for item in pieces:
                     if isinstance(item, Generation):
-                        yield self._observed(prepared, _answer(prepared, item), generating)
+                        yield self._observed(prepared, item, generating)
                         return
                     yield item
             raise BackendError(generator.name, "the stream ended without a final answer")
@@ -289,6 +305,7 @@ def _event(prepared: Prepared, answer: Answer, pipeline: str) -> QueryEvent:
         prompt_tokens=answer.usage.prompt_tokens,
         completion_tokens=answer.usage.completion_tokens,
         variant=prepared.variant,
+        correlation_id=prepared.options.correlation_id,
         stages=prepared.trace.stages,
         vector=prepared.trace.vector,
         retrieved=prepared.retrieved,

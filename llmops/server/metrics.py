@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmops.monitoring.context import begin_request
 from llmops.monitoring.metrics import Metrics
+from llmops.server.errors import documented
 
 router = APIRouter(tags=["monitoring"])
 UNMATCHED = "unmatched"  # unknown paths share one label: a scanner cannot blow up the series
@@ -49,11 +50,11 @@ class HttpMetrics:
     "/metrics",
     summary="Prometheus metrics (text exposition format)",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}},
+    responses={200: {"content": {"text/plain": {}}}, **documented(404)},
 )
 async def get_metrics(request: Request) -> Response:
     metrics: Metrics | None = request.app.state.rag.monitor.metrics
     if metrics is None:
-        return Response("metrics are off (monitoring.metrics: false)\n", status_code=404)
+        raise HTTPException(404, "metrics are off (monitoring.metrics: false)")
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)

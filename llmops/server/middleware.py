@@ -1,12 +1,127 @@
-"""Pure ASGI middleware (no per-request task or body copy): body-size limit, request ids."""
+"""Pure ASGI middleware (no body copy): request ids, cancelling work the client left, and the
+body-size limit."""
 
 from __future__ import annotations
 
-import json
+import asyncio
+import logging
+import re
 import uuid
-from typing import Any
+from contextlib import suppress
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from llmops.server.errors import error_response
+
+log = logging.getLogger("llmops.server")
+
+CLIENT_ID_CHARS = 128
+_UNSAFE = re.compile(r"[^A-Za-z0-9._:@/+=-]")
+
+
+def correlation_id(given: bytes | None) -> str | None:
+    """A caller's id, kept for correlation: printable ASCII id characters only, at most 128."""
+    if not given:
+        return None
+    return _UNSAFE.sub("", given.decode("latin-1"))[:CLIENT_ID_CHARS] or None
+
+
+class RequestId:
+    """Every request gets the server's own id (``request.state.request_id``): it keys the
+    request log and feedback, and goes back in ``X-Request-ID``. A caller's ``X-Request-ID``
+    never replaces it: sanitised, it is kept as ``request.state.correlation_id``, logged beside
+    the request and echoed in ``X-Correlation-ID``."""
+
+    header = b"x-request-id"
+    echo = b"x-correlation-id"
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex
+        headers = dict(scope.get("headers", []))
+        client_id = correlation_id(headers.get(self.header) or headers.get(self.echo))
+        state = scope.setdefault("state", {})
+        state["request_id"], state["correlation_id"] = request_id, client_id
+        added = [(self.header, request_id.encode())]
+        if client_id:
+            added.append((self.echo, client_id.encode()))
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                ours = {self.header, self.echo}
+                kept = [h for h in message.get("headers", []) if h[0].lower() not in ours]
+                message = {**message, "headers": [*kept, *added]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class CancelOnDisconnect:
+    """When the client goes away before its response is complete, the request's work (search,
+    the backend call and its retries) is cancelled instead of running on for nobody.
+
+    After the request body has been read, a watcher waits for the next ASGI message (the
+    server sends ``http.disconnect`` when the connection closes) and cancels the handler; the
+    message is still handed on to the app, for streaming responses that listen for it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        body_read = asyncio.Event()
+        later: asyncio.Queue[Message] = asyncio.Queue()
+        complete = False
+
+        async def app_receive() -> Message:
+            if body_read.is_set():
+                return await later.get()
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_read.set()
+            return message
+
+        async def app_send(message: Message) -> None:
+            nonlocal complete
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                complete = True
+            await send(message)
+
+        handler = asyncio.ensure_future(self.app(scope, app_receive, app_send))
+
+        async def watch() -> None:
+            await body_read.wait()
+            message = await receive()
+            await later.put(message)
+            if message["type"] == "http.disconnect" and not complete:
+                handler.cancel()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await handler
+        except asyncio.CancelledError:
+            if not handler.cancelled() or _cancelling():
+                raise
+            request_id = scope.get("state", {}).get("request_id")
+            log.info("client went away: request %s %s cancelled", request_id, scope["path"])
+        finally:
+            watcher.cancel()
+            with suppress(asyncio.CancelledError):
+                await watcher
+
+
+def _cancelling() -> bool:
+    """True when this task itself is being cancelled (a shutdown), not just the handler."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class BodyTooLarge(Exception):
@@ -14,7 +129,7 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimit:
-    """Pure ASGI middleware: checks Content-Length, and counts streamed bodies too."""
+    """Refuses bodies over ``max_bytes``: by Content-Length, and counting streamed bodies."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -26,7 +141,7 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+            await self._reject(scope, receive, send)
             return
         received = 0
 
@@ -41,41 +156,9 @@ class BodyLimit:
         try:
             await self.app(scope, counting_receive, send)
         except BodyTooLarge:
-            await self._reject(send)
+            await self._reject(scope, receive, send)
 
-    async def _reject(self, send: Send) -> None:
-        body: dict[str, Any] = {"detail": f"request body larger than {self.max_bytes} bytes"}
-        payload = json.dumps(body).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
-
-
-class RequestId:
-    """Echo the caller's ``X-Request-ID`` or make one; handlers read ``request.state``."""
-
-    header = b"x-request-id"
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope.get("headers", [])).get(self.header)
-        request_id = given.decode("latin-1") if given else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [h for h in message.get("headers", []) if h[0].lower() != self.header]
-                message = {**message, "headers": [*headers, (self.header, request_id.encode())]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"request body larger than {self.max_bytes} bytes"
+        request_id = scope.get("state", {}).get("request_id")
+        await error_response(scope["path"], 413, message, request_id)(scope, receive, send)

@@ -1,18 +1,40 @@
-"""HTTP request and response bodies."""
+"""HTTP request and response bodies.
+
+Request bodies are strict (``true`` is not 1, ``"yes"`` is not true, NaN and Infinity are
+refused) and every number is bounded in the schema; the app's own limits (``server:`` in the
+config) are checked below the routes, by the service, the same for every face."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from llmops.config.schema import Fusion, SearchMode
 
+MAX_TOP_K = 10_000
+MAX_TOKENS = 1_000_000
+STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+"""Request bodies: unknown fields, coerced types and non-finite numbers are errors."""
+
+
+def _integral(value: Any) -> Any:
+    """``2.0`` is the integer 2, as JSON Schema has it; ``true`` and ``"2"`` stay invalid."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_integral)]
+"""An integer field of a strict body."""
+
 
 class QueryRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
     question: str = Field(min_length=1, description="The question to answer.")
-    top_k: int | None = Field(None, ge=1, description="How many chunks to retrieve.")
+    top_k: JsonInt | None = Field(
+        None, ge=1, le=MAX_TOP_K, description="How many chunks to retrieve (server.max_top_k)."
+    )
     filters: dict[str, Any] | None = Field(
         None,
         description="Metadata filter, e.g. {'source': 'guide/01-intro.md'} or "
@@ -29,8 +51,12 @@ class QueryRequest(BaseModel):
     rerank: bool | None = Field(None, description="Rerank with the configured cross-encoder.")
     stream: bool = Field(False, description="Send the answer as Server-Sent Events.")
     temperature: float | None = Field(None, ge=0, le=2, description="Override the generator's.")
-    max_tokens: int | None = Field(None, ge=1, description="Override the generator's.")
-    adapter: str | None = Field(None, description="LoRA adapter to answer with (hf_local).")
+    max_tokens: JsonInt | None = Field(
+        None, ge=1, le=MAX_TOKENS, description="Override the generator's."
+    )
+    adapter: str | None = Field(
+        None, max_length=200, description="LoRA adapter to answer with (hf_local)."
+    )
     user: str | None = Field(
         None,
         max_length=200,
@@ -71,7 +97,7 @@ class QueryResponse(BaseModel):
 
 
 class IngestRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
     full: bool = Field(False, description="Rebuild everything into a new collection.")
 
 
@@ -84,8 +110,3 @@ class IngestJob(BaseModel):
     chunks_done: int = 0
     report: dict[str, Any] | None = None
     error: str | None = None
-
-
-class ErrorResponse(BaseModel):
-    detail: str
-    request_id: str | None = None

@@ -62,7 +62,7 @@ def test_metrics_add_up_after_traffic(client: TestClient, rag: RAG) -> None:
         assert r.status_code == 200
         r.read()
     assert client.post("/query", json={"question": "x", "rerank": True}).status_code == 400
-    assert client.post("/query", json={"question": "   "}).status_code == 422
+    assert client.post("/query", json={"question": 42}).status_code == 422
     client.get("/health")
 
     s = scrape(client)

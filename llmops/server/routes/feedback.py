@@ -4,21 +4,24 @@ request log and, when the app runs an experiment, credited to the variant that a
 from __future__ import annotations
 
 import asyncio
-import math
 from typing import Literal, Self
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from llmops.routing.router import ExperimentRouter, NoShadow, UnknownRequest
+from llmops.server.errors import documented
+from llmops.server.schemas import STRICT
 from llmops.service import RAG
 
-router = APIRouter(tags=["experiments"])
+router = APIRouter(tags=["experiments"], responses=documented(400, 404, 413, 503))
 
 
 class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    request_id: str = Field(min_length=1, description="The X-Request-ID of the answer.")
+    model_config = STRICT
+    request_id: str = Field(
+        min_length=1, max_length=128, description="The X-Request-ID of the answer."
+    )
     reward: float | None = Field(None, description="A score: 1 / 0, or any number (numeric).")
     thumbs: Literal["up", "down"] | None = Field(None, description="up = reward 1, down = 0.")
     comment: str | None = Field(None, max_length=2000)
@@ -27,8 +30,6 @@ class FeedbackRequest(BaseModel):
     def _one_rating(self) -> Self:
         if (self.reward is None) == (self.thumbs is None):
             raise ValueError("give exactly one of reward and thumbs")
-        if self.reward is not None and not math.isfinite(self.reward):
-            raise ValueError("reward must be a finite number")
         return self
 
     def value(self) -> float:

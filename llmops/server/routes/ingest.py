@@ -9,10 +9,11 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 
 from llmops.errors import LLMOpsError
 from llmops.pipelines.ingest import IngestProgress
+from llmops.server.errors import documented
 from llmops.server.schemas import IngestJob, IngestRequest
 from llmops.service import RAG
 
-router = APIRouter(tags=["ingest"])
+router = APIRouter(tags=["ingest"], responses=documented(400, 404, 409, 413, 503))
 
 
 @router.post("/ingest", status_code=202, response_model=IngestJob, summary="Start an ingestion")

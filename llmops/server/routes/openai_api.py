@@ -18,23 +18,27 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmops.errors import InvalidRequest, LLMOpsError
+from llmops.server.errors import OPENAI_RESPONSES, CodedHTTPException, openai_error, status_of
 from llmops.server.routes.query import experiment_user
-from llmops.server.schemas import SourceOut, UsageOut
+from llmops.server.schemas import MAX_TOKENS, MAX_TOP_K, JsonInt, SourceOut, UsageOut
 from llmops.server.streaming import Piece, event_stream, first_piece, sse
 from llmops.service import RAG, QueryKwargs
 from llmops.types import Answer, GenerationOptions, Message
 
-router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+router = APIRouter(prefix="/v1", tags=["openai-compatible"], responses=OPENAI_RESPONSES)
+# strict where the fields are ours to read; clients send many fields we do not use
+LENIENT = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
+INT64 = 2**63
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    role: str
+    model_config = LENIENT
+    role: str = Field(max_length=64)
     content: str | list[dict[str, Any]] | None = None
 
     def text(self) -> str:
@@ -44,32 +48,34 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = LENIENT
     include_usage: bool = False
 
 
 class ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")  # clients send many fields we do not use
-    model: str
-    messages: list[ChatMessage] = Field(min_length=1)
+    model_config = LENIENT
+    model: str = Field(max_length=200)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    seed: int | None = None
-    user: str | None = Field(None, description="OpenAI's end-user id: keeps one variant")
-    stop: str | list[str] | None = None
-    n: int | None = Field(None, ge=1)
-    top_k: int | None = Field(None, ge=1, description="llmops: chunks to retrieve")
+    max_tokens: JsonInt | None = Field(None, ge=1, le=MAX_TOKENS)
+    max_completion_tokens: JsonInt | None = Field(None, ge=1, le=MAX_TOKENS)
+    seed: JsonInt | None = Field(None, ge=-INT64, lt=INT64)
+    user: str | None = Field(None, max_length=200, description="End-user id: keeps one variant")
+    stop: str | list[str] | None = Field(None, max_length=16)
+    n: JsonInt | None = Field(None, ge=1, le=128)
+    top_k: JsonInt | None = Field(
+        None, ge=1, le=MAX_TOP_K, description="llmops: chunks to retrieve (server.max_top_k)"
+    )
     filters: dict[str, Any] | None = Field(None, description="llmops: metadata filter")
-    adapter: str | None = Field(None, description="llmops: LoRA adapter (hf_local)")
+    adapter: str | None = Field(None, max_length=200, description="llmops: LoRA adapter (hf_local)")
     retrieval: bool = Field(
         True, description="llmops: false sends the conversation as is, without documents"
     )
 
-    def query(self) -> tuple[str, QueryKwargs]:
+    def query(self, correlation_id: str | None = None) -> tuple[str, QueryKwargs]:
         """The question (last user message) and the options: history, retrieval, sampling."""
         turns = [(m.role, m.text().strip()) for m in self.messages]
         last = max((i for i, (role, text) in enumerate(turns) if role == "user"), default=None)
@@ -94,21 +100,23 @@ class ChatRequest(BaseModel):
             history=history,
             generation=generation,
             retrieve=self.retrieval,
+            correlation_id=correlation_id,
         )
         return turns[last][1], options
 
 
-def _error_body(message: str, code: str) -> dict[str, Any]:
-    invalid = code in ("model_not_found", "invalid_request")
-    kind = "invalid_request_error" if invalid else "api_error"
-    return {"error": {"message": message, "type": kind, "code": code}}
+def document_models(app: FastAPI, models: list[str]) -> None:
+    """Name the served models in the OpenAPI document (``model``'s enum), so clients and
+    schema-driven tools know the valid values."""
+    build = app.openapi
 
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        properties = schema["components"]["schemas"]["ChatRequest"]["properties"]
+        properties["model"]["enum"] = models
+        return schema
 
-def _error(exc: LLMOpsError) -> JSONResponse:
-    status, code = (
-        (400, "invalid_request") if isinstance(exc, InvalidRequest) else (503, "unavailable")
-    )
-    return JSONResponse(_error_body(str(exc), code), status)
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 @router.get("/models", summary="The apps served here, as OpenAI models")
@@ -123,18 +131,15 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response:
     rag: RAG = request.app.state.rag
     if body.model != rag.config.name:
         message = f"model '{body.model}' not found; available: {rag.config.name}"
-        return JSONResponse(_error_body(message, "model_not_found"), 404)
+        raise CodedHTTPException(404, message, "model_not_found")
     request_id: str = request.state.request_id
-    try:
-        question, options = body.query()
-        user = experiment_user(request, body.user)
-        if not body.stream:
-            answer = await rag.aquery(question, request_id=request_id, user=user, **options)
-            return JSONResponse(_completion(answer, rag.config.name))
-        pieces = rag.astream(question, request_id=request_id, user=user, **options)
-        first = await first_piece(pieces)
-    except LLMOpsError as exc:
-        return _error(exc)
+    question, options = body.query(request.state.correlation_id)
+    user = experiment_user(request, body.user)
+    if not body.stream:
+        answer = await rag.aquery(question, request_id=request_id, user=user, **options)
+        return JSONResponse(_completion(answer, rag.config.name))
+    pieces = rag.astream(question, request_id=request_id, user=user, **options)
+    first = await first_piece(pieces)
     chunks = _ChunkWriter(rag.config.name, request_id, body.stream_options)
     return event_stream(first, pieces, chunks.encode, chunks.error)
 
@@ -199,4 +204,4 @@ class _ChunkWriter:
         return out + sse("[DONE]")
 
     def error(self, exc: LLMOpsError) -> str:
-        return sse(_error_body(str(exc), "unavailable"))
+        return sse(openai_error(str(exc), status_of(exc)))

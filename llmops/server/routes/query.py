@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from llmops.errors import LLMOpsError
-from llmops.server.schemas import ErrorResponse, QueryRequest, QueryResponse
+from llmops.server.errors import documented
+from llmops.server.schemas import QueryRequest, QueryResponse
 from llmops.server.streaming import Piece, event_stream, first_piece, sse
 from llmops.service import RAG, QueryKwargs
 from llmops.types import GenerationOptions
+
+MAX_USER_CHARS = 200
 
 router = APIRouter(tags=["query"])
 
@@ -25,14 +28,13 @@ STREAM_DOC = (
     response_model=QueryResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": STREAM_DOC},
-        400: {"model": ErrorResponse},
-        503: {"model": ErrorResponse},
+        **documented(400, 413, 503),
     },
     summary="Answer a question from the indexed documents, with sources",
 )
 async def post_query(body: QueryRequest, request: Request) -> Response | QueryResponse:
     rag: RAG = request.app.state.rag
-    question = _checked_question(body, rag)
+    question = body.question
     request_id: str = request.state.request_id
     options = QueryKwargs(
         top_k=body.top_k,
@@ -47,6 +49,7 @@ async def post_query(body: QueryRequest, request: Request) -> Response | QueryRe
             max_tokens=body.max_tokens,
             adapter=body.adapter,
         ),
+        correlation_id=request.state.correlation_id,
     )
     user = experiment_user(request, body.user)
     if not body.stream:
@@ -67,24 +70,10 @@ async def post_query(body: QueryRequest, request: Request) -> Response | QueryRe
     return event_stream(first, pieces, encode, encode_error)
 
 
-def _checked_question(body: QueryRequest, rag: RAG) -> str:
-    limits = rag.config.server
-    question = body.question.strip()
-    if not question:
-        raise HTTPException(422, "question is empty")
-    if len(question) > limits.max_question_chars:
-        raise HTTPException(
-            422, f"question is {len(question)} characters; the limit is {limits.max_question_chars}"
-        )
-    if body.top_k is not None and body.top_k > limits.max_top_k:
-        raise HTTPException(422, f"top_k {body.top_k} is over the limit of {limits.max_top_k}")
-    return question
-
-
 def experiment_user(request: Request, user: str | None) -> str | None:
     """The id that keeps a user on one experiment variant: the configured header, else the
     request's ``user`` field."""
     rag: RAG = request.app.state.rag
     experiment = rag.config.experiment
     header = request.headers.get(experiment.key) if experiment is not None else None
-    return header or user
+    return (header or user or "")[:MAX_USER_CHARS] or None
