@@ -100,9 +100,18 @@ class ProgressLines:
     def _print(self) -> None:
         errors.print(self.render(), markup=False, highlight=False)
 
-    def __enter__(self) -> ProgressLines:
+    def start(self) -> ProgressLines:
         self._thread.start()
         return self
+
+    def stop(self) -> None:
+        """Stop the thread and print the last line."""
+        self._stop.set()
+        self._thread.join()
+        self._print()
+
+    def __enter__(self) -> ProgressLines:
+        return self.start()
 
     def __exit__(
         self,
@@ -110,9 +119,7 @@ class ProgressLines:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._print()
+        self.stop()
 
 
 class StageBars:

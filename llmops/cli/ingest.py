@@ -49,7 +49,7 @@ def _bars() -> Iterator[ProgressFn]:
         yield update
 
 
-class _Line:
+class ProgressLine:
     """The latest progress of an ingestion, as one line of text."""
 
     def __init__(self) -> None:
@@ -77,7 +77,7 @@ def _progress() -> Iterator[ProgressFn]:
         with _bars() as update:
             yield update
         return
-    line = _Line()
+    line = ProgressLine()
     with ProgressLines(line.__str__, progress_interval()):
         yield line
 

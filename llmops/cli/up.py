@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from llmops.cli.common import DEFAULT_CONFIG, ConfigArg, console, run
-from llmops.cli.ingest import ingest_with_progress
+from llmops.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigArg,
+    ProgressLines,
+    console,
+    errors,
+    progress_interval,
+    run,
+)
+from llmops.cli.ingest import ProgressLine, print_report
+from llmops.pipelines.ingest import IngestReport
 from llmops.service import RAG
+
+if TYPE_CHECKING:  # the server (FastAPI, uvicorn) is imported when `up` runs, not at CLI start
+    import uvicorn
+
+    from llmops.server.app import FirstIngestion
+
+BACKLOG = 2048
 
 
 def up(
@@ -25,44 +44,116 @@ def up(
         "one per CPU core when requests spend their time in this server rather than the LLM.",
     ),
 ) -> None:
-    """Validate the config, bring the index up to date, and serve the HTTP API.
+    """Validate the config, serve the HTTP API, and bring the index up to date meanwhile.
 
-    Ingestion only processes new, changed and removed files, so a restart is quick.
-    Stop with Ctrl-C.
+    The port is taken first (a busy port is an error at once); the server answers /health as
+    soon as the models are loaded, and /ready says "indexing n/m files" until the index can
+    answer. Ingestion only processes new, changed and removed files, so a restart is quick.
+    Stop with Ctrl-C: a running ingestion stops after its batch and resumes next time.
 
     Example: llmops up configs/quickstart.yaml --port 8080 --workers 2
     """
+    rag = run(lambda: RAG.from_config(config))
+    console.print(f"[green]config ok[/green]  {config}  (app '{rag.config.name}')")
+    host = host or rag.config.server.host
+    port = port or rag.config.server.port
+    workers = workers or rag.config.server.workers
+    sock = _listen(host, port)
+    _print_welcome(f"http://{host}:{port}", workers, indexing=not no_ingest)
+    if workers == 1:
+        _serve(rag, sock, None if no_ingest else _report_first_ingestion())
+        return
+    if not no_ingest and not _index_while_serving(rag, sock, workers):
+        return
+    _hand_over(config, rag.components.data_dir, workers)
+    _serve_workers(sock, workers)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before any model loads: a busy port is reported at once."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = (exc.strerror or str(exc)).lower()
+        errors.print(
+            f"error: cannot listen on {host}:{port}: {why}. Is another server running there? "
+            "Choose another port with --port (or server.port).",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
+    sock.listen(BACKLOG)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _report_first_ingestion(then: Callable[[bool], None] | None = None) -> FirstIngestion:
+    """The first ingestion's reporting: a progress line at a steady interval, then its summary
+    (or why it failed); ``then(succeeded)`` is called last."""
+    from llmops.server.app import FirstIngestion
+
+    line = ProgressLine()
+    printer = ProgressLines(line.__str__, progress_interval()).start()
+
+    def finished(report: IngestReport | None, error: str | None) -> None:
+        printer.stop()
+        if report is not None:
+            print_report(report)
+        else:
+            errors.print(f"error: ingestion failed: {error}", markup=False, highlight=False)
+        if then is not None:
+            then(report is not None)
+
+    return FirstIngestion(progress=line, finished=finished)
+
+
+def _server(rag: RAG, workers: int, first_ingestion: FirstIngestion | None) -> uvicorn.Server:
+    """A uvicorn server of ``rag``'s app (run it with the socket)."""
     import uvicorn
 
     from llmops.server import create_app
 
-    rag = run(lambda: RAG.from_config(config))
-    console.print(f"[green]config ok[/green]  {config}  (app '{rag.config.name}')")
-    if not no_ingest:
-        rag.start()
-        ingest_with_progress(rag, full=False)
-    host = host or rag.config.server.host
-    port = port or rag.config.server.port
-    workers = workers or rag.config.server.workers
-    _print_welcome(f"http://{host}:{port}", workers)
-    if workers == 1:
-        uvicorn.run(create_app(rag), host=host, port=port, log_level="info")
-        return
-    rag.close()
-    _hand_over(config, rag.components.data_dir, workers)
-    uvicorn.run(
-        "llmops.server.worker:app",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        log_level="info",
+    app = create_app(rag, workers=workers, first_ingestion=first_ingestion)
+    return uvicorn.Server(uvicorn.Config(app, log_level="info"))
+
+
+def _serve(rag: RAG, sock: socket.socket, first_ingestion: FirstIngestion | None) -> None:
+    _server(rag, 1, first_ingestion).run(sockets=[sock])
+
+
+def _index_while_serving(rag: RAG, sock: socket.socket, workers: int) -> bool:
+    """With several workers: this process serves (health, readiness, queries once the index
+    answers) while the first ingestion runs, then stops so the workers can take over the same
+    socket. False when the ingestion failed or the server was stopped."""
+    outcome: list[bool] = []
+
+    def done(succeeded: bool) -> None:
+        outcome.append(succeeded)
+        server.should_exit = True
+
+    server = _server(rag, workers, _report_first_ingestion(done))
+    server.run(sockets=[sock.dup()])  # uvicorn closes the socket it is given: the workers' stays
+    return outcome == [True]
+
+
+def _serve_workers(sock: socket.socket, workers: int) -> None:
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    settings = uvicorn.Config(
+        "llmops.server.worker:app", factory=True, workers=workers, log_level="info"
     )
+    Multiprocess(settings, sockets=[sock]).run()
 
 
-def _print_welcome(url: str, workers: int) -> None:
+def _print_welcome(url: str, workers: int, indexing: bool) -> None:
     processes = f"  ({workers} worker processes)" if workers > 1 else ""
     console.print(f"\nserving [bold]{url}[/bold]  (API docs: {url}/docs){processes}")
+    if indexing:
+        console.print(f"indexing in the background: {url}/ready answers 200 once the index is up")
     console.print(
         f"try:  curl -X POST {url}/query -H 'content-type: application/json' "
         """-d '{"question": "How do I add PDF files?"}'\n""",

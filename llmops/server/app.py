@@ -4,18 +4,32 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from llmops.server import errors, metrics
+from llmops.pipelines.ingest import ProgressFn
+from llmops.server import errors, jobs, metrics
 from llmops.server.middleware import BodyLimit, CancelOnDisconnect, RequestId
 from llmops.server.routes import feedback, health, ingest, openai_api, query
 from llmops.service import RAG
 
 
-def create_app(rag: RAG, *, workers: int = 1) -> FastAPI:
-    """An HTTP app serving ``rag``; starting the app starts the RAG, stopping it closes it.
+@dataclass(frozen=True)
+class FirstIngestion:
+    """An ingestion to start with the app (``llmops up``): it runs in the background while the
+    app answers; ``progress`` and ``finished`` hear of it (see ``jobs.start_job``)."""
+
+    progress: ProgressFn | None = None
+    finished: jobs.Finished | None = None
+
+
+def create_app(
+    rag: RAG, *, workers: int = 1, first_ingestion: FirstIngestion | None = None
+) -> FastAPI:
+    """An HTTP app serving ``rag``; starting the app starts the RAG (its models load before the
+    app accepts requests), stopping it stops running ingestions and closes the RAG.
 
     ``workers`` is how many processes serve the same index: with more than one, an ingestion
     through the API would update only this process's view of it, so ``POST /ingest`` is refused.
@@ -24,10 +38,12 @@ def create_app(rag: RAG, *, workers: int = 1) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await rag.astart()
+        if first_ingestion is not None:
+            jobs.start_job(app, False, first_ingestion.progress, first_ingestion.finished)
         try:
             yield
         finally:
-            await ingest.wait_for_jobs(app)
+            await jobs.stop_jobs(app)
             await rag.aclose()
 
     # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the installed package,
@@ -40,8 +56,8 @@ def create_app(rag: RAG, *, workers: int = 1) -> FastAPI:
         static_url="/docs-assets",
     )
     app.state.rag = rag
-    app.state.jobs = {}
     app.state.workers = workers
+    jobs.init(app)
     # the last added runs first: metrics see every request, then ids, then the rest
     app.add_middleware(BodyLimit, max_bytes=rag.config.server.max_body_bytes)
     app.add_middleware(CancelOnDisconnect)

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from llmops.errors import BackendError, InvalidRequest, LLMOpsError, NotReady
+from llmops.server import jobs
 
 log = logging.getLogger("llmops.server")
 
@@ -115,10 +116,12 @@ def _request_id(request: Request) -> str | None:
 
 async def _handle_llmops(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LLMOpsError)
-    status = status_of(exc)
-    if status >= 500:
+    status, message = status_of(exc), str(exc)
+    if isinstance(exc, NotReady) and (progress := jobs.building(request.app)):
+        message = f"not ready yet: {progress}; GET /ready says when"
+    elif status >= 500:
         log.error("request %s failed: %s", _request_id(request), exc)
-    return error_response(request.url.path, status, str(exc), _request_id(request))
+    return error_response(request.url.path, status, message, _request_id(request))
 
 
 async def _handle_http(request: Request, exc: Exception) -> Response:
