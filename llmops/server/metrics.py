@@ -11,23 +11,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmops.monitoring.context import begin_request
 from llmops.monitoring.metrics import Metrics
 from llmops.server.errors import documented
+from llmops.server.middleware import HttpMiddleware
 
 router = APIRouter(tags=["monitoring"])
 UNMATCHED = "unmatched"  # unknown paths share one label: a scanner cannot blow up the series
 
 
-class HttpMetrics:
+class HttpMetrics(HttpMiddleware):
     """Counts and times each HTTP request under its route template (``/query``), with the
     backend and variant the query path tagged it with."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
+        super().__init__(app)
         self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         labels = begin_request()
         status = 500

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import re
 import uuid
+from abc import ABC, abstractmethod
 from contextlib import suppress
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,14 +27,8 @@ def correlation_id(given: bytes | None) -> str | None:
     return _UNSAFE.sub("", given.decode("latin-1"))[:CLIENT_ID_CHARS] or None
 
 
-class RequestId:
-    """Every request gets the server's own id (``request.state.request_id``): it keys the
-    request log and feedback, and goes back in ``X-Request-ID``. A caller's ``X-Request-ID``
-    never replaces it: sanitised, it is kept as ``request.state.correlation_id``, logged beside
-    the request and echoed in ``X-Correlation-ID``."""
-
-    header = b"x-request-id"
-    echo = b"x-correlation-id"
+class HttpMiddleware(ABC):
+    """Pure ASGI middleware that acts on HTTP requests; other scopes (lifespan) pass through."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -42,6 +37,23 @@ class RequestId:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.handle(scope, receive, send)
+
+    @abstractmethod
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one HTTP request through ``self.app``."""
+
+
+class RequestId(HttpMiddleware):
+    """Every request gets the server's own id (``request.state.request_id``): it keys the
+    request log and feedback, and goes back in ``X-Request-ID``. A caller's ``X-Request-ID``
+    never replaces it: sanitised, it is kept as ``request.state.correlation_id``, logged beside
+    the request and echoed in ``X-Correlation-ID``."""
+
+    header = b"x-request-id"
+    echo = b"x-correlation-id"
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = uuid.uuid4().hex
         headers = dict(scope.get("headers", []))
         client_id = correlation_id(headers.get(self.header) or headers.get(self.echo))
@@ -61,7 +73,7 @@ class RequestId:
         await self.app(scope, receive, send_with_id)
 
 
-class CancelOnDisconnect:
+class CancelOnDisconnect(HttpMiddleware):
     """When the client goes away before its response is complete, the request's work (search,
     the backend call and its retries) is cancelled instead of running on for nobody.
 
@@ -70,13 +82,7 @@ class CancelOnDisconnect:
     message is still handed on to the app, for streaming responses that listen for it.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         body_read = asyncio.Event()
         later: asyncio.Queue[Message] = asyncio.Queue()
         complete = False
@@ -128,17 +134,14 @@ class BodyTooLarge(Exception):
     pass
 
 
-class BodyLimit:
+class BodyLimit(HttpMiddleware):
     """Refuses bodies over ``max_bytes``: by Content-Length, and counting streamed bodies."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._reject(scope, receive, send)
