@@ -50,6 +50,7 @@ BUILTIN_PACKAGES = (
     "llmops.rag.sparse",
     "llmops.rag.rerankers",
     "llmops.generation",
+    "llmops.ml.estimators",
 )
 COMPONENT_KINDS = ("chunker", "embedder", "store", "sparse", "reranker", "generator")
 DEFAULT_TYPES: dict[str, str | None] = {

@@ -10,7 +10,8 @@ LLMOpsError
 ├── DatasetError           an evaluation dataset is missing a file or has a malformed line
 ├── InvalidRequest         a query or request that cannot be served as asked (HTTP 4xx)
 ├── NotReady               the service is not started or its index is not open (HTTP 503)
-└── BackendError           a model backend failed, refused or timed out after retries (HTTP 503)
+├── BackendError           a model backend failed, refused or timed out after retries (HTTP 503)
+└── RegistryError          the model registry is unreachable or lacks a model, version or alias
 """
 
 from __future__ import annotations
@@ -103,3 +104,7 @@ class BackendError(LLMOpsError):
     def __init__(self, backend: str, reason: str, *, retryable: bool = False) -> None:
         self.backend, self.reason, self.retryable = backend, reason, retryable
         super().__init__(f"{backend}: {reason}")
+
+
+class RegistryError(LLMOpsError):
+    """The model registry is unreachable or lacks a model, version or alias (says what exists)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.table import Table
+from rich.table import Column, Table
 
 from llmops import registry
 from llmops.build import load_components
@@ -15,7 +15,8 @@ def components() -> None:
     Shows kind, name, what it does, the pip extra it needs and whether that is installed.
     """
     load_components()
-    table = Table("kind", "name", "summary", "extra", "installed")
+    # names are typed into configs: never broken across lines
+    table = Table("kind", Column("name", no_wrap=True), "summary", "extra", "installed")
     for entry in registry.entries():
         mark = "[green]yes[/green]" if entry.installed else "[red]no[/red]"
         table.add_row(entry.kind, entry.name, entry.summary, entry.extra or "-", mark)

@@ -11,7 +11,9 @@ from llmops.cli import (
     eval_cmd,
     experiment_cmd,
     ingest,
+    models_cmd,
     query,
+    train_cmd,
     up,
     validate,
 )
@@ -34,11 +36,13 @@ app.command()(ingest.ingest)
 app.command()(query.query)
 app.command()(validate.validate)
 app.command()(components.components)
+app.command()(train_cmd.train)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(eval_cmd.app, name="eval")
 app.add_typer(drift_cmd.app, name="drift")
 app.add_typer(drift_cmd.requests_app, name="requests")
 app.add_typer(experiment_cmd.app, name="experiment")
+app.add_typer(models_cmd.app, name="models")
 
 
 def main() -> None:

@@ -9,6 +9,14 @@ import typer
 
 from llmops.build import load_config
 from llmops.cli.common import console, friendly_errors
+from llmops.config import config_kind, load_model_app_config
+
+
+def _check(path: Path) -> str:
+    """The app's name, once the file (an app or a model app) is valid."""
+    if config_kind(path) == "model":
+        return load_model_app_config(path).app.name
+    return load_config(path).loaded.app.name
 
 
 def validate(
@@ -25,10 +33,10 @@ def validate(
     for path in configs:
         try:
             with friendly_errors():
-                spec = load_config(path)
+                name = _check(path)
         except typer.Exit:
             failed = True
             continue
-        console.print(f"[green]ok[/green]  {path}  (app '{spec.loaded.app.name}')")
+        console.print(f"[green]ok[/green]  {path}  (app '{name}')")
     if failed:
         raise typer.Exit(2)

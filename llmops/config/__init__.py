@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from llmops.config.interpolate import Interpolator, mask_secrets
+from llmops.config.model_app import ModelAppConfig
 from llmops.config.report import issue_at, issues_from_validation
 from llmops.config.schema import AppConfig, RetrievalConfig
 from llmops.config.yaml_source import Loc, SourceMap, load_yaml, read_yaml
@@ -22,10 +23,14 @@ __all__ = [
     "AppConfig",
     "ExtraChecks",
     "LoadedConfig",
+    "LoadedModelApp",
+    "ModelAppConfig",
     "SourceMap",
+    "config_kind",
     "issue_at",
     "issues_from_validation",
     "load_app_config",
+    "load_model_app_config",
     "mask_secrets",
     "read_yaml",
     "resolve_path",
@@ -116,6 +121,77 @@ def _retrieval_issues(data: dict[str, Any], smap: SourceMap, file: str) -> list[
     return [issue_at(smap, file, loc, message, hint) for loc, message, hint in problems]
 
 
+@dataclass
+class _Read:
+    """A config file read and interpolated, with the problems found so far."""
+
+    data: dict[str, Any]
+    source_map: SourceMap
+    issues: list[ConfigIssue]
+    interpolator: Interpolator
+    file: str
+    base_dir: Path
+
+
+def _read(path: str | Path) -> _Read:
+    file = str(path)
+    raw, smap, issues = load_yaml(Path(path), file)
+    interpolator = Interpolator()
+    data = interpolator.resolve(raw)
+    issues += [issue_at(smap, file, loc, msg, hint) for loc, msg, hint in interpolator.problems]
+    return _Read(data, smap, issues, interpolator, file, Path(path).resolve().parent)
+
+
+def config_kind(path: str | Path) -> str:
+    """``model`` for a model app (``kind: model``), else ``rag``; an unreadable file raises."""
+    raw, _, _ = load_yaml(Path(path), str(path))
+    return "model" if raw.get("kind") == "model" else "rag"
+
+
+@dataclass(frozen=True)
+class LoadedModelApp:
+    """A validated model app config, located like ``LoadedConfig``."""
+
+    app: ModelAppConfig
+    file: str
+    base_dir: Path
+
+
+def load_model_app_config(path: str | Path) -> LoadedModelApp:
+    """Read, interpolate and validate a model app config (``kind: model``); raises ConfigError
+    with every problem, each located in the file."""
+    read = _read(path)
+    issues = read.issues
+    try:
+        app = ModelAppConfig.model_validate(read.data)
+    except ValidationError as exc:
+        issues += issues_from_validation(exc, read.source_map, read.file, (), ModelAppConfig)
+    issues += _data_path_issues(read)
+    if issues:
+        raise ConfigError(sorted(issues, key=lambda i: (i.line, i.col, i.path)))
+    return LoadedModelApp(app, read.file, read.base_dir)
+
+
+def _data_path_issues(read: _Read) -> list[ConfigIssue]:
+    data = read.data.get("data")
+    issues = []
+    for part in ("train", "test"):
+        source = data.get(part) if isinstance(data, dict) else None
+        if isinstance(source, dict) and isinstance(source.get("path"), str):
+            path = resolve_path(read.base_dir, source["path"])
+            if not path.is_file():
+                issues.append(
+                    issue_at(
+                        read.source_map,
+                        read.file,
+                        ("data", part, "path"),
+                        f"data file does not exist: {path}",
+                        f"paths are relative to the config file's folder ({read.base_dir})",
+                    )
+                )
+    return issues
+
+
 def load_app_config(path: str | Path, extra_checks: ExtraChecks | None = None) -> LoadedConfig:
     """Read, interpolate and validate an app config; raises ConfigError with every problem.
 
@@ -123,12 +199,9 @@ def load_app_config(path: str | Path, extra_checks: ExtraChecks | None = None) -
     ``extra_checks`` validates what this package cannot see (component settings); its
     issues are reported together with the rest.
     """
-    file = str(path)
-    raw, smap, issues = load_yaml(Path(path), file)
-    base_dir = Path(path).resolve().parent
-    interpolator = Interpolator()
-    data = interpolator.resolve(raw)
-    issues += [issue_at(smap, file, loc, msg, hint) for loc, msg, hint in interpolator.problems]
+    read = _read(path)
+    data, smap, issues, interpolator = read.data, read.source_map, read.issues, read.interpolator
+    file, base_dir = read.file, read.base_dir
     app, validation_issues = _validate(data, smap, file)
     issues += validation_issues
     issues += _source_issues(data, smap, file, base_dir)

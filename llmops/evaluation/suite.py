@@ -141,7 +141,11 @@ class SuiteSpec(Strict):
     @classmethod
     def _gates(cls, value: list[str]) -> list[str]:
         for text in value:
-            parse_gate(text)
+            if parse_gate(text).baseline is not None:
+                raise ValueError(
+                    f"'{text}': gates on a baseline model ('production') belong to model apps; "
+                    "an eval suite compares variants with `llmops eval compare`"
+                )
         return value
 
     @field_validator("variants")

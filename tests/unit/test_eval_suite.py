@@ -73,3 +73,17 @@ def test_an_alias_bomb_in_a_suite_is_refused_at_once(tmp_path: Path) -> None:
     assert time.perf_counter() - started < 1.0
     (issue,) = info.value.issues
     assert issue.path == "a5" and "at most 100,000 are allowed" in issue.message
+
+
+def test_gates_on_a_baseline_belong_to_model_apps() -> None:
+    from llmops.evaluation.gates import check, parse_gate
+
+    gate = parse_gate("roc_auc >= production - 0.01")
+    assert (gate.baseline, gate.threshold, str(gate)) == (
+        "production",
+        -0.01,
+        "roc_auc >= production - 0.01",
+    )
+    [worse] = check([gate], {"roc_auc": 0.90}, {"production": {"roc_auc": 0.92}})
+    [first] = check([gate], {"roc_auc": 0.90})
+    assert not worse.passed and first.passed and "no production value yet" in first.describe()

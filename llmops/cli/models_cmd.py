@@ -1,0 +1,179 @@
+"""llmops models list · show · promote · rollback: the model registry (MLflow) from a terminal."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from llmops.cli.common import console, run
+from llmops.models import (
+    CANDIDATE,
+    LATEST,
+    PRODUCTION,
+    ModelRegistry,
+    ModelVersion,
+    local_tracking_uri,
+)
+
+app = typer.Typer(
+    help="Registered models and their aliases: `candidate` (newest version), `production` "
+    "(serving) and `previous` (what `rollback` restores). The registry is MLflow's: "
+    "--tracking-uri, else MLFLOW_TRACKING_URI, else .llmops/mlflow.db in this folder.",
+    no_args_is_help=True,
+)
+TrackingUriOption = typer.Option(
+    None,
+    "--tracking-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    help="MLflow tracking URI (sqlite:///path.db or http://host:5000). "
+    "Default: sqlite:///.llmops/mlflow.db in the current folder.",
+)
+JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def _registry(tracking_uri: str | None) -> ModelRegistry:
+    return ModelRegistry(tracking_uri or local_tracking_uri(Path.cwd()))
+
+
+@app.command("list")
+def list_models(
+    name: str | None = typer.Argument(None, help="A model: list its versions."),
+    tracking_uri: str | None = TrackingUriOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """The registered models, or one model's versions with aliases, created time and metrics.
+
+    Example: `llmops models list` then `llmops models list adult --json`.
+    """
+    registry = _registry(tracking_uri)
+    if name is not None:
+        _print_versions(name, run(lambda: registry.versions(name)), as_json)
+        return
+    models = run(lambda: {n: registry.versions(n) for n in registry.names()})
+    if as_json:
+        summary = [_model_summary(n, versions) for n, versions in models.items()]
+        console.print_json(json.dumps(summary))
+        return
+    table = Table(
+        "model", "versions", "newest", "aliases", title=f"models in {registry.tracking_uri}"
+    )
+    for model, versions in models.items():
+        aliases = _summary_aliases(versions)
+        listed = ", ".join(f"{alias} {number}" for alias, number in aliases.items())
+        newest = str(versions[0].version) if versions else "-"
+        table.add_row(model, str(len(versions)), newest, listed or "-")
+    console.print(table)
+
+
+@app.command()
+def show(
+    ref: str = typer.Argument(..., metavar="NAME[@REF]", help="adult, adult@production, adult@3."),
+    tracking_uri: str | None = TrackingUriOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """One version's details: aliases, metrics, tags, run id and artifact URI. REF is a version
+    number, an alias or `latest` (the default: the newest version).
+
+    Example: `llmops models show adult@production`.
+    """
+    registry = _registry(tracking_uri)
+    name, _, version_ref = ref.partition("@")
+    version = run(lambda: registry.get(name, version_ref or LATEST))
+    if as_json:
+        console.print_json(json.dumps(_as_dict(version)))
+        return
+    console.print(f"[bold]{version.name}[/bold] version {version.version}", highlight=False)
+    for label, value in (
+        ("aliases", ", ".join(version.aliases) or "-"),
+        ("created", _when(version.created)),
+        ("run id", version.run_id),
+        ("source", version.source),
+    ):
+        console.print(f"  {label}: {value}", markup=False, highlight=False)
+    table = Table("tag", "value")
+    for key, value in sorted(version.tags.items()):
+        table.add_row(key, value)
+    console.print(table)
+
+
+@app.command()
+def promote(
+    name: str = typer.Argument(..., help="The registered model."),
+    ref: str = typer.Option(CANDIDATE, "--from", help="Version number or alias to promote."),
+    to: str = typer.Option(PRODUCTION, "--to", help="The alias to point at it."),
+    tracking_uri: str | None = TrackingUriOption,
+) -> None:
+    """Point an alias (production) at a version (the candidate); the version that was in
+    production keeps the alias `previous`.
+
+    Example: `llmops models promote adult` prints `adult: production 3 -> 4 (previous: 3)`.
+    """
+    registry = _registry(tracking_uri)
+    before = run(lambda: _holder(registry.versions(name), to))
+    promoted = run(lambda: registry.promote(name, ref, to))
+    line = f"{name}: {to} {before or '-'} -> {promoted.version}"
+    if to == PRODUCTION and before not in (None, promoted.version):
+        line += f" (previous: {before})"
+    console.print(line, markup=False, highlight=False)
+
+
+@app.command()
+def rollback(
+    name: str = typer.Argument(..., help="The registered model."),
+    tracking_uri: str | None = TrackingUriOption,
+) -> None:
+    """Put the `previous` version back in production.
+
+    Example: `llmops models rollback adult` prints `adult: production 4 -> 3 (rolled back 4)`.
+    """
+    registry = _registry(tracking_uri)
+    before = run(lambda: _holder(registry.versions(name), PRODUCTION))
+    restored = run(lambda: registry.rollback(name))
+    line = f"{name}: {PRODUCTION} {before or '-'} -> {restored.version}"
+    console.print(
+        line + (f" (rolled back {before})" if before else ""), markup=False, highlight=False
+    )
+
+
+def _print_versions(name: str, versions: list[ModelVersion], as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps([_as_dict(v) for v in versions]))
+        return
+    table = Table("version", "aliases", "created", "run id", "metrics", title=name)
+    for v in versions:
+        metrics = ", ".join(f"{key} {value:.4g}" for key, value in sorted(v.metrics.items()))
+        aliases = ", ".join(v.aliases) or "-"
+        table.add_row(str(v.version), aliases, _when(v.created), v.run_id[:8], metrics or "-")
+    console.print(table)
+
+
+def _holder(versions: list[ModelVersion], alias: str) -> int | None:
+    """The version number that holds ``alias``, if any."""
+    return next((v.version for v in versions if alias in v.aliases), None)
+
+
+def _summary_aliases(versions: list[ModelVersion]) -> dict[str, int]:
+    return {alias: v.version for v in versions for alias in sorted(v.aliases)}
+
+
+def _model_summary(name: str, versions: list[ModelVersion]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "versions": len(versions),
+        "newest": versions[0].version if versions else None,
+        "aliases": _summary_aliases(versions),
+    }
+
+
+def _as_dict(version: ModelVersion) -> dict[str, Any]:
+    return {**asdict(version), "metrics": version.metrics}
+
+
+def _when(epoch_seconds: float) -> str:
+    return datetime.fromtimestamp(epoch_seconds).strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,203 @@
+"""Train a model app: data → validation → search (Optuna, resumable) → final fit → test
+metrics and slices → gates → MLflow run and a registered version with alias ``candidate``.
+
+Every step is one call into ``llmops.ml`` (data, checks, model, metrics) or the registry
+(``llmops.models``); this module only orders them and keeps the MLflow run around them: the
+training job is one run, each search trial a nested run under it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from llmops import registry
+from llmops.build import load_components
+from llmops.config import LoadedModelApp, resolve_path
+from llmops.config.model_app import ModelAppConfig
+from llmops.deps import require
+from llmops.errors import LLMOpsError
+from llmops.evaluation.gates import Gate, GateResult, check, parse_gate
+from llmops.ml.data import Splits, load_splits
+from llmops.ml.features import model_pipeline
+from llmops.ml.metrics import score, slice_scores
+from llmops.ml.search import SearchResult, run_search
+from llmops.ml.validation import ValidationReport, validate
+from llmops.models.registry import ModelRegistry, ModelVersion
+
+Step = Callable[[str], None]
+"""Told what the job is doing now ("search: trial 12/30, best roc_auc 0.9271")."""
+
+
+class DataInvalid(LLMOpsError):
+    """The training data broke the schema's rules; ``report`` says which and where."""
+
+    def __init__(self, report: ValidationReport) -> None:
+        self.report = report
+        super().__init__(report.to_text())
+
+
+@dataclass
+class TrainReport:
+    model: str
+    validation: ValidationReport
+    params: dict[str, Any] = field(default_factory=dict)
+    search: SearchResult | None = None
+    metrics: dict[str, float] = field(default_factory=dict)  # on the test rows
+    slices: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    gates: list[GateResult] = field(default_factory=list)
+    version: ModelVersion | None = None
+    run_id: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+
+class Training:
+    """One training job of a model app."""
+
+    def __init__(self, loaded: LoadedModelApp, step: Step | None = None) -> None:
+        self.loaded = loaded
+        self.app: ModelAppConfig = loaded.app
+        self.data_dir = resolve_path(loaded.base_dir, self.app.data_dir)
+        self.step = step or (lambda _: None)
+        load_components()
+        self.estimator = registry.get("estimator", self.app.model.type)
+        self.tracking_uri = self.app.registry.tracking_uri or default_tracking_uri(self.data_dir)
+
+    def make_model(self, params: Mapping[str, Any]) -> Any:
+        """The untrained Pipeline (preparation + estimator) with these searched parameters."""
+        settings = self.estimator.config.model_validate(self.app.model.params)
+        estimator = self.estimator.factory(settings).make(self.app.task, params)
+        return model_pipeline(self.app.features, estimator)
+
+    def run(self, register: bool = True) -> TrainReport:
+        started = time.perf_counter()
+        app = self.app
+        self.step("reading data")
+        splits = load_splits(app.data, self.loaded.base_dir, app.target, app.task)
+        report = TrainReport(app.model_name, self._validated(splits))
+        mlflow = require("mlflow", "ml")
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_experiment(experiment_id=self._experiment(mlflow))
+        with mlflow.start_run(run_name=f"train-{app.name}") as run:
+            report.run_id = run.info.run_id
+            self._fit_and_score(splits, report)
+            mlflow.log_params(report.params)
+            mlflow.log_metrics({f"test_{k}": v for k, v in report.metrics.items() if v == v})
+            gates = [parse_gate(g) for g in app.gates]
+            report.gates = check(gates, report.metrics, self._baselines(gates))
+            if register and report.passed:
+                report.version = self._register(splits, report)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _validated(self, splits: Splits) -> ValidationReport:
+        self.step("validating data")
+        pandas = require("pandas", "ml")
+        training = pandas.concat([splits.train, splits.valid])
+        report = validate(training, self.app.schema_, self.app.target, self.app.task)
+        if not report.ok:
+            raise DataInvalid(report)
+        return report
+
+    def _fit_and_score(self, splits: Splits, report: TrainReport) -> None:
+        app = self.app
+        if app.search is not None:
+            report.search = self._search(splits)
+            report.params = report.search.best_params
+        self.step("fitting the final model")
+        pandas = require("pandas", "ml")
+        rows = pandas.concat([splits.train, splits.valid])
+        self.model = self.make_model(report.params)
+        self.model.fit(rows.drop(columns=[app.target]), rows[app.target])
+        self.step("scoring on the test rows")
+        test = splits.test
+        features, truth = test.drop(columns=[app.target]), test[app.target]
+        report.metrics = score(self.model, features, truth, app.task, app.positive_class)
+        report.slices = {
+            column: slice_scores(self.model, test, app.target, app.task, app.positive_class, column)
+            for column in app.slices
+        }
+
+    def _search(self, splits: Splits) -> SearchResult:
+        search = self.app.search
+        assert search is not None
+        mlflow = require("mlflow", "ml")
+
+        def trial_done(number: int, params: Mapping[str, Any], value: float) -> None:
+            with mlflow.start_run(run_name=f"trial-{number}", nested=True):
+                mlflow.log_params(dict(params))
+                mlflow.log_metric(f"cv_{search.metric}", value)
+            self.step(f"search: trial {number + 1}/{search.n_trials}, {search.metric} {value:.4f}")
+
+        self.step(f"search: {search.n_trials} trials, {search.cv_folds}-fold CV")
+        return run_search(
+            search,
+            self.make_model,
+            splits.train,
+            self.app.target,
+            self.app.task,
+            self.app.positive_class,
+            self.data_dir / "studies.sqlite",
+            f"{self.app.name}-{self.data_hash[:12]}",
+            trial_done,
+        )
+
+    @cached_property
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(self.tracking_uri, str(self.data_dir / "mlartifacts"))
+
+    def _baselines(self, gates: list[Gate]) -> dict[str, dict[str, float]]:
+        """The test metrics of the versions the gates compare with ('production', ...)."""
+        wanted = {g.baseline for g in gates if g.baseline is not None}
+        if not wanted or self.app.model_name not in self.registry.names():
+            return {}
+        known = {a for v in self.registry.versions(self.app.model_name) for a in v.aliases}
+        return {
+            alias: self.registry.get(self.app.model_name, alias).metrics
+            for alias in wanted & known
+        }
+
+    def _register(self, splits: Splits, report: TrainReport) -> ModelVersion:
+        self.step("registering")
+        example = splits.test.drop(columns=[self.app.target]).head(5)
+        return self.registry.log_and_register(
+            self.app.model_name,
+            self.model,
+            input_example=example,
+            metrics=report.metrics,
+            params=report.params,
+            tags={"data_sha256": self.data_hash, "config": self.loaded.file},
+            run_id=report.run_id,
+        )
+
+    def _experiment(self, mlflow: Any) -> str:
+        """The MLflow experiment named after the app, its artifacts under data_dir."""
+        found = mlflow.get_experiment_by_name(self.app.name)
+        if found is not None:
+            return str(found.experiment_id)
+        location = (self.data_dir / "mlartifacts").as_uri()
+        return str(mlflow.create_experiment(self.app.name, artifact_location=location))
+
+    @cached_property
+    def data_hash(self) -> str:
+        """SHA-256 of the data files (tags the version; names the study, so new data starts
+        a new search)."""
+        digest = hashlib.sha256()
+        for source in (self.app.data.train, self.app.data.test):
+            if source is not None:
+                digest.update(resolve_path(self.loaded.base_dir, source.path).read_bytes())
+        return digest.hexdigest()
+
+
+def default_tracking_uri(data_dir: Path) -> str:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{data_dir / 'mlflow.db'}"
