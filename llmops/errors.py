@@ -9,6 +9,8 @@ LLMOpsError
 ├── IngestError            an ingestion could not run at all
 ├── DatasetError           an evaluation dataset is missing a file or has a malformed line
 ├── InvalidRequest         a query or request that cannot be served as asked (HTTP 4xx)
+│   ├── InvalidRows        rows to predict that break the model's schema (HTTP 422, per row)
+│   └── UnknownModel       a model (or alias) this server does not serve (HTTP 404)
 ├── NotReady               the service is not started or its index is not open (HTTP 503)
 ├── BackendError           a model backend failed, refused or timed out after retries (HTTP 503)
 └── RegistryError          the model registry is unreachable or lacks a model, version or alias
@@ -92,6 +94,33 @@ class DatasetError(LLMOpsError):
 
 class InvalidRequest(LLMOpsError):
     """A request that is well-formed JSON but cannot be served as asked."""
+
+
+class UnknownModel(InvalidRequest):
+    """A model (or alias) this server does not serve."""
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """One problem of one row (``row`` None: the whole batch) in one column (or none)."""
+
+    row: int | None
+    column: str | None
+    message: str
+
+    def format(self) -> str:
+        where = "batch" if self.row is None else f"row {self.row}"
+        return f"{where}{f', column {self.column!r}' if self.column else ''}: {self.message}"
+
+
+class InvalidRows(InvalidRequest):
+    """Rows sent for prediction that break the model's schema; ``problems`` says where."""
+
+    def __init__(self, problems: Sequence[RowProblem]) -> None:
+        self.problems = list(problems)
+        shown = "; ".join(p.format() for p in self.problems[:5])
+        more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
+        super().__init__(f"{len(self.problems)} problem(s) in the rows: {shown}{more}")
 
 
 class NotReady(LLMOpsError):

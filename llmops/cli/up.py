@@ -20,6 +20,7 @@ from llmops.cli.common import (
     run,
 )
 from llmops.cli.ingest import ProgressLine, print_report
+from llmops.config import config_kind
 from llmops.pipelines.ingest import IngestReport
 from llmops.service import RAG
 
@@ -51,8 +52,14 @@ def up(
     answer. Ingestion only processes new, changed and removed files, so a restart is quick.
     Stop with Ctrl-C: a running ingestion stops after its batch and resumes next time.
 
+    A model app (kind: model) is served the same way: POST /predict/{name} answers with the
+    registered version its serving alias points at, and follows the alias.
+
     Example: llmops up configs/quickstart.yaml --port 8080 --workers 2
     """
+    if run(lambda: config_kind(config)) == "model":
+        _serve_model_app(config, host, port)
+        return
     rag = run(lambda: RAG.from_config(config))
     console.print(f"[green]config ok[/green]  {config}  (app '{rag.config.name}')")
     host = host or rag.config.server.host
@@ -67,6 +74,25 @@ def up(
         return
     _hand_over(config, rag.components.data_dir, workers)
     _serve_workers(sock, workers)
+
+
+def _serve_model_app(config: Path, host: str | None, port: int | None) -> None:
+    import uvicorn
+
+    from llmops.model_service import ModelService
+    from llmops.server.model_app import create_model_app
+
+    service = run(lambda: ModelService.from_config(config))
+    serving = service.app.serving
+    console.print(f"[green]config ok[/green]  {config}  (model app '{service.name}')")
+    sock = _listen(host or serving.host, port or serving.port)
+    url = f"http://{host or serving.host}:{port or serving.port}"
+    console.print(
+        f"\nserving [bold]{url}/predict/{service.name}[/bold] with the version aliased "
+        f"'{service.alias}'  (API docs: {url}/docs)\n"
+    )
+    server = uvicorn.Server(uvicorn.Config(create_model_app(service), log_level="info"))
+    server.run(sockets=[sock])
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -161,6 +161,24 @@ class RegistryConfig(Strict):
     model_name: str | None = Field(None, description="Registered name; default: the app name.")
 
 
+class ServingConfig(Strict):
+    """``POST /predict/{name}``: which version answers, and the request limits."""
+
+    alias: str = Field(
+        "production",
+        description="The registered version served follows this alias: promote or roll back "
+        "and running servers switch without a restart.",
+    )
+    refresh_s: float = Field(10.0, gt=0, description="How often the alias is looked up.")
+    max_rows: int = Field(1000, ge=1, le=100_000, description="Rows per request.")
+    max_batch_rows: int = Field(
+        512, ge=1, description="Rows predicted together when requests arrive at once."
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_body_bytes: int = Field(5_000_000, ge=1024)
+
+
 class ModelAppConfig(Strict):
     """A tabular model: its data, checks, features, estimator, search, gates and registry."""
 
@@ -182,6 +200,7 @@ class ModelAppConfig(Strict):
         default_factory=list, description="Columns whose groups get their own metrics."
     )
     registry: RegistryConfig = Field(default_factory=lambda: RegistryConfig())
+    serving: ServingConfig = Field(default_factory=lambda: ServingConfig())
 
     @field_validator("name")
     @classmethod

@@ -162,8 +162,7 @@ class Training:
             return {}
         known = {a for v in self.registry.versions(self.app.model_name) for a in v.aliases}
         return {
-            alias: self.registry.get(self.app.model_name, alias).metrics
-            for alias in wanted & known
+            alias: self.registry.get(self.app.model_name, alias).metrics for alias in wanted & known
         }
 
     def _register(self, splits: Splits, report: TrainReport) -> ModelVersion:

@@ -20,7 +20,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from llmops.errors import BackendError, InvalidRequest, LLMOpsError, NotReady
+from llmops.errors import (
+    BackendError,
+    InvalidRequest,
+    InvalidRows,
+    LLMOpsError,
+    NotReady,
+    RowProblem,
+    UnknownModel,
+)
 from llmops.server import jobs
 
 log = logging.getLogger("llmops.server")
@@ -28,7 +36,14 @@ log = logging.getLogger("llmops.server")
 REQUEST_ID = "X-Request-ID"
 OPENAI_PREFIX = "/v1/"
 INPUT_ECHO_CHARS = 80
-STATUS = {InvalidRequest: 400, NotReady: 503, BackendError: 503}
+# the most specific kind first
+STATUS = {
+    UnknownModel: 404,
+    InvalidRows: 422,
+    InvalidRequest: 400,
+    NotReady: 503,
+    BackendError: 503,
+}
 
 
 class CodedHTTPException(HTTPException):
@@ -117,6 +132,9 @@ def _request_id(request: Request) -> str | None:
 async def _handle_llmops(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LLMOpsError)
     status, message = status_of(exc), str(exc)
+    if isinstance(exc, InvalidRows):
+        detail = [_row_problem(p) for p in exc.problems]
+        return error_response(request.url.path, 422, message, _request_id(request), detail=detail)
     if isinstance(exc, NotReady) and (progress := jobs.building(request.app)):
         message = f"not ready yet: {progress}; GET /ready says when"
     elif status >= 500:
@@ -153,6 +171,16 @@ async def _handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("request %s failed unexpectedly", request_id, exc_info=exc)
     message = f"internal error ({type(exc).__name__}); the server log has the details"
     return error_response(request.url.path, 500, message, request_id)
+
+
+def _row_problem(problem: RowProblem) -> dict[str, Any]:
+    """A row's problem in the shape of a 422's validation detail: where, what."""
+    loc: list[str | int] = ["body", "rows"]
+    if problem.row is not None:
+        loc.append(problem.row)
+    if problem.column is not None:
+        loc.append(problem.column)
+    return {"loc": loc, "msg": problem.message, "type": "row_invalid"}
 
 
 def _safe_problem(problem: dict[str, Any]) -> dict[str, Any]:

@@ -47,7 +47,8 @@ def start_job(
 
 
 def running(app: FastAPI) -> IngestJob | None:
-    return next((j for j in app.state.jobs.values() if j.status == "running"), None)
+    jobs: dict[str, IngestJob] = getattr(app.state, "jobs", {})  # apps without ingestion
+    return next((j for j in jobs.values() if j.status == "running"), None)
 
 
 def building(app: FastAPI) -> str | None:
