@@ -12,6 +12,7 @@ from llmops.cli import (
     experiment_cmd,
     ingest,
     models_cmd,
+    predict_cmd,
     query,
     train_cmd,
     up,
@@ -37,6 +38,7 @@ app.command()(query.query)
 app.command()(validate.validate)
 app.command()(components.components)
 app.command()(train_cmd.train)
+app.command()(predict_cmd.predict)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(eval_cmd.app, name="eval")
 app.add_typer(drift_cmd.app, name="drift")

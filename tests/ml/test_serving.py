@@ -13,30 +13,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llmops.config import load_model_app_config
 from llmops.model_service import ModelService
-from llmops.pipelines.train import Training
 from llmops.server.model_app import create_model_app
 from tests.ml.adult_like import adult_like
+from tests.ml.conftest import train
 from tests.ml.test_train import registry, write_app
 
 pytestmark = pytest.mark.slow
-
-
-def train(config: Path) -> int:
-    report = Training(load_model_app_config(config)).run()
-    assert report.version is not None
-    return report.version.version
-
-
-@pytest.fixture(scope="module")
-def served_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("serving")
-    config = write_app(root, trials=2)
-    config.write_text(config.read_text() + "serving: {refresh_s: 0.2, max_rows: 50}\n")
-    train(config)
-    registry(root).promote("adult")
-    return config
 
 
 @pytest.fixture
