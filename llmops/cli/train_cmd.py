@@ -78,6 +78,9 @@ def _show(report: TrainReport) -> None:
             f"search: best cv score {s.best_score:.4f} with {s.best_params} "
             f"({s.trials_run} trials now, {s.trials_total} in the study)"
         )
+    for column, gaps in report.fairness.items():
+        shown = ", ".join(f"{measure} {gap}" for measure, gap in gaps.items())
+        console.print(f"fairness by {column}: {shown}", highlight=False)
     for gate in report.gates:
         console.print(gate.describe(), highlight=False)
     if report.version is not None:

@@ -199,6 +199,11 @@ class ModelAppConfig(Strict):
     slices: list[str] = Field(
         default_factory=list, description="Columns whose groups get their own metrics."
     )
+    fairness: list[str] = Field(
+        default_factory=list,
+        description="Binary classification: columns (e.g. sex) across whose groups the "
+        "demographic parity and equalized odds differences are reported, with 95 % CIs.",
+    )
     registry: RegistryConfig = Field(default_factory=lambda: RegistryConfig())
     serving: ServingConfig = Field(default_factory=lambda: ServingConfig())
 

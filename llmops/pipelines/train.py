@@ -24,8 +24,9 @@ from llmops.deps import require
 from llmops.errors import LLMOpsError
 from llmops.evaluation.gates import Gate, GateResult, check, parse_gate
 from llmops.ml.data import Splits, load_splits
+from llmops.ml.fairness import Gap, fairness_gaps
 from llmops.ml.features import model_pipeline
-from llmops.ml.metrics import score, slice_scores
+from llmops.ml.metrics import positive_label, score, slice_scores
 from llmops.ml.search import SearchResult, run_search
 from llmops.ml.validation import ValidationReport, validate
 from llmops.models.registry import ModelRegistry, ModelVersion
@@ -50,6 +51,7 @@ class TrainReport:
     search: SearchResult | None = None
     metrics: dict[str, float] = field(default_factory=dict)  # on the test rows
     slices: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    fairness: dict[str, dict[str, Gap]] = field(default_factory=dict)  # column → measure → gap
     gates: list[GateResult] = field(default_factory=list)
     version: ModelVersion | None = None
     run_id: str | None = None
@@ -92,6 +94,13 @@ class Training:
             self._fit_and_score(splits, report)
             mlflow.log_params(report.params)
             mlflow.log_metrics({f"test_{k}": v for k, v in report.metrics.items() if v == v})
+            mlflow.log_metrics(
+                {
+                    f"fairness_{column}_{measure}": gap.value
+                    for column, gaps in report.fairness.items()
+                    for measure, gap in gaps.items()
+                }
+            )
             gates = [parse_gate(g) for g in app.gates]
             report.gates = check(gates, report.metrics, self._baselines(gates))
             if register and report.passed:
@@ -126,6 +135,13 @@ class Training:
             column: slice_scores(self.model, test, app.target, app.task, app.positive_class, column)
             for column in app.slices
         }
+        if app.fairness and app.task == "classification":
+            predicted = self.model.predict(features)
+            label = positive_label(self.model, app.positive_class)
+            report.fairness = {
+                column: fairness_gaps(predicted, truth, test[column], label)
+                for column in app.fairness
+            }
 
     def _search(self, splits: Splits) -> SearchResult:
         search = self.app.search

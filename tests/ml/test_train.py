@@ -42,6 +42,7 @@ search:
   metric: roc_auc
   space: {space}
 slices: [sex]
+fairness: [sex]
 gates: [{gates}]
 """
 LINEAR = ("{type: logistic_regression}", "{C: {low: 0.01, high: 10.0, log: true}}")
@@ -68,6 +69,8 @@ def test_train_validates_searches_gates_and_registers_a_candidate(tmp_path: Path
     assert result.exit_code == 0, result.output
     assert "PASS  roc_auc >= 0.8" in result.output
     assert "registered adult version 1 as candidate" in result.output
+    assert "fairness by sex: demographic_parity_difference 0." in result.output
+    assert "equalized_odds_difference" in result.output
     version = registry(tmp_path).get("adult", "candidate")
     assert version.version == 1 and float(version.tags["metric.roc_auc"]) >= 0.8
     model = registry(tmp_path).load("adult", "candidate")
