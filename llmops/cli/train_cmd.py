@@ -72,6 +72,12 @@ def _show(report: TrainReport) -> None:
     for name, value in report.metrics.items():
         table.add_row(name, f"{value:.4f}")
     console.print(table)
+    for column, groups in report.slices.items():
+        names = sorted({m for figures in groups.values() for m in figures})
+        by_group = Table(column, *names, title=f"by {column}")
+        for group, figures in groups.items():
+            by_group.add_row(group, *(f"{figures.get(n, float('nan')):.4f}" for n in names))
+        console.print(by_group)
     if report.search is not None:
         s = report.search
         console.print(

@@ -26,7 +26,7 @@ from llmops.evaluation.gates import Gate, GateResult, check, parse_gate
 from llmops.ml.data import Splits, load_splits
 from llmops.ml.fairness import Gap, fairness_gaps
 from llmops.ml.features import model_pipeline
-from llmops.ml.metrics import positive_label, score, slice_scores
+from llmops.ml.metrics import LOWER_IS_BETTER, positive_label, score, slice_scores
 from llmops.ml.search import SearchResult, run_search
 from llmops.ml.validation import ValidationReport, validate
 from llmops.models.registry import ModelRegistry, ModelVersion
@@ -148,11 +148,18 @@ class Training:
         assert search is not None
         mlflow = require("mlflow", "ml")
 
+        scored: list[float] = []
+
         def trial_done(number: int, params: Mapping[str, Any], value: float) -> None:
             with mlflow.start_run(run_name=f"trial-{number}", nested=True):
                 mlflow.log_params(dict(params))
                 mlflow.log_metric(f"cv_{search.metric}", value)
-            self.step(f"search: trial {number + 1}/{search.n_trials}, {search.metric} {value:.4f}")
+            scored.append(value)
+            best = max(scored) if search.metric not in LOWER_IS_BETTER else min(scored)
+            self.step(
+                f"search: trial {number} scored {search.metric} {value:.4f} "
+                f"(best {best:.4f}; {len(scored)} scored by this run)"
+            )
 
         self.step(f"search: {search.n_trials} trials, {search.cv_folds}-fold CV")
         return run_search(
