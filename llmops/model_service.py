@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmops.config import LoadedModelApp, load_model_app_config, resolve_path
+from llmops.config import LoadedModelApp, load_model_app_config
 from llmops.errors import InvalidRequest, NotReady, RegistryError, UnknownModel
 from llmops.ml.batching import MicroBatcher
 from llmops.ml.predict import (
@@ -28,8 +28,8 @@ from llmops.ml.predict import (
     predict_rows,
     rows_frame,
 )
-from llmops.models.registry import ModelRegistry, ModelVersion
-from llmops.pipelines.train import default_tracking_uri
+from llmops.models.registry import ModelVersion
+from llmops.pipelines.train import app_registry
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,7 @@ class ModelService:
     def __init__(self, loaded: LoadedModelApp) -> None:
         self.loaded = loaded
         self.app = loaded.app
-        data_dir = resolve_path(loaded.base_dir, self.app.data_dir)
-        uri = self.app.registry.tracking_uri or default_tracking_uri(data_dir)
-        self.registry = ModelRegistry(uri, str(data_dir / "mlartifacts"))
+        self.registry = app_registry(loaded)
         self.served: Served | None = None
         self.last_error: str | None = None
         serving = self.app.serving

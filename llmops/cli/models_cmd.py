@@ -35,9 +35,18 @@ TrackingUriOption = typer.Option(
     "Default: sqlite:///.llmops/mlflow.db in the current folder.",
 )
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+ConfigOption = typer.Option(
+    None, "--config", "-c", help="A model app (kind: model): its registry (registry.tracking_uri "
+    "or the MLflow database in its data_dir).",
+)  # fmt: skip
 
 
-def _registry(tracking_uri: str | None) -> ModelRegistry:
+def _registry(tracking_uri: str | None, config: Path | None = None) -> ModelRegistry:
+    if config is not None and tracking_uri is None:
+        from llmops.config import load_model_app_config
+        from llmops.pipelines.train import app_registry
+
+        return app_registry(run(lambda: load_model_app_config(config)))
     return ModelRegistry(tracking_uri or local_tracking_uri(Path.cwd()))
 
 
@@ -45,13 +54,14 @@ def _registry(tracking_uri: str | None) -> ModelRegistry:
 def list_models(
     name: str | None = typer.Argument(None, help="A model: list its versions."),
     tracking_uri: str | None = TrackingUriOption,
+    config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
     """The registered models, or one model's versions with aliases, created time and metrics.
 
     Example: `llmops models list` then `llmops models list adult --json`.
     """
-    registry = _registry(tracking_uri)
+    registry = _registry(tracking_uri, config)
     if name is not None:
         _print_versions(name, run(lambda: registry.versions(name)), as_json)
         return
@@ -75,6 +85,7 @@ def list_models(
 def show(
     ref: str = typer.Argument(..., metavar="NAME[@REF]", help="adult, adult@production, adult@3."),
     tracking_uri: str | None = TrackingUriOption,
+    config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
     """One version's details: aliases, metrics, tags, run id and artifact URI. REF is a version
@@ -82,7 +93,7 @@ def show(
 
     Example: `llmops models show adult@production`.
     """
-    registry = _registry(tracking_uri)
+    registry = _registry(tracking_uri, config)
     name, _, version_ref = ref.partition("@")
     version = run(lambda: registry.get(name, version_ref or LATEST))
     if as_json:
@@ -108,13 +119,14 @@ def promote(
     ref: str = typer.Option(CANDIDATE, "--from", help="Version number or alias to promote."),
     to: str = typer.Option(PRODUCTION, "--to", help="The alias to point at it."),
     tracking_uri: str | None = TrackingUriOption,
+    config: Path | None = ConfigOption,
 ) -> None:
     """Point an alias (production) at a version (the candidate); the version that was in
     production keeps the alias `previous`.
 
     Example: `llmops models promote adult` prints `adult: production 3 -> 4 (previous: 3)`.
     """
-    registry = _registry(tracking_uri)
+    registry = _registry(tracking_uri, config)
     before = run(lambda: _holder(registry.versions(name), to))
     promoted = run(lambda: registry.promote(name, ref, to))
     line = f"{name}: {to} {before or '-'} -> {promoted.version}"
@@ -127,12 +139,13 @@ def promote(
 def rollback(
     name: str = typer.Argument(..., help="The registered model."),
     tracking_uri: str | None = TrackingUriOption,
+    config: Path | None = ConfigOption,
 ) -> None:
     """Put the `previous` version back in production.
 
     Example: `llmops models rollback adult` prints `adult: production 4 -> 3 (rolled back 4)`.
     """
-    registry = _registry(tracking_uri)
+    registry = _registry(tracking_uri, config)
     before = run(lambda: _holder(registry.versions(name), PRODUCTION))
     restored = run(lambda: registry.rollback(name))
     line = f"{name}: {PRODUCTION} {before or '-'} -> {restored.version}"

@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from llmops.cli.common import ConfigArg, console, errors, run
 from llmops.cli.train_cmd import EXIT_DATA
-from llmops.config import load_model_app_config, resolve_path
+from llmops.config import load_model_app_config
 
 
 def predict(
@@ -32,18 +32,13 @@ def predict(
     """
     from llmops.errors import InvalidRows
     from llmops.ml.predict import model_columns
-    from llmops.models.registry import ModelRegistry
     from llmops.pipelines.batch_predict import BatchReport, count_rows, predict_file
-    from llmops.pipelines.train import default_tracking_uri
+    from llmops.pipelines.train import app_registry
 
     loaded = run(lambda: load_model_app_config(config))
     app = loaded.app
     name, _, ref = (model or f"{app.model_name}@{app.serving.alias}").partition("@")
-    data_dir = resolve_path(loaded.base_dir, app.data_dir)
-    registry = ModelRegistry(
-        app.registry.tracking_uri or default_tracking_uri(data_dir), str(data_dir / "mlartifacts")
-    )
-    fitted = run(lambda: registry.load(name, ref or app.serving.alias))
+    fitted = run(lambda: app_registry(loaded).load(name, ref or app.serving.alias))
     columns = model_columns(fitted, app)
     with Progress(
         TextColumn("[bold]predict[/bold]"), BarColumn(), MofNCompleteColumn(),

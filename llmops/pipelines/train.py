@@ -23,6 +23,7 @@ from llmops.config.model_app import ModelAppConfig
 from llmops.deps import require
 from llmops.errors import LLMOpsError
 from llmops.evaluation.gates import Gate, GateResult, check, parse_gate
+from llmops.evaluation.tracking import default_tracking_uri
 from llmops.ml.data import Splits, load_splits
 from llmops.ml.fairness import Gap, fairness_gaps
 from llmops.ml.features import model_pipeline
@@ -68,11 +69,11 @@ class Training:
     def __init__(self, loaded: LoadedModelApp, step: Step | None = None) -> None:
         self.loaded = loaded
         self.app: ModelAppConfig = loaded.app
-        self.data_dir = resolve_path(loaded.base_dir, self.app.data_dir)
+        self.data_dir = app_data_dir(loaded)
         self.step = step or (lambda _: None)
         load_components()
         self.estimator = registry.get("estimator", self.app.model.type)
-        self.tracking_uri = self.app.registry.tracking_uri or default_tracking_uri(self.data_dir)
+        self.tracking_uri = app_tracking_uri(loaded)
 
     def make_model(self, params: Mapping[str, Any]) -> Any:
         """The untrained Pipeline (preparation + estimator) with these searched parameters."""
@@ -176,7 +177,7 @@ class Training:
 
     @cached_property
     def registry(self) -> ModelRegistry:
-        return ModelRegistry(self.tracking_uri, str(self.data_dir / "mlartifacts"))
+        return app_registry(self.loaded)
 
     def _baselines(self, gates: list[Gate]) -> dict[str, dict[str, float]]:
         """The test metrics of the versions the gates compare with ('production', ...)."""
@@ -220,6 +221,17 @@ class Training:
         return digest.hexdigest()
 
 
-def default_tracking_uri(data_dir: Path) -> str:
+def app_data_dir(loaded: LoadedModelApp) -> Path:
+    return resolve_path(loaded.base_dir, loaded.app.data_dir)
+
+
+def app_tracking_uri(loaded: LoadedModelApp) -> str:
+    """Where a model app's runs and versions live: ``registry.tracking_uri``, else MLflow on
+    SQLite in its data_dir (with the artifacts beside the database)."""
+    data_dir = app_data_dir(loaded)
     data_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{data_dir / 'mlflow.db'}"
+    return loaded.app.registry.tracking_uri or default_tracking_uri(data_dir)
+
+
+def app_registry(loaded: LoadedModelApp) -> ModelRegistry:
+    return ModelRegistry(app_tracking_uri(loaded), str(app_data_dir(loaded) / "mlartifacts"))
