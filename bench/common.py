@@ -66,8 +66,29 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+SIMD_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8")
+
+
+def cpu() -> dict[str, Any]:
+    """The CPU model and the SIMD flags that decide model speed (Linux /proc/cpuinfo)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    return {"model": fields.get("model name"), "flags": [f for f in SIMD_FLAGS if f in flags]}
+
+
 def machine() -> dict[str, Any]:
-    return {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python": sys.version.split()[0],
+        "platform": sys.platform,
+    }
 
 
 def emit(result: dict[str, Any]) -> None:
@@ -166,16 +187,18 @@ def llmops_up(config: Path, port: int, workers: int = 1) -> list[str]:
     return [*cli, "--port", str(port), "--workers", str(workers)]
 
 
-def start_server(command: list[str], port: int, ready: str = "/ready") -> subprocess.Popen[bytes]:
-    """Start a server in its own process group (run from the repository root, which is on its
-    import path) and wait until GET ``ready`` answers 200."""
+def start_server(
+    command: list[str], port: int, ready: str = "/ready", root: Path = ROOT
+) -> subprocess.Popen[bytes]:
+    """Start a server in its own process group (run from ``root``, the repository root by
+    default, which is on its import path) and wait until GET ``ready`` answers 200."""
     proc = subprocess.Popen(
         command,
-        cwd=ROOT,
+        cwd=root,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(root)},
     )
     try:
         wait_ready(port, proc, ready)

@@ -85,8 +85,10 @@ class VectorStore(Protocol):
     while queries keep reading the old one. ``upsert`` is idempotent by chunk id.
     ``where`` is a store-native filter produced by ``llmops.rag.filters``.
     ``search`` takes one row per query and returns one hit list per query, best first (score:
-    cosine similarity). ``vectors`` returns the stored vectors of ``ids`` by id (MMR); an id the
-    store does not hold (deleted, or not written yet by a running ingestion) is left out.
+    cosine similarity); ``rank`` is the same search without reading the chunks (ids and cosine
+    similarities), for deep candidate lists whose chunks come from elsewhere. ``vectors``
+    returns the stored vectors of ``ids`` by id (MMR); an id the store does not hold (deleted,
+    or not written yet by a running ingestion) is left out.
     ``namespace`` prefixes the names of the collections this app creates.
     """
 
@@ -107,6 +109,14 @@ class VectorStore(Protocol):
         top_k: int,
         where: Mapping[str, Any] | None = None,
     ) -> list[list[ScoredChunk]]: ...
+
+    def rank(
+        self,
+        collection: str,
+        queries: Vectors,
+        top_k: int,
+        where: Mapping[str, Any] | None = None,
+    ) -> list[list[tuple[str, float]]]: ...
 
     def vectors(self, collection: str, ids: Sequence[str]) -> dict[str, Vectors]: ...
 
@@ -132,7 +142,8 @@ class SparseIndex(Protocol):
     persisted under the app's data dir and survives restarts. ``search`` takes one query text
     per row and returns one hit list per query, best first, scores higher-is-better (BM25);
     ``where`` keeps only chunks whose metadata it accepts, applied before cutting to ``top_k``.
-    Chunks that share no term with the query are never returned.
+    Chunks that share no term with the query are never returned. ``chunks`` returns the indexed
+    chunks of ``ids`` by id (an id it does not hold is left out).
     """
 
     def start(self) -> None: ...
@@ -150,6 +161,8 @@ class SparseIndex(Protocol):
         top_k: int,
         where: ChunkFilter | None = None,
     ) -> list[list[ScoredChunk]]: ...
+
+    def chunks(self, collection: str, ids: Sequence[str]) -> dict[str, Chunk]: ...
 
     def count(self, collection: str) -> int: ...
 

@@ -1,16 +1,14 @@
-"""Dense retrieval: top-k by cosine similarity under a filter, batched across requests; MMR."""
+"""Searches batched across concurrent requests, and maximal marginal relevance (MMR)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Hashable, Sequence
+from typing import Generic, TypeVar
 
 import numpy as np
 
-from llmops.protocols import Vectors, VectorStore
-from llmops.types import ScoredChunk
+from llmops.protocols import Vectors
 
 
 def mmr_select(query: Vectors, vectors: Vectors, k: int, lambda_: float) -> list[int]:
@@ -36,51 +34,48 @@ def mmr_select(query: Vectors, vectors: Vectors, k: int, lambda_: float) -> list
     return chosen
 
 
-_Key = tuple[str, int, str]
+K = TypeVar("K", bound=Hashable)
+Q = TypeVar("Q")
+R = TypeVar("R")
 
 
-class DenseRetriever:
-    """Searches one collection of a vector store with query vectors.
+class Batcher(Generic[K, Q, R]):
+    """Shares one call of ``run(key, queries)`` (in a worker thread) among the concurrent
+    requests that ask with the same key in one event-loop turn.
 
-    ``asearch`` batches the searches of concurrent requests: every request that asks in the
-    same event-loop turn with the same collection, depth and filter shares one store call
-    (one Chroma query with many vectors costs far less than many queries with one).
+    One Chroma query with 32 vectors, or one BM25 pass over 32 questions, costs far less than
+    32 calls with one: each call pays a thread hand-off, locks and the library's fixed costs.
+    While a batch runs, new requests gather into the next one.
     """
 
-    def __init__(self, store: VectorStore) -> None:
-        self.store = store
-        self._pending: dict[_Key, list[tuple[Vectors, asyncio.Future[list[ScoredChunk]]]]] = {}
+    def __init__(self, run: Callable[[K, list[Q]], Sequence[R]]) -> None:
+        self._run = run
+        self._pending: dict[K, list[tuple[Q, asyncio.Future[R]]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def asearch(
-        self, collection: str, query: Vectors, top_k: int, where: Mapping[str, Any] | None
-    ) -> list[ScoredChunk]:
-        """The ``top_k`` chunks most similar to ``query`` (cosine) among those ``where``
-        (a Chroma where-clause) accepts, best first."""
+    async def ask(self, key: K, query: Q) -> R:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[ScoredChunk]] = loop.create_future()
-        key = (collection, top_k, json.dumps(where, sort_keys=True) if where else "")
+        future: asyncio.Future[R] = loop.create_future()
         waiting = self._pending.setdefault(key, [])
         if not waiting:
-            loop.call_soon(self._schedule_flush, key, where)
+            loop.call_soon(self._schedule_flush, key)
         waiting.append((query, future))
         return await future
 
-    def _schedule_flush(self, key: _Key, where: Mapping[str, Any] | None) -> None:
-        task = asyncio.get_running_loop().create_task(self._flush(key, where))
+    def _schedule_flush(self, key: K) -> None:
+        task = asyncio.get_running_loop().create_task(self._flush(key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _flush(self, key: _Key, where: Mapping[str, Any] | None) -> None:
+    async def _flush(self, key: K) -> None:
         batch = self._pending.pop(key)
-        queries = np.stack([q for q, _ in batch])
         try:
-            found = await asyncio.to_thread(self.store.search, key[0], queries, key[1], where)
+            found = await asyncio.to_thread(self._run, key, [q for q, _ in batch])
         except Exception as exc:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (_, future), hits in zip(batch, found, strict=True):
+        for (_, future), result in zip(batch, found, strict=True):
             if not future.done():
-                future.set_result(hits)
+                future.set_result(result)

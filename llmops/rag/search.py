@@ -12,6 +12,10 @@ whichever paths run:
 - the reranker re-scores the first ``rerank_top_n`` hits; MMR then diversifies;
 - ``score_threshold`` applies to the final score: cosine (dense), BM25 (sparse), the fused
   score (hybrid) or the reranker's.
+
+Serving cost: concurrent requests' store searches, BM25 searches and stored-vector reads are
+each one batched call (``Batcher``); hybrid search takes its dense candidates as ids and
+similarities and their chunks from the BM25 index's memory (docs/retrieval.md, "Serving cost").
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from llmops.protocols import Reranker, SparseIndex, Vectors, VectorStore
 from llmops.rag import filters
 from llmops.rag.embedders.worker import EncoderThread
 from llmops.rag.fusion import rrf_fuse, weighted_fuse
-from llmops.rag.retrieval import DenseRetriever, mmr_select
+from llmops.rag.retrieval import Batcher, mmr_select
 from llmops.types import ScoredChunk
 
 
@@ -69,6 +73,9 @@ class SearchTrace:
     vector: Vectors | None = None
 
 
+_Key = tuple[str, int, "filters.Filter | None"]  # collection, depth, filter: one batch
+
+
 @dataclass(frozen=True)
 class _Query:
     text: str
@@ -86,7 +93,10 @@ class Searcher:
         reranker: Reranker | None = None,
     ) -> None:
         self.store, self.sparse, self.encoder, self.reranker = store, sparse, encoder, reranker
-        self.dense = DenseRetriever(store)
+        # concurrent requests share store and index calls (see ``Batcher``)
+        self._dense_batches = Batcher(self._dense_batch)
+        self._sparse_batches = Batcher(self._sparse_batch)
+        self._vector_batches = Batcher(self._vectors_batch)
 
     async def search(
         self,
@@ -125,7 +135,7 @@ class Searcher:
             return await self._sparse(collection, query.text, params.depth, params)
         depth = max(params.candidates, params.depth)
         dense, sparse = await asyncio.gather(
-            self._dense(collection, query, depth, params),
+            self._dense(collection, query, depth, params, chunks_from_sparse=True),
             self._sparse(collection, query.text, depth, params),
         )
         if params.fusion == "rrf":
@@ -134,20 +144,45 @@ class Searcher:
         return weighted_fuse([dense, sparse], weights, params.depth)
 
     async def _dense(
-        self, collection: str, query: _Query, depth: int, params: SearchParams
+        self,
+        collection: str,
+        query: _Query,
+        depth: int,
+        params: SearchParams,
+        chunks_from_sparse: bool = False,
     ) -> list[ScoredChunk]:
         assert query.vector is not None
-        where = filters.to_chroma(params.where) if params.where else None
-        return await self.dense.asearch(collection, query.vector, depth, where)
+        key = (collection, depth, params.where, chunks_from_sparse)
+        return await self._dense_batches.ask(key, query.vector)
+
+    def _dense_batch(
+        self, key: tuple[str, int, filters.Filter | None, bool], vectors: list[Vectors]
+    ) -> list[list[ScoredChunk]]:
+        """Store searches; for hybrid search, ids and similarities only, with the chunks read
+        from the sparse index's memory (Chroma reads 100 candidates' texts in about ten times
+        the time of the search itself)."""
+        collection, depth, where, chunks_from_sparse = key
+        chroma_where = filters.to_chroma(where) if where else None
+        if not chunks_from_sparse:
+            return self.store.search(collection, np.stack(vectors), depth, chroma_where)
+        assert self.sparse is not None
+        ranked = self.store.rank(collection, np.stack(vectors), depth, chroma_where)
+        chunks = self.sparse.chunks(collection, [cid for row in ranked for cid, _ in row])
+        # a chunk the sparse index does not hold (yet) is left out, as a running ingestion's
+        return [[ScoredChunk(chunks[c], s, s) for c, s in row if c in chunks] for row in ranked]
 
     async def _sparse(
         self, collection: str, text: str, depth: int, params: SearchParams
     ) -> list[ScoredChunk]:
         if self.sparse is None:
             raise RuntimeError("sparse search needs a sparse index (sparse: {type: bm25})")
-        where = partial(filters.matches, params.where) if params.where else None
-        found = await asyncio.to_thread(self.sparse.search, collection, [text], depth, where)
-        return found[0]
+        return await self._sparse_batches.ask((collection, depth, params.where), text)
+
+    def _sparse_batch(self, key: _Key, texts: list[str]) -> list[list[ScoredChunk]]:
+        assert self.sparse is not None
+        collection, depth, where = key
+        accept = partial(filters.matches, where) if where else None
+        return self.sparse.search(collection, texts, depth, accept)
 
     async def _rerank(
         self, question: str, hits: list[ScoredChunk], top_n: int
@@ -192,8 +227,11 @@ class Searcher:
     async def _stored_vectors(
         self, collection: str, hits: Sequence[ScoredChunk]
     ) -> dict[str, Vectors]:
-        ids = [h.chunk.id for h in hits]
-        return await asyncio.to_thread(self.store.vectors, collection, ids)
+        return await self._vector_batches.ask(collection, [h.chunk.id for h in hits])
+
+    def _vectors_batch(self, collection: str, asked: list[list[str]]) -> list[dict[str, Vectors]]:
+        found = self.store.vectors(collection, list(dict.fromkeys(i for ids in asked for i in ids)))
+        return [{i: found[i] for i in ids if i in found} for ids in asked]
 
 
 def _lap(trace: SearchTrace, stage: str, since: float) -> float:

@@ -117,6 +117,50 @@ def test_scores_equal_bm25s_on_generated_corpus(tmp_path: Path, method: str) -> 
             np.testing.assert_allclose(top[: len(best)], best, rtol=1e-5)
 
 
+@pytest.mark.parametrize("method", ["lucene", "robertson", "atire"])
+@pytest.mark.parametrize("compact_every", [postings.MIN_COMPACT, 8])
+def test_pruned_top_k_equals_the_full_ranking(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, compact_every: int
+) -> None:
+    """``top`` (MaxScore pruning) returns exactly the best k of ``scores``, after replacements
+    and deletions (delta and compacted base alike)."""
+    monkeypatch.setattr(postings, "MIN_COMPACT", compact_every)
+    texts = _corpus(seed=5, size=400)
+    for index in _index(tmp_path, method=method):
+        for start in range(0, 400, 100):
+            index.upsert("col", [_chunk(i, texts[i]) for i in range(start, start + 100)])
+        index.upsert("col", [_chunk(i, texts[i + 1]) for i in range(0, 60)])
+        index.delete("col", [f"c{i}" for i in range(100, 150)])
+        inverted = index._loaded("col")
+        for query in _corpus(seed=13, size=40):
+            words = index.tokenize([query])[0]
+            slots, scores = inverted.scores(words)
+            for k in (1, 3, 10):
+                top_slots, top_scores = inverted.top(words, k)
+                best = np.sort(scores)[::-1][:k]
+                np.testing.assert_allclose(top_scores, best, rtol=1e-12)
+                by_slot = dict(zip(slots.tolist(), scores.tolist(), strict=True))
+                assert [by_slot[s] for s in top_slots.tolist()] == top_scores.tolist()
+
+
+def test_common_terms_are_looked_up_not_read(
+    plain: Bm25Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the rare term's chunks outscore anything the common term could add, the common
+    term's long posting list is not read: it is searched for the few candidates only."""
+    texts = [f"common filler{i}" for i in range(300)] + ["rare rare common"] * 3
+    plain.upsert("col", [_chunk(i, t) for i, t in enumerate(texts)])
+    inverted = plain._loaded("col")
+    read: list[int] = []
+    full_read = inverted._contributions
+    monkeypatch.setattr(inverted, "_contributions", lambda t, w: read.append(t) or full_read(t, w))
+    slots, scores = inverted.top(["rare", "common"], 2)
+    assert read == [inverted.vocab["rare"]]
+    exhaustive = inverted.scores(["rare", "common"])[1]
+    np.testing.assert_allclose(scores, np.sort(exhaustive)[::-1][:2], rtol=1e-12)
+    assert set(slots.tolist()) <= {300, 301, 302}
+
+
 @pytest.mark.parametrize("compact_every", [postings.MIN_COMPACT, 8])
 def test_incremental_changes_equal_fresh_index(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compact_every: int

@@ -106,7 +106,7 @@ def _started(config: Embedder.Config) -> Iterator[Embedder]:
 
 @pytest.fixture(scope="module")
 def torch_embedder() -> Iterator[Embedder]:
-    yield from _started(Embedder.Config())
+    yield from _started(Embedder.Config(query_backend="documents"))
 
 
 @pytest.fixture(scope="module")
@@ -254,6 +254,58 @@ def test_config_rules_and_fingerprints() -> None:
         for kwargs in ({}, {"backend": "onnx"}, {"backend": "onnx", "quantize": "int8"})
     }
     assert len(prints) == 3
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, "none"),  # auto: torch documents on the CPU, onnxruntime installed
+        ({"query_backend": "documents"}, None),
+        ({"query_backend": "onnx_int8"}, "int8"),
+        ({"device": "cuda"}, None),  # auto never moves queries off a GPU
+        ({"backend": "onnx"}, None),  # already ONNX: the documents' model serves queries
+        ({"backend": "onnx", "query_backend": "onnx_int8"}, "int8"),
+        ({"backend": "onnx", "quantize": "int8", "query_backend": "onnx_int8"}, None),
+    ],
+)
+def test_query_backend_choice(settings: dict[str, str], expected: str | None) -> None:
+    assert Embedder(Embedder.Config.model_validate(settings)).query_onnx == expected
+
+
+def test_query_backend_rules_and_fingerprint() -> None:
+    with pytest.raises(ValidationError, match="CPU only"):
+        Embedder.Config(device="cuda", query_backend="onnx")
+    torch_print = Embedder(Embedder.Config(query_backend="documents")).fingerprint
+    assert Embedder(Embedder.Config(query_backend="onnx")).fingerprint == torch_print
+
+
+def test_auto_keeps_queries_on_torch_when_onnx_cannot_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def unsupported(self: Embedder, quantize: str) -> None:
+        raise ComponentError("embedder: custom layers, which backend: onnx does not run")
+
+    monkeypatch.setattr(Embedder, "_onnx", unsupported)
+    for embedder in _started(Embedder.Config()):
+        assert embedder._query_model is embedder._model
+        assert embedder.embed_queries(["a question"]).shape == (1, 384)
+    with pytest.raises(ComponentError, match="does not run"):
+        Embedder(Embedder.Config(query_backend="onnx")).start()
+
+
+def test_onnx_queries_on_a_torch_index_match_torch(torch_embedder: Embedder, cache: Path) -> None:
+    """The query side on ONNX Runtime, the documents on torch: the query vectors are torch's to
+    within float rounding, so an index built with torch stays valid and ranks alike."""
+    config = Embedder.Config(query_backend="onnx", onnx_cache=str(cache))
+    for mixed in _started(config):
+        assert isinstance(mixed._query_model, OnnxEncoder)
+        queries = list(QUERIES)
+        got, expected = mixed.embed_queries(queries), torch_embedder.embed_queries(queries)
+        assert _cosines(got, expected).min() > 0.9999
+        documents = SENTENCES[:5]
+        np.testing.assert_array_equal(
+            mixed.embed_documents(documents), torch_embedder.embed_documents(documents)
+        )
 
 
 def test_int8_without_onnx_is_a_located_config_error(write_config: ConfigWriter) -> None:

@@ -160,6 +160,11 @@ class Bm25Index:
         with self._read:
             return [index.search(words, top_k, where) for words in tokens]
 
+    def chunks(self, collection: str, ids: Sequence[str]) -> dict[str, Chunk]:
+        index = self._loaded(collection)
+        with self._read:
+            return index.chunks(ids)
+
     def count(self, collection: str) -> int:
         return self._storage.count(collection)
 

@@ -1,11 +1,12 @@
 """In-memory inverted index of one collection, scored with BM25 from live statistics.
 
 Postings (term → slot, term frequency) live in a compact CSR base plus a small delta of recent
-additions. A deleted or replaced chunk only loses its slot (``alive`` is cleared and its terms'
-document frequencies decremented); its postings are skipped at query time and dropped by the
-next compaction, which also folds the delta into the base. Because N, avgdl and every document
-frequency are kept current and idf is computed at query time, scores after any sequence of
-changes equal those of an index built fresh over the same chunks.
+additions, each posting list sorted by slot. Top-k searches are pruned (MaxScore, ``top``) and
+equal exhaustive scoring. A deleted or replaced chunk only loses its slot (``alive`` is
+cleared and its terms' document frequencies decremented); its postings are skipped at query
+time and dropped by the next compaction, which also folds the delta into the base. Because N,
+avgdl and every document frequency are kept current and idf is computed at query time, scores
+after any sequence of changes equal those of an index built fresh over the same chunks.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ class Bm25Params:
         if self.method == "robertson":
             return np.log(np.maximum((n - df + 0.5) / (df + 0.5), 1.0))
         return np.log(n / df)  # atire
+
+    @property
+    def tf_bound(self) -> float:
+        """Above every ``tf_part``: tf / (tf + norm) < 1, and atire's (k1 + 1) times that."""
+        return self.k1 + 1.0 if self.method == "atire" else 1.0
 
     def tf_part(self, tf: FloatArray, length: FloatArray, avgdl: float) -> FloatArray:
         norm = self.k1 * (1.0 - self.b + self.b * length / avgdl)
@@ -93,6 +99,11 @@ class InvertedIndex:
     @property
     def size(self) -> int:
         return len(self.slot_of)
+
+    def chunks(self, ids: Iterable[str]) -> dict[str, Chunk]:
+        """The live chunks of ``ids`` by id."""
+        found = {i: self._chunks[s] for i in ids if (s := self.slot_of.get(i)) is not None}
+        return {i: c for i, c in found.items() if c is not None}
 
     def encode(
         self, chunks: Sequence[Chunk], tokens: Sequence[Sequence[str]]
@@ -152,7 +163,7 @@ class InvertedIndex:
         """Append one segment per term to the delta (grouped with one sort, not per posting)."""
         if not len(terms):
             return
-        order = np.argsort(terms)
+        order = np.argsort(terms, kind="stable")  # slots come ascending: they stay sorted
         terms = terms[order]
         grouped_slots, grouped_tfs = slots[order].astype(np.int32), tfs[order].astype(np.float32)
         starts = np.flatnonzero(np.r_[True, terms[1:] != terms[:-1]])
@@ -196,7 +207,7 @@ class InvertedIndex:
 
     def _set_base(self, terms: IntArray, slots: IntArray, tfs: FloatArray) -> None:
         """Replace the postings by these (term, slot, tf) triples, grouped by term (CSR)."""
-        order = np.argsort(terms)  # order inside a posting list does not matter
+        order = np.lexsort((slots, terms))  # by term, then slot (``top`` binary-searches)
         counts = np.bincount(terms, minlength=len(self.vocab))
         self._indptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         self._slots, self._tfs = slots[order].astype(np.int32), tfs[order].astype(np.float32)
@@ -212,59 +223,115 @@ class InvertedIndex:
         )
 
     def _postings(self, term: int) -> list[tuple[npt.NDArray[Any], npt.NDArray[Any]]]:
+        """The term's posting parts (slots, tfs): delta segments and the base, each sorted by
+        slot."""
         parts = list(self._delta.get(term, ()))
         if term < len(self._indptr) - 1:
             start, end = self._indptr[term], self._indptr[term + 1]
             parts.append((self._slots[start:end], self._tfs[start:end]))
         return parts
 
-    def _gather(self, counts: Counter[int]) -> tuple[IntArray, FloatArray, FloatArray]:
-        """Every posting of the query terms (slots, tfs) with its term's idf × query count."""
+    def _query_terms(self, words: Sequence[str]) -> tuple[IntArray, FloatArray]:
+        """The query's known terms and their weights (idf × count in the query), highest
+        possible contribution first. A term repeated in the query counts once per occurrence,
+        as in bm25s and Lucene; a known term whose chunks were all deleted has df 0 and is
+        skipped (atire's idf would be infinite)."""
+        counts = Counter(t for w in words if (t := self.vocab.get(w)) is not None and self._df[t])
         terms = np.fromiter(counts, dtype=np.int64, count=len(counts))
         weights = self.params.idf(self._df[terms], self.size)
         weights *= np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-        parts = [
-            (w, s, f)
-            for t, w in zip(terms.tolist(), weights.tolist(), strict=True)
-            for s, f in self._postings(t)
-        ]
-        slots = np.concatenate([s for _, s, _ in parts]).astype(np.int64)
-        tfs = np.concatenate([f for _, _, f in parts]).astype(np.float64)
-        term_weight = np.repeat([w for w, _, _ in parts], [len(s) for _, s, _ in parts])
-        return slots, tfs, term_weight
+        order = np.argsort(-weights, kind="stable")
+        return terms[order], weights[order]
+
+    def _contributions(self, term: int, weight: float) -> tuple[IntArray, FloatArray]:
+        """Slots of the term's live postings and the term's share of their BM25 scores."""
+        parts = self._postings(term)
+        slots = np.concatenate([s for s, _ in parts]).astype(np.int64)
+        tfs = np.concatenate([f for _, f in parts]).astype(np.float64)
+        live = self._alive[slots]
+        slots, tfs = slots[live], tfs[live]
+        avgdl = self._total_length / self.size
+        return slots, weight * self.params.tf_part(tfs, self._lengths[slots], avgdl)
+
+    def _looked_up(self, term: int, weight: float, slots: IntArray) -> FloatArray:
+        """The term's share of the scores of ``slots`` (0 where it does not occur), found by
+        binary search in its slot-sorted posting parts rather than by reading them all."""
+        tfs = np.zeros(len(slots), dtype=np.float64)
+        for part_slots, part_tfs in self._postings(term):
+            if not len(part_slots):
+                continue
+            at = np.minimum(np.searchsorted(part_slots, slots), len(part_slots) - 1)
+            found = part_slots[at] == slots
+            tfs[found] = part_tfs[at[found]]
+        avgdl = self._total_length / self.size
+        part = self.params.tf_part(tfs, self._lengths[slots], avgdl)
+        return np.where(tfs > 0, weight * part, 0.0)
 
     def scores(self, words: Sequence[str]) -> tuple[IntArray, FloatArray]:
-        """Slots of the live chunks sharing a term with the query, and their BM25 scores.
-
-        A term repeated in the query counts once per occurrence, as in bm25s and Lucene.
-        """
-        # A known term whose chunks were all deleted has df 0: skip it (atire's idf is infinite).
-        counts = Counter(t for w in words if (t := self.vocab.get(w)) is not None and self._df[t])
-        if not counts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-        slots, tfs, term_weight = self._gather(counts)
-        live = self._alive[slots]
-        slots, tfs, term_weight = slots[live], tfs[live], term_weight[live]
-        avgdl = self._total_length / self.size
-        contrib = term_weight * self.params.tf_part(tfs, self._lengths[slots], avgdl)
-        total = np.bincount(slots, weights=contrib, minlength=len(self._chunks))
+        """Slots of the live chunks sharing a term with the query, and their BM25 scores."""
+        terms, weights = self._query_terms(words)
+        total = np.zeros(len(self._chunks), dtype=np.float64)
         hit = np.zeros(len(self._chunks), dtype=bool)
-        hit[slots] = True
+        for term, weight in zip(terms.tolist(), weights.tolist(), strict=True):
+            slots, contribution = self._contributions(term, weight)
+            total[slots] += contribution  # a chunk has one posting per term: no repeats
+            hit[slots] = True
         matched = np.flatnonzero(hit).astype(np.int64)
-        return matched, total[matched].astype(np.float64)
+        return matched, total[matched]
+
+    def top(self, words: Sequence[str], k: int) -> tuple[IntArray, FloatArray]:
+        """The ``k`` best live chunks (slots, scores), best first: exactly ``scores``' best,
+        without reading the long posting lists of common terms when they cannot matter.
+
+        MaxScore pruning: terms are read whole from the rarest (highest possible
+        contribution) down, until the k-th best partial score exceeds what all the remaining
+        terms together could add (their idf × the largest tf part). A chunk holding none of
+        the terms read cannot reach the top k then, so each remaining term only has to score
+        the chunks already found: by binary search in its posting lists when that touches
+        fewer postings than reading the list.
+        """
+        terms, weights = self._query_terms(words)
+        bounds = weights * self.params.tf_bound
+        left = np.cumsum(bounds[::-1])[::-1]  # left[i]: the most terms i.. can add
+        total = np.zeros(len(self._chunks), dtype=np.float64)
+        seen = np.zeros(len(self._chunks), dtype=bool)
+        found: list[IntArray] = [np.zeros(0, np.int64)]
+        read = 0
+        while read < len(terms):
+            slots, contribution = self._contributions(int(terms[read]), float(weights[read]))
+            total[slots] += contribution  # a chunk has one posting per term: no repeats
+            found.append(slots[~seen[slots]])
+            seen[slots] = True
+            read += 1
+            if read < len(terms) and _kth(total, found, k) > left[read]:
+                break
+        candidates = np.concatenate(found)
+        for term, weight in zip(terms[read:].tolist(), weights[read:].tolist(), strict=True):
+            postings = sum(len(s) for s, _ in self._postings(term))
+            if len(candidates) * np.log2(postings + 2) < postings:
+                total[candidates] += self._looked_up(term, weight, candidates)
+            else:  # reading the list is cheaper; chunks outside the candidates are ignored
+                slots, contribution = self._contributions(term, weight)
+                total[slots] += contribution
+        scores = total[candidates]
+        best = _best_first(scores, candidates, k)
+        return candidates[best], scores[best]
 
     def search(
         self, words: Sequence[str], top_k: int, where: ChunkFilter | None
     ) -> list[ScoredChunk]:
         """The ``top_k`` best live chunks accepted by ``where``, best first.
 
-        Candidates are taken best first in growing rounds (partial sorts), so a filter is only
-        evaluated on as many of them as it takes to fill ``top_k``.
+        Without a filter, ``top``. With one, candidates are taken best first in growing
+        rounds (partial sorts), so the filter is only evaluated on as many of them as it takes
+        to fill ``top_k``.
         """
+        if where is None:
+            return self._accepted(*self.top(words, top_k), top_k, None)
         slots, scores = self.scores(words)
         remaining = np.arange(len(slots))
         hits: list[ScoredChunk] = []
-        need = top_k if where is None else 8 * top_k
+        need = 8 * top_k
         while len(remaining) and len(hits) < top_k:
             if need < len(remaining):
                 part = np.argpartition(-scores[remaining], need - 1)
@@ -288,3 +355,23 @@ class InvertedIndex:
             if len(hits) == limit:
                 break
         return hits
+
+
+def _kth(total: FloatArray, found: Sequence[IntArray], k: int) -> float:
+    """The k-th best score so far among the chunks found (each found once; -inf while fewer
+    than k)."""
+    scores = total[np.concatenate(found)]
+    if len(scores) < k:
+        return -np.inf
+    return float(np.partition(scores, len(scores) - k)[len(scores) - k])
+
+
+def _best_first(scores: FloatArray, slots: IntArray, k: int) -> IntArray:
+    """Positions of the ``k`` highest scores, highest first; equal scores in slot order (the
+    chunk indexed first first), so tied chunks always come back in one order."""
+    if k < len(scores):
+        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+        picked = np.flatnonzero(scores >= kth)
+    else:
+        picked = np.arange(len(scores))
+    return picked[np.lexsort((slots[picked], -scores[picked]))][:k]

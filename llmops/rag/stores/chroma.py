@@ -107,6 +107,21 @@ class ChromaStore:
         for start in range(0, len(ids), MAX_BATCH):
             target.delete(ids=list(ids[start : start + MAX_BATCH]))
 
+    def _query(
+        self,
+        collection: str,
+        queries: Vectors,
+        top_k: int,
+        where: Mapping[str, Any] | None,
+        include: list[str],
+    ) -> Any:
+        return self._get(collection).query(
+            query_embeddings=queries,
+            n_results=top_k,
+            where=dict(where) if where else None,
+            include=include,
+        )
+
     def search(
         self,
         collection: str,
@@ -114,11 +129,8 @@ class ChromaStore:
         top_k: int,
         where: Mapping[str, Any] | None = None,
     ) -> list[list[ScoredChunk]]:
-        result = self._get(collection).query(
-            query_embeddings=queries,
-            n_results=top_k,
-            where=dict(where) if where else None,
-            include=["documents", "metadatas", "distances"],
+        result = self._query(
+            collection, queries, top_k, where, ["documents", "metadatas", "distances"]
         )
         return [
             [
@@ -132,6 +144,21 @@ class ChromaStore:
                 )
             ]
             for row in range(len(queries))
+        ]
+
+    def rank(
+        self,
+        collection: str,
+        queries: Vectors,
+        top_k: int,
+        where: Mapping[str, Any] | None = None,
+    ) -> list[list[tuple[str, float]]]:
+        # ids and distances only: reading 100 candidates' texts and metadata costs Chroma ten
+        # times the search itself (12.8 ms against 1.3 ms on 14k chunks)
+        result = self._query(collection, queries, top_k, where, ["distances"])
+        return [
+            [(cid, 1.0 - float(dist)) for cid, dist in zip(ids, dists, strict=True)]
+            for ids, dists in zip(result["ids"], result["distances"], strict=True)
         ]
 
     def vectors(self, collection: str, ids: Sequence[str]) -> dict[str, Vectors]:
