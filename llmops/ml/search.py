@@ -30,13 +30,21 @@ class SearchResult:
     trials_total: int  # finished in the study, earlier runs included
 
 
+@dataclass(frozen=True)
+class Labelled:
+    """Rows to fit and score on: the table, its target column, the task and (binary
+    classification) the class whose probability is scored."""
+
+    frame: Any
+    target: str
+    task: Task
+    positive: str | None = None
+
+
 def run_search(
     config: SearchConfig,
     make_model: MakeModel,
-    frame: Any,
-    target: str,
-    task: Task,
-    positive: str | None,
+    rows: Labelled,
     storage: Path,
     study_name: str,
     trial_done: TrialDone | None = None,
@@ -55,7 +63,7 @@ def run_search(
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5),
     )
     done_before = _finished(study)
-    objective = _Objective(config, make_model, frame, target, task, positive, trial_done)
+    objective = _Objective(config, make_model, rows, trial_done)
     remaining = max(0, config.n_trials - done_before)
     if remaining:
         study.optimize(objective, n_trials=remaining, timeout=config.timeout_s)
@@ -91,15 +99,12 @@ class _Objective:
         self,
         config: SearchConfig,
         make_model: MakeModel,
-        frame: Any,
-        target: str,
-        task: Task,
-        positive: str | None,
+        rows: Labelled,
         trial_done: TrialDone | None,
     ) -> None:
         self.config, self.make_model, self.trial_done = config, make_model, trial_done
-        self.features, self.truth = frame.drop(columns=[target]), frame[target]
-        self.task, self.positive = task, positive
+        self.features, self.truth = rows.frame.drop(columns=[rows.target]), rows.frame[rows.target]
+        self.task, self.positive = rows.task, rows.positive
 
     def __call__(self, trial: Any) -> float:
         optuna = require("optuna", "ml")

@@ -28,7 +28,7 @@ from llmops.ml.data import Splits, load_splits
 from llmops.ml.fairness import Gap, fairness_gaps
 from llmops.ml.features import model_pipeline
 from llmops.ml.metrics import LOWER_IS_BETTER, positive_label, score, slice_scores
-from llmops.ml.search import SearchResult, run_search
+from llmops.ml.search import Labelled, SearchResult, run_search
 from llmops.ml.validation import ValidationReport, validate
 from llmops.models.registry import ModelRegistry, ModelVersion
 
@@ -166,10 +166,7 @@ class Training:
         return run_search(
             search,
             self.make_model,
-            splits.train,
-            self.app.target,
-            self.app.task,
-            self.app.positive_class,
+            Labelled(splits.train, self.app.target, self.app.task, self.app.positive_class),
             self.data_dir / "studies.sqlite",
             f"{self.app.name}-{self.data_hash[:12]}",
             trial_done,

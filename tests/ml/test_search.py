@@ -11,7 +11,7 @@ import pytest
 from llmops.build import load_components
 from llmops.config.model_app import FeatureConfig, SearchConfig
 from llmops.ml.features import model_pipeline
-from llmops.ml.search import run_search
+from llmops.ml.search import Labelled, run_search
 from llmops.registry import get
 from tests.ml.adult_like import adult_like
 
@@ -34,9 +34,10 @@ def make_model(params: Mapping[str, Any]) -> Any:
 
 def test_the_search_scores_trials_by_cross_validation(tmp_path: Path) -> None:
     seen: list[float] = []
+    rows = Labelled(adult_like(300), "Y", "classification", ">50K")
     result = run_search(
-        SEARCH, make_model, adult_like(300), "Y", "classification", ">50K",
-        tmp_path / "studies.sqlite", "study", lambda n, p, v: seen.append(v),
+        SEARCH, make_model, rows, tmp_path / "studies.sqlite", "study",
+        lambda n, p, v: seen.append(v),
     )  # fmt: skip
     assert result.trials_run == result.trials_total == 6 and len(seen) == 6
     assert 0.7 < result.best_score <= 1.0 and result.best_score == max(seen)
@@ -48,7 +49,7 @@ class Killed(Exception):
 
 
 def test_an_interrupted_search_resumes_from_its_finished_trials(tmp_path: Path) -> None:
-    storage, frame = tmp_path / "studies.sqlite", adult_like(300)
+    storage, rows = tmp_path / "studies.sqlite", Labelled(adult_like(300), "Y", "classification")
     finished: list[int] = []
 
     def dies_after_three(number: int, params: Mapping[str, Any], value: float) -> None:
@@ -57,8 +58,6 @@ def test_an_interrupted_search_resumes_from_its_finished_trials(tmp_path: Path) 
         finished.append(number)
 
     with pytest.raises(Killed):
-        run_search(
-            SEARCH, make_model, frame, "Y", "classification", None, storage, "s", dies_after_three
-        )
-    resumed = run_search(SEARCH, make_model, frame, "Y", "classification", None, storage, "s")
+        run_search(SEARCH, make_model, rows, storage, "s", dies_after_three)
+    resumed = run_search(SEARCH, make_model, rows, storage, "s")
     assert resumed.trials_total == 6 and resumed.trials_run == 3
