@@ -17,6 +17,7 @@ from llmops.model_service import ModelService
 from llmops.server import errors
 from llmops.server.errors import documented
 from llmops.server.middleware import BodyLimit, CancelOnDisconnect, RequestId
+from llmops.server.routes.health import Readiness, health
 from llmops.server.schemas import STRICT
 
 router = APIRouter(tags=["models"])
@@ -70,16 +71,20 @@ async def models(request: Request) -> dict[str, Any]:
     return service.status()
 
 
-@router.get("/health", summary="Liveness: the process answers")
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
+router.get("/health", summary="Liveness: the process answers")(health)
 
 
-@router.get("/ready", summary="Readiness: a version is loaded", responses={503: {}})
+@router.get(
+    "/ready",
+    summary="Readiness: a version is loaded",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready, with the reason"}},
+)
 async def ready(request: Request) -> JSONResponse:
     service: ModelService = request.app.state.service
     reason = None if service.ready else service.not_ready_reason()
-    return JSONResponse({"ready": service.ready, "reason": reason}, 200 if service.ready else 503)
+    body = Readiness(ready=service.ready, reason=reason).model_dump()
+    return JSONResponse(body, status_code=200 if service.ready else 503)
 
 
 def create_model_app(service: ModelService) -> FastAPI:
