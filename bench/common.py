@@ -188,17 +188,22 @@ def llmops_up(config: Path, port: int, workers: int = 1) -> list[str]:
 
 
 def start_server(
-    command: list[str], port: int, ready: str = "/ready", root: Path = ROOT
+    command: list[str],
+    port: int,
+    ready: str = "/ready",
+    root: Path = ROOT,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start a server in its own process group (run from ``root``, the repository root by
-    default, which is on its import path) and wait until GET ``ready`` answers 200."""
+    default, which is on its import path; ``env`` added to this environment) and wait until
+    GET ``ready`` answers 200."""
     proc = subprocess.Popen(
         command,
         cwd=root,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(root)},
+        env={**os.environ, **(env or {}), "PYTHONPATH": str(root)},
     )
     try:
         wait_ready(port, proc, ready)

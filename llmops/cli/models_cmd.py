@@ -1,17 +1,19 @@
-"""llmops models list · show · promote · rollback: the model registry (MLflow) from a terminal."""
+"""llmops models list · show · promote · rollback · export: the model registry (MLflow) from a
+terminal."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from llmops.cli.common import console, run
+from llmops.cli.common import console, errors, run
 from llmops.models import (
     CANDIDATE,
     LATEST,
@@ -19,6 +21,7 @@ from llmops.models import (
     ModelRegistry,
     ModelVersion,
     local_tracking_uri,
+    onnx_export,
 )
 
 app = typer.Typer(
@@ -151,6 +154,88 @@ def rollback(
     line = f"{name}: {PRODUCTION} {before or '-'} -> {restored.version}"
     console.print(
         line + (f" (rolled back {before})" if before else ""), markup=False, highlight=False
+    )
+
+
+class ExportFormat(StrEnum):
+    onnx = "onnx"
+    triton = "triton"
+
+
+@app.command()
+def export(
+    ref: str = typer.Argument(
+        ..., metavar="NAME[@REF]", help="adult (production), adult@candidate, adult@3."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="The folder to write into."),
+    fmt: ExportFormat = typer.Option(
+        ExportFormat.onnx,
+        "--format",
+        "-f",
+        help="onnx: DIR/model.onnx and DIR/model.json (inputs, outputs, parity). triton: a "
+        "Triton model repository, DIR/NAME/config.pbtxt and DIR/NAME/1/model.onnx.",
+    ),
+    rows: Path | None = typer.Option(
+        None,
+        "--rows",
+        help="A CSV (header of column names) of rows to check parity on. "
+        "Default: the input example stored with the version.",
+    ),
+    tolerance: float = typer.Option(
+        onnx_export.TOLERANCE,
+        "--tolerance",
+        min=0.0,
+        help="Largest max abs diff of probabilities allowed (regressors: × the largest "
+        "prediction's size when above 1).",
+    ),
+    max_batch_size: int = typer.Option(
+        512, "--max-batch-size", min=1, help="triton: config.pbtxt's max_batch_size."
+    ),
+    tracking_uri: str | None = TrackingUriOption,
+    config: Path | None = ConfigOption,
+) -> None:
+    """Export a registered version to ONNX (skl2onnx), checked against scikit-learn first:
+    ONNX Runtime's probabilities on the parity rows must match the pipeline's within
+    --tolerance, or nothing is written (exit 1). The graph has one input per raw column
+    (strings for encoded columns, "" when missing; float32 for numbers) and answers label and
+    probabilities (regressors: variable).
+
+    Examples:
+
+      llmops models export adult -o out/
+        production -> out/model.onnx + out/model.json
+
+      llmops models export adult@3 -f triton -o models/ -c configs/adult.yaml
+        models/adult/config.pbtxt + models/adult/1/model.onnx, then
+        tritonserver --model-repository models/
+
+      llmops models export adult@candidate -o out/ --rows holdout.csv --tolerance 1e-5
+    """
+    registry = _registry(tracking_uri, config)
+    name, _, version_ref = ref.partition("@")
+    version_ref = version_ref or PRODUCTION
+    model, example, version = run(lambda: onnx_export.load_registered(registry, name, version_ref))
+    checked = run(lambda: onnx_export.read_rows(rows)) if rows is not None else example
+    if checked is None:
+        errors.print(
+            f"error: {name} version {version.version} has no stored input example to check "
+            "parity on; pass --rows file.csv",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    exported = run(lambda: onnx_export.export_onnx(model, checked, tolerance))
+    if fmt is ExportFormat.triton:
+        source = f"{name} version {version.version}"
+        written = onnx_export.write_triton(exported, output, name, max_batch_size, source)
+    else:
+        written = onnx_export.write_onnx(exported, output)
+    console.print(
+        f"{name}@{version_ref} (version {version.version}, {exported.estimator}) -> {written}; "
+        f"parity: max abs diff {exported.max_abs_diff:.3g} on {exported.rows} rows "
+        f"(tolerance {exported.tolerance:g})",
+        markup=False,
+        highlight=False,
     )
 
 

@@ -31,6 +31,9 @@ def train(
     Optuna (resumable: a killed search goes on from its finished trials), fit, score on the
     test rows, check the gates, and register the model in MLflow with the alias `candidate`.
 
+    The report (Markdown, and HTML with the plots) is written to data_dir/reports/<run id>/
+    and logged to the MLflow run; its path is printed last.
+
     Exit codes: 0 registered (or gates passed), 1 a gate failed, 2 the config or the data
     is invalid (the report names column, rule, count and sample rows).
 
@@ -87,6 +90,9 @@ def _show(report: TrainReport) -> None:
     for column, gaps in report.fairness.items():
         shown = ", ".join(f"{measure} {gap}" for measure, gap in gaps.items())
         console.print(f"fairness by {column}: {shown}", highlight=False)
+    if report.runtime:
+        shown = ", ".join(f"{name} {value:.4g}" for name, value in report.runtime.items())
+        console.print(f"latency and size: {shown}", highlight=False)
     for gate in report.gates:
         console.print(gate.describe(), highlight=False)
     if report.version is not None:
@@ -95,3 +101,5 @@ def _show(report: TrainReport) -> None:
     elif not report.passed:
         console.print("[red]a gate failed: not registered[/red]")
     console.print(f"done in {report.seconds:.1f}s (MLflow run {report.run_id})")
+    if report.report_dir is not None:
+        console.print(f"report: {report.report_dir / 'report.html'}", markup=False, highlight=False)

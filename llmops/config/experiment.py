@@ -93,14 +93,12 @@ class ShadowConfig(Strict):
     )
 
 
-class CanaryConfig(Strict):
-    """``strategy: canary``: the canary variant serves ``stages[i]`` of the users (the other
-    variant the rest). Each stage judges a window of ``window`` canary requests: within the
-    bounds it advances, outside them the canary is rolled back to 0 % and stays there (until
-    its settings change, which restarts the ramp). A failed canary request is answered by the
-    stable variant."""
+class RampConfig(Strict):
+    """A canary's ramp: the canary serves ``stages[i]`` of the users. Each stage judges a
+    window of ``window`` canary requests: within the bounds it advances, outside them the
+    canary is rolled back to 0 % and stays there (until its settings change, which restarts
+    the ramp). A failed canary request is answered by the stable variant."""
 
-    variant: str = Field(description="The variant being rolled out.")
     stages: list[float] = Field(
         default_factory=lambda: [0.05, 0.25, 0.5, 1.0],
         description="Rising traffic shares in (0, 1]; the last one is the end of the ramp.",
@@ -119,14 +117,23 @@ class CanaryConfig(Strict):
         return value
 
 
-class ExperimentConfig(Strict):
+class CanaryConfig(RampConfig):
+    """``strategy: canary``: the canary variant and its ramp (the other variant serves the
+    rest)."""
+
+    variant: str = Field(description="The variant being rolled out.")
+
+
+class ExperimentPolicy(Strict):
+    """How traffic is split among named variants, whatever a variant is: the RAG app's
+    ``experiment:`` (prompt / generator / retrieval changes) or a model app's ``routing:``
+    (registered versions). ``ExperimentRouter`` runs any of them."""
+
     name: str = Field(
         pattern=_VARIANT_NAME.pattern, description="Names the experiment and its stored state."
     )
     strategy: Literal["weighted", "thompson", "shadow", "canary"] = "weighted"
-    variants: dict[str, VariantConfig] = Field(
-        min_length=2, description="Variant name → its changes ({} is the app as configured)."
-    )
+    variants: Mapping[str, Strict] = Field(min_length=2, description="Variant name → what it is.")
     weights: dict[str, float] | None = Field(
         None, description="weighted: each variant's share (fractions or percentages)."
     )
@@ -148,7 +155,7 @@ class ExperimentConfig(Strict):
 
     @field_validator("variants")
     @classmethod
-    def _variant_names(cls, value: dict[str, VariantConfig]) -> dict[str, VariantConfig]:
+    def _variant_names(cls, value: Mapping[str, Strict]) -> Mapping[str, Strict]:
         bad = [n for n in value if not _VARIANT_NAME.fullmatch(n)]
         if bad:
             raise ValueError(f"variant names must be 1-63 letters, digits, '_', '.' or '-': {bad}")
@@ -208,3 +215,11 @@ class ExperimentConfig(Strict):
         if self.weights is None:
             return {name: 1 / len(self.variants) for name in self.variants}
         return normalised_weights(self.weights)
+
+
+class ExperimentConfig(ExperimentPolicy):
+    """A RAG app's ``experiment:`` section."""
+
+    variants: dict[str, VariantConfig] = Field(
+        min_length=2, description="Variant name → its changes ({} is the app as configured)."
+    )

@@ -12,6 +12,10 @@ registered and served from one file. Same YAML system as RAG apps: ``file:line:c
     model: {type: hist_gradient_boosting}
     search: {n_trials: 30, metric: roc_auc, space: {learning_rate: {low: 0.01, high: 0.3}}}
     gates: ["roc_auc >= 0.92"]
+
+Or, with the rows from a Feast feature store (the ``feast`` extra) instead of a file:
+``data: {feast: {repo: features/, entities: labels.parquet, entity_keys: [customer_id],
+features: ["customer_stats:age", ...]}}``.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from typing import Any, Literal, Self
 from pydantic import Field, field_validator, model_validator
 
 from llmops.config.component import Strict
+from llmops.config.experiment import ExperimentPolicy, RampConfig
 
 Task = Literal["classification", "regression"]
+Trigger = Literal["drift", "performance", "schedule"]
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,62}")
 
 
@@ -56,14 +62,87 @@ class SplitConfig(Strict):
         return self
 
 
+class FeastSource(Strict):
+    """Training rows from a Feast feature store: the entity table (keys, ``event_timestamp``,
+    target) joined point-in-time to the features by ``get_historical_features``. Served
+    ``/predict`` rows that send only the entity key(s) get the features from the online store.
+    Needs the ``feast`` extra."""
+
+    repo: str = Field(
+        description="The feature repository: a folder holding feature_store.yaml, already "
+        "applied (`feast apply`); relative to the config file."
+    )
+    entities: str = Field(
+        description="The entity table, CSV or Parquet (by extension): the entity key "
+        "column(s), `event_timestamp` (the time each row's features are read as of) and the "
+        "target; relative to the config file."
+    )
+    features: list[str] | str = Field(
+        description="Feature references 'view:feature' (each column keeps the feature's "
+        "name), or the name of a feature service."
+    )
+    entity_keys: list[str] = Field(
+        min_length=1,
+        description="The entity join key column(s), e.g. [customer_id]: in the entity table, "
+        "and all a /predict row needs to send for its features to be looked up.",
+    )
+
+    @field_validator("features")
+    @classmethod
+    def _references(cls, value: list[str] | str) -> list[str] | str:
+        if isinstance(value, str):
+            if not value.strip():
+                raise ValueError("name a feature service, or list 'view:feature' references")
+            return value
+        if not value:
+            raise ValueError("list at least one 'view:feature' reference")
+        bad = [
+            ref for ref in value if ref.count(":") != 1 or ref.startswith(":") or ref.endswith(":")
+        ]
+        if bad:
+            raise ValueError(
+                f"not a 'view:feature' reference: {', '.join(bad)} (e.g. customer_stats:age)"
+            )
+        return value
+
+    def feature_list(self) -> list[str] | None:
+        """The references when listed; None for a feature service."""
+        return None if isinstance(self.features, str) else list(self.features)
+
+
 class DataConfig(Strict):
-    train: TableSource
-    test: TableSource | None = Field(None, description="Held-out rows; default: split off.")
+    """Where the training rows come from: a file (``train``) or a Feast feature store
+    (``feast``), exactly one of them."""
+
+    train: TableSource | None = Field(None, description="The training rows in a file.")
+    feast: FeastSource | None = Field(
+        None, description="The training rows from a Feast feature store instead of a file."
+    )
+    test: TableSource | None = Field(
+        None, description="Held-out rows (a file; not with feast); default: split off."
+    )
     split: SplitConfig = Field(default_factory=lambda: SplitConfig())
     target_map: dict[str, str] = Field(
         default_factory=dict,
         description="Target values to rename, e.g. {'>50K.': '>50K'} when files disagree.",
     )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.train is None) == (self.feast is None):
+            both = self.train is not None
+            raise ValueError(
+                "give data.train (a file) or data.feast (a Feast feature store), not both"
+                if both
+                else "give data.train (a file) or data.feast (a Feast feature store): "
+                "where the training rows come from"
+            )
+        if self.feast is not None and self.test is not None:
+            raise ValueError(
+                "data.test is a file of finished rows; with data.feast the test rows are split "
+                "off the entity table (split.test_ratio, or split.time_column: event_timestamp)"
+            )
+        return self
 
 
 class ColumnRule(Strict):
@@ -159,6 +238,14 @@ class RegistryConfig(Strict):
         None, description="MLflow tracking URI; default: sqlite in data_dir."
     )
     model_name: str | None = Field(None, description="Registered name; default: the app name.")
+    onnx: bool = Field(
+        False,
+        description="Also export the model to ONNX at registration (needs the export extra): "
+        "checked against scikit-learn on up to 1,000 test rows (max abs diff of probabilities "
+        "at most 1e-4, else the job fails before registering), logged as onnx/model.onnx in "
+        "the run, the version tagged onnx.max_abs_diff. `llmops models export` does the same "
+        "for any registered version.",
+    )
 
 
 class ServingConfig(Strict):
@@ -170,6 +257,12 @@ class ServingConfig(Strict):
         "and running servers switch without a restart.",
     )
     refresh_s: float = Field(10.0, gt=0, description="How often the alias is looked up.")
+    runtime: Literal["sklearn", "onnx"] = Field(
+        "sklearn",
+        description="onnx: predict with ONNX Runtime from the ONNX file a version was "
+        "registered with (registry.onnx: true; parity checked then); versions without one are "
+        "served by scikit-learn.",
+    )
     max_rows: int = Field(1000, ge=1, le=100_000, description="Rows per request.")
     max_batch_rows: int = Field(
         512, ge=1, description="Rows predicted together when requests arrive at once."
@@ -177,6 +270,115 @@ class ServingConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     max_body_bytes: int = Field(5_000_000, ge=1024)
+
+
+class ModelVariant(Strict):
+    """A registered version of the model: the one an alias points at (followed as the alias
+    moves) or a fixed version number."""
+
+    alias: str | None = Field(None, description="e.g. production, candidate.")
+    version: int | None = Field(None, ge=1, description="A fixed version number.")
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> Self:
+        if (self.alias is None) == (self.version is None):
+            raise ValueError("give a variant an alias or a version (one of them)")
+        return self
+
+    @property
+    def ref(self) -> str:
+        """As the registry takes it: the alias, or the number as text."""
+        return self.alias if self.alias is not None else str(self.version)
+
+
+class ModelRoutingConfig(ExperimentPolicy):
+    """``routing:``: the RAG apps' experiment strategies over registered versions: sticky
+    weighted A/B, ``shadow`` (the second version predicts every request in the background;
+    agreement reported), ``canary`` (ramp with SLO rollback) and ``thompson`` (rewarded by the
+    labels sent to ``POST /labels``)."""
+
+    variants: dict[str, ModelVariant] = Field(
+        min_length=2, description="Variant name → {alias: ...} or {version: N}."
+    )
+
+
+class PredictionLogConfig(Strict):
+    """Every predicted row (features, prediction, variant, version) in SQLite under data_dir,
+    so ``POST /labels`` can join true labels to it, days later if need be."""
+
+    enabled: bool = True
+    retention_days: float | None = Field(30.0, gt=0, description="Older rows are deleted.")
+    live_window: int = Field(
+        1000, ge=10, description="Newest labelled rows per version behind the live metrics."
+    )
+
+
+class ModelDriftConfig(Strict):
+    """Feature and prediction drift per served version against its training rows: KS or
+    chi-squared per column, judged only with a PSI effect size too (see table_drift)."""
+
+    enabled: bool = True
+    window: int = Field(500, ge=10, description="Newest served rows per version compared.")
+    min_rows: int = Field(100, ge=10, description="Fewer served rows are not judged.")
+    check_every: int = Field(100, ge=1, description="Served rows between two checks.")
+    alpha: float = Field(0.01, gt=0, lt=1, description="Family-wise, Bonferroni over columns.")
+    min_psi: float = Field(0.1, gt=0, description="The effect size a drifting column needs.")
+    reference_rows: int = Field(5000, ge=100, description="Training rows kept as reference.")
+
+
+def _default_triggers() -> list[Trigger]:
+    return ["drift"]
+
+
+def _retrain_canary() -> RampConfig:
+    return RampConfig(stages=[0.1, 0.5, 1.0], window=100)
+
+
+class RetrainConfig(Strict):
+    """``monitoring.retrain``: what starts the training job again, on which data, and how its
+    candidate is rolled out: gates against production, then a canary ramp that promotes it
+    when every stage's window is healthy and rolls it back otherwise."""
+
+    triggers: list[Trigger] = Field(
+        default_factory=_default_triggers,
+        description="drift: the production version's features drift; performance: its live "
+        "metrics break `performance`; schedule: every `every_s` seconds.",
+    )
+    every_s: float | None = Field(None, gt=0, description="schedule: seconds between runs.")
+    performance: list[str] = Field(
+        default_factory=list,
+        description="Gates on live metrics from labelled predictions, e.g. 'accuracy >= 0.8'.",
+    )
+    min_labels: int = Field(100, ge=1, description="Labelled rows before `performance` is judged.")
+    gates: list[str] | None = Field(
+        None,
+        description="Gates a retrained candidate must pass besides the app's `gates` "
+        "(default: 'roc_auc >= production - 0.01', or r2 for regression).",
+    )
+    data: DataConfig | None = Field(
+        None, description="The new data to train on (default: the app's `data`, read again)."
+    )
+    cooldown_s: float = Field(3600.0, ge=0, description="Least time between two retrainings.")
+    canary: RampConfig = Field(
+        default_factory=_retrain_canary,
+        description="The candidate's ramp beside production; at 100 % it is promoted.",
+    )
+
+    @model_validator(mode="after")
+    def _triggers_have_settings(self) -> Self:
+        if "schedule" in self.triggers and self.every_s is None:
+            raise ValueError("retraining on a schedule needs every_s")
+        if "performance" in self.triggers and not self.performance:
+            raise ValueError(
+                "retraining on performance needs `performance` gates, e.g. ['accuracy >= 0.8']"
+            )
+        return self
+
+
+class ModelMonitoringConfig(Strict):
+    predictions: PredictionLogConfig = Field(default_factory=lambda: PredictionLogConfig())
+    drift: ModelDriftConfig = Field(default_factory=lambda: ModelDriftConfig())
+    retrain: RetrainConfig | None = None
 
 
 class ModelAppConfig(Strict):
@@ -206,6 +408,10 @@ class ModelAppConfig(Strict):
     )
     registry: RegistryConfig = Field(default_factory=lambda: RegistryConfig())
     serving: ServingConfig = Field(default_factory=lambda: ServingConfig())
+    routing: ModelRoutingConfig | None = Field(
+        None, description="Split traffic among registered versions (default: serving.alias)."
+    )
+    monitoring: ModelMonitoringConfig = Field(default_factory=lambda: ModelMonitoringConfig())
 
     @field_validator("name")
     @classmethod

@@ -16,9 +16,9 @@ from llmops.evaluation.results import EvalRun
 from llmops.evaluation.scoring import SampleResult
 from llmops.evaluation.stats import Comparison
 from llmops.evaluation.suite import BASELINE
+from llmops.tables import STYLE, Table, html_table, markdown_table
 
 WORST = 5
-Table = tuple[list[str], list[list[str]]]
 
 
 def write_reports(run: EvalRun, folder: Path) -> tuple[Path, Path]:
@@ -146,14 +146,6 @@ def _short(text: str, limit: int = 90) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _md_table(table: Table) -> str:
-    header, rows = table
-    escape = lambda cell: cell.replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def markdown(run: EvalRun) -> str:
     spec = run.suite.spec
     status = "PASSED" if run.passed else "FAILED"
@@ -163,23 +155,8 @@ def markdown(run: EvalRun) -> str:
         + (f" MLflow run `{run.mlflow_run_id}`." if run.mlflow_run_id else ""),
     ]
     for title, table in _tables(run):
-        parts += [f"## {title}", _md_table(table) if table[1] else "(none)"]
+        parts += [f"## {title}", markdown_table(table) if table[1] else "(none)"]
     return "\n\n".join(parts) + "\n"
-
-
-def _html_table(table: Table) -> str:
-    header, rows = table
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-_STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;
-text-align:left;font-size:14px}th{background:#f3f3f3}.FAILED{color:#b00}.PASSED{color:#070}
-figure{margin:1em 0}"""
 
 
 def _figures(run: EvalRun) -> list[tuple[str, str]]:
@@ -203,17 +180,17 @@ def html_page(run: EvalRun) -> str:
     status = "PASSED" if run.passed else "FAILED"
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(spec.name)} "
-        f"eval</title><style>{_STYLE}</style></head><body>",
+        f"eval</title><style>{STYLE}</style></head><body>",
         f"<h1>Eval run: {html.escape(spec.name)} — <span class='{status}'>{status}</span></h1>",
         f"<p>App <code>{html.escape(spec.app)}</code>, dataset "
         f"<code>{html.escape(spec.dataset.path)}</code>.</p>",
     ]
     tables = _tables(run)
     for title, table in tables[:2]:
-        parts += [f"<h2>{html.escape(title)}</h2>", _html_table(table)]
+        parts += [f"<h2>{html.escape(title)}</h2>", html_table(table)]
     for title, svg in _figures(run) if run.metric_names else []:
         parts.append(f"<figure><figcaption><b>{html.escape(title)}</b></figcaption>{svg}</figure>")
     for title, table in tables[2:]:
-        parts += [f"<h2>{html.escape(title)}</h2>", _html_table(table)]
+        parts += [f"<h2>{html.escape(title)}</h2>", html_table(table)]
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -1,15 +1,20 @@
-"""Tables for training: read a CSV or Parquet file, and split it into train / valid / test
-rows (by a seeded ratio, stratified for classification; by a column; or by time)."""
+"""Tables for training: read a CSV or Parquet file (or, with ``data.feast``, the entity
+table joined to its features by Feast), and split it into train / valid / test rows (by a
+seeded ratio, stratified for classification; by a column; or by time)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmops.config.model_app import DataConfig, SplitConfig, TableSource, Task
+from llmops.config import resolve_path
+from llmops.config.model_app import DataConfig, FeastSource, SplitConfig, TableSource, Task
 from llmops.deps import require
 from llmops.errors import DatasetError
+from llmops.ml.feature_store import TIMESTAMP, training_table
 
 
 @dataclass(frozen=True)
@@ -41,11 +46,42 @@ def read_table(path: Path, source: TableSource) -> Any:
 
 def load_splits(config: DataConfig, base_dir: Path, target: str, task: Task) -> Splits:
     """Train, valid and test rows as the config says; target values renamed by target_map."""
+    if config.feast is not None:
+        return _feast_splits(config, config.feast, base_dir, target, task)
+    assert config.train is not None  # the config holds exactly one of train and feast
     train = _renamed(read_table(base_dir / config.train.path, config.train), config, target)
     test = None
     if config.test is not None:
         test = _renamed(read_table(base_dir / config.test.path, config.test), config, target)
     return split(train, test, config.split, target, task)
+
+
+def _feast_splits(
+    config: DataConfig, source: FeastSource, base_dir: Path, target: str, task: Task
+) -> Splits:
+    """The training table from Feast, split; ``event_timestamp`` (which a split may go by)
+    is dropped afterwards: served rows do not carry it."""
+    path = resolve_path(base_dir, source.entities)
+    entities = read_table(path, TableSource(path=source.entities))
+    frame = _renamed(training_table(source, base_dir, entities, target), config, target)
+    parts = split(frame, None, config.split, target, task)
+    train, valid, test = (
+        p.drop(columns=[TIMESTAMP]) for p in (parts.train, parts.valid, parts.test)
+    )
+    return Splits(train, valid, test)
+
+
+def data_sha256(config: DataConfig, base_dir: Path) -> str:
+    """SHA-256 of the training data's files: the train and test files; with Feast, the entity
+    table and the feature references (or service name), so either changing is new data."""
+    digest = hashlib.sha256()
+    for source in (config.train, config.test):
+        if source is not None:
+            digest.update(resolve_path(base_dir, source.path).read_bytes())
+    if config.feast is not None:
+        digest.update(resolve_path(base_dir, config.feast.entities).read_bytes())
+        digest.update(json.dumps(config.feast.features).encode())
+    return digest.hexdigest()
 
 
 def _renamed(frame: Any, config: DataConfig, target: str) -> Any:

@@ -85,3 +85,28 @@ def slice_scores(
             features = rows.drop(columns=[target])
             out[str(group)] = score(model, features, rows[target], task, positive)
     return out
+
+
+def live_scores(
+    predicted: list[Any], truth: list[Any], scores: list[float | None], task: Task, positive: Any
+) -> dict[str, float]:
+    """Metrics of served predictions against the labels that came back for them: accuracy
+    (and ROC AUC from the logged positive-class scores, when both classes are there), or RMSE
+    and MAE. Labels are compared as text (JSON may turn 1 into "1")."""
+    m = require("sklearn.metrics", "ml")
+    if not truth:
+        return {}
+    if task == "regression":
+        y, p = [float(t) for t in truth], [float(v) for v in predicted]
+        return {
+            "rmse": float(m.root_mean_squared_error(y, p)),
+            "mae": float(m.mean_absolute_error(y, p)),
+        }
+    hits = [str(p) == str(t) for p, t in zip(predicted, truth, strict=True)]
+    out = {"accuracy": sum(hits) / len(hits)}
+    scored = [
+        (str(t) == str(positive), s) for t, s in zip(truth, scores, strict=True) if s is not None
+    ]
+    if scored and 0 < sum(y for y, _ in scored) < len(scored):
+        out["roc_auc"] = float(m.roc_auc_score([y for y, _ in scored], [s for _, s in scored]))
+    return out

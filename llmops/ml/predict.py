@@ -10,7 +10,7 @@ from typing import Any
 from llmops.config.model_app import ModelAppConfig
 from llmops.deps import require
 from llmops.errors import InvalidRows, RowProblem
-from llmops.ml.validation import validate
+from llmops.ml.validation import build_schema, row_failures
 
 MAX_PROBLEMS = 20
 
@@ -29,40 +29,80 @@ def model_columns(model: Any, app: ModelAppConfig) -> list[str]:
     return [str(c) for c in getattr(model, "feature_names_in_", app.features.columns())]
 
 
+class RowChecker:
+    """The app's per-row rules (its ``schema:`` section), built once, for rows to predict."""
+
+    def __init__(self, app: ModelAppConfig) -> None:
+        self.app = app
+        self.schema = build_schema(app.schema_, app.target, app.task, training=False)
+
+    def check_shape(self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+        """InvalidRows naming row and column for rows that are not objects, lack a feature
+        column or carry one the model was not trained with."""
+        if not rows:
+            raise InvalidRows([RowProblem(None, None, "no rows: send at least one")])
+        features = self.app.features.columns()
+        known = set(columns)
+        problems = [
+            RowProblem(i, column, message)
+            for i, row in enumerate(rows)
+            for column, message in _shape_problems(row, features, known)
+        ]
+        if problems:
+            raise InvalidRows(problems[:MAX_PROBLEMS])
+
+    def problems(self, frame: Any) -> dict[int, list[tuple[str | None, str]]]:
+        """Position in ``frame`` → (column, rule) for each row breaking a rule."""
+        found = row_failures(self.schema, frame)
+        if None in found:  # not tied to a row: judge the rows one by one
+            found = {
+                i: failures
+                for i in range(len(frame))
+                for failures in [row_failures(self.schema, frame.iloc[[i]]).get(frame.index[i])]
+                if failures
+            }
+        return {frame.index.get_loc(index): failures for index, failures in found.items()}
+
+    def frame(self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any:
+        """The rows as a DataFrame of the model's ``columns``; any row that breaks a rule
+        raises InvalidRows naming row and column. Columns the model takes but does not use
+        may be left out."""
+        self.check_shape(rows, columns)
+        frame = features_frame(rows, columns)
+        problems = self.problems(frame)
+        if problems:
+            raise InvalidRows(row_problems(problems))
+        return frame
+
+
+def row_problems(problems: Mapping[int, list[tuple[str | None, str]]]) -> list[RowProblem]:
+    return [
+        RowProblem(row, column, f"fails {rule}")
+        for row, failures in sorted(problems.items())
+        for column, rule in failures
+    ][:MAX_PROBLEMS]
+
+
 def rows_frame(
     rows: Sequence[Mapping[str, Any]], app: ModelAppConfig, columns: Sequence[str]
 ) -> Any:
-    """The rows as a DataFrame of the model's ``columns``; rows that lack a feature column,
-    carry a column the model was not trained with or break the schema raise InvalidRows
-    naming row and column. Columns the model takes but does not use may be left out."""
-    if not rows:
-        raise InvalidRows([RowProblem(None, None, "no rows: send at least one")])
-    features = app.features.columns()
-    known = set(columns)
-    problems = [
-        RowProblem(i, column, message)
-        for i, row in enumerate(rows)
-        for column, message in _shape_problems(row, features, known)
-    ]
-    if problems:
-        raise InvalidRows(problems[:MAX_PROBLEMS])
-    frame = features_frame(rows, columns)
-    report = validate(frame, app.schema_, app.target, app.task, training=False)
-    if not report.ok:
-        raise InvalidRows(
-            [
-                RowProblem(sample.get("index"), v.column, f"fails {v.rule}")
-                for v in report.violations
-                for sample in v.samples
-            ][:MAX_PROBLEMS]
-        )
-    return frame
+    """``RowChecker(app).frame(rows, columns)``, for a one-off check."""
+    return RowChecker(app).frame(rows, columns)
 
 
 def features_frame(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any:
-    """``rows`` as a DataFrame of ``columns`` (rows already checked; absent ones missing)."""
+    """``rows`` as a DataFrame of ``columns`` (rows already checked; absent ones missing).
+
+    A JSON ``null`` in a text column becomes NaN, as a missing value read from a file is:
+    scikit-learn's imputers take NaN as missing but None as a category of its own, so a None
+    would skip the imputation the training rows had (training/serving skew)."""
     pandas = require("pandas", "ml")
-    return pandas.DataFrame.from_records(list(rows), columns=list(columns))
+    frame = pandas.DataFrame.from_records(list(rows), columns=list(columns))
+    for column in frame.select_dtypes(include="object").columns:
+        values = frame[column]
+        if values.isna().any():
+            frame[column] = values.where(values.notna(), float("nan"))
+    return frame
 
 
 def _shape_problems(row: Any, features: list[str], known: set[str]) -> list[tuple[str | None, str]]:

@@ -88,6 +88,24 @@ def validate(
     return ValidationReport(len(frame), [])
 
 
+def row_failures(schema: Any, frame: Any) -> dict[Any, list[tuple[str | None, str]]]:
+    """Every row of ``frame`` that breaks ``schema`` (a per-row schema from ``build_schema``
+    with ``training=False``): its index → (column, rule) pairs. A failure pandera does not tie
+    to a row is under the key None."""
+    pandera = require("pandera.pandas", "ml")
+    try:
+        schema.validate(frame, lazy=True)
+    except pandera.errors.SchemaErrors as exc:
+        found: dict[Any, list[tuple[str | None, str]]] = {}
+        cases = exc.failure_cases[["column", "check", "index"]]
+        for column, rule, index in cases.itertuples(index=False):
+            key = index if index is not None and index == index else None
+            named = None if column is None or column != column else str(column)
+            found.setdefault(key, []).append((named, str(rule)))
+        return found
+    return {}
+
+
 def build_schema(config: SchemaConfig, target: str, task: Task, training: bool) -> Any:
     """The pandera schema: one Column per configured column (the target's only in training),
     plus the table-wide checks in training."""

@@ -103,11 +103,17 @@ def ensure_registered_model(client: Any, name: str) -> None:
             raise
 
 
-def git_tags() -> dict[str, str]:
-    """``{"git.commit": <HEAD>}`` when the current directory is a git checkout, else ``{}``."""
+def git_tags(folder: Path | None = None) -> dict[str, str]:
+    """``{"git.commit": <HEAD>}`` when ``folder`` (default: the current directory) is in a
+    git checkout, else ``{}``."""
     try:
         head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+            cwd=folder,
         )
     except (OSError, subprocess.SubprocessError):
         return {}

@@ -14,6 +14,7 @@ implicit ``./mlruns``; an ``http(s)://`` tracking server keeps its own artifact 
 from __future__ import annotations
 
 import difflib
+import io
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -34,6 +35,8 @@ CANDIDATE, PRODUCTION, PREVIOUS = "candidate", "production", "previous"
 LATEST = "latest"  # a reference, not an alias: MLflow reserves the name
 METRIC_TAG = "metric."
 MODEL_ARTIFACT = "model"
+REFERENCE_ARTIFACT = "reference"
+REFERENCE_FILE = "reference.parquet"
 
 
 def local_tracking_uri(base_dir: Path) -> str:
@@ -191,6 +194,39 @@ class ModelRegistry:
                 artifact_uri=uri, dst_path=tmp, tracking_uri=self.tracking_uri
             )
             return sklearn_flavor.load_model(local)
+
+    def log_reference(self, run_id: str, rows: pd.DataFrame) -> None:
+        """Keep ``rows`` (a sample of the training rows, features only) with the run: the
+        reference that served versions from it compare their traffic with."""
+        doing = f"storing the reference rows of run {run_id}"
+        with self._errors(doing), tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / REFERENCE_FILE
+            rows.to_parquet(path, index=False)
+            self._client().log_artifact(run_id, str(path), REFERENCE_ARTIFACT)
+
+    def reference(self, version: ModelVersion) -> pd.DataFrame | None:
+        """The reference rows stored with ``version``'s run, or None (none stored)."""
+        data = self.run_file(version, f"{REFERENCE_ARTIFACT}/{REFERENCE_FILE}")
+        if data is None:
+            return None
+        pandas = require("pandas", MLFLOW_EXTRA)
+        return pandas.read_parquet(io.BytesIO(data))
+
+    def run_file(self, version: ModelVersion, path: str) -> bytes | None:
+        """A file the run of ``version`` logged (``reference/reference.parquet``,
+        ``onnx/model.onnx``), or None when it has none there."""
+        artifacts = require("mlflow.artifacts", MLFLOW_EXTRA)
+        folder, _, _ = path.rpartition("/")
+        doing = f"reading {path} of '{version.name}' {version.version}"
+        with self._errors(doing), tempfile.TemporaryDirectory() as tmp:
+            listed = self._client().list_artifacts(version.run_id, folder) if version.run_id else []
+            if path not in {item.path for item in listed}:
+                return None
+            local = artifacts.download_artifacts(
+                run_id=version.run_id, artifact_path=path, dst_path=tmp,
+                tracking_uri=self.tracking_uri,
+            )  # fmt: skip
+            return Path(local).read_bytes()
 
     def names(self) -> list[str]:
         """The registered model names, sorted."""

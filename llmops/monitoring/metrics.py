@@ -38,15 +38,81 @@ def prepare_multiprocess_dir(path: Path) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
-class Metrics:
-    """Counters, histograms and gauges; children are cached per label set (the hot path
-    is one dict lookup and an ``inc``/``observe`` per metric)."""
+class PrometheusMetrics:
+    """A private registry whose metric children are cached per label set (the hot path is one
+    dict lookup and an ``inc``/``observe`` per metric), rendered for ``GET /metrics``."""
+
+    def __init__(self) -> None:
+        self._prom = require("prometheus_client", extra="monitor")
+        self.registry = self._prom.CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type; all processes' samples in multiprocess
+        mode."""
+        prom = self._prom
+        registry = self.registry
+        if multiprocess_dir():
+            multiprocess = require("prometheus_client.multiprocess", extra="monitor")
+            registry = prom.CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return prom.generate_latest(registry), str(prom.CONTENT_TYPE_LATEST)
+
+
+class ExperimentMetrics(PrometheusMetrics):
+    """Canary ramps and shadow runs, whatever the variants are (RAG apps' or model
+    versions'); ``pipeline`` is the app's (or the model's) name."""
 
     def __init__(self, pipeline: str) -> None:
-        prom = require("prometheus_client", extra="monitor")
+        super().__init__()
         self.pipeline = pipeline
-        self._prom = prom
-        self.registry = prom.CollectorRegistry(auto_describe=True)
+        prom = self._prom
+        c, h, g, r = prom.Counter, prom.Histogram, prom.Gauge, self.registry
+        self.canary_share = g(
+            "llmops_canary_share", "Traffic share of the canary (0 after a rollback).",
+            EXPERIMENT, multiprocess_mode="mostrecent", registry=r,
+        )  # fmt: skip
+        self.canary_moves = c(
+            "llmops_canary_moves", "Canary ramp moves (advanced, rolled_back_<cause>).",
+            [*EXPERIMENT, "move"], registry=r,
+        )  # fmt: skip
+        self.shadow_runs = c(
+            "llmops_shadow_runs", "Shadow runs by outcome (ok, error, skipped).",
+            [*EXPERIMENT, "outcome"], registry=r,
+        )  # fmt: skip
+        self.shadow_agreement = h(
+            "llmops_shadow_agreement", "Shadow and served agreeing (token F1; models: labels).",
+            EXPERIMENT, buckets=AGREEMENT_BUCKETS, registry=r,
+        )  # fmt: skip
+
+    def canary(self, experiment: str, variant: str, share: float, move: str | None) -> None:
+        key = (self.pipeline, experiment, variant)
+        self._child(self.canary_share, *key).set(share)
+        if move is not None:
+            self._child(self.canary_moves, *key, move).inc()
+
+    def shadow_run(
+        self, experiment: str, variant: str, outcome: str, agreement: float | None
+    ) -> None:
+        key = (self.pipeline, experiment, variant)
+        self._child(self.shadow_runs, *key, outcome).inc()
+        if agreement is not None:
+            self._child(self.shadow_agreement, *key).observe(agreement)
+
+
+class Metrics(ExperimentMetrics):
+    """The RAG app's counters, histograms and gauges."""
+
+    def __init__(self, pipeline: str) -> None:
+        super().__init__(pipeline)
+        prom = self._prom
         c, h, g, r = prom.Counter, prom.Histogram, prom.Gauge, self.registry
         self.http_requests = c(
             "llmops_http_requests", "HTTP requests.", [*HTTP, "status"], registry=r
@@ -96,30 +162,6 @@ class Metrics:
         self.drift_checks = c(
             "llmops_drift_checks", "Drift checks run.", ["pipeline", "result"], registry=r
         )
-        self.canary_share = g(
-            "llmops_canary_share", "Traffic share of the canary (0 after a rollback).",
-            EXPERIMENT, multiprocess_mode="mostrecent", registry=r,
-        )  # fmt: skip
-        self.canary_moves = c(
-            "llmops_canary_moves", "Canary ramp moves (advanced, rolled_back_<cause>).",
-            [*EXPERIMENT, "move"], registry=r,
-        )  # fmt: skip
-        self.shadow_runs = c(
-            "llmops_shadow_runs", "Shadow runs by outcome (ok, error, skipped).",
-            [*EXPERIMENT, "outcome"], registry=r,
-        )  # fmt: skip
-        self.shadow_agreement = h(
-            "llmops_shadow_agreement", "Agreement of shadow and served answers (token F1).",
-            EXPERIMENT, buckets=AGREEMENT_BUCKETS, registry=r,
-        )  # fmt: skip
-        self._children: dict[tuple[Any, ...], Any] = {}
-
-    def _child(self, metric: Any, *labels: str) -> Any:
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
 
     # hooks -----------------------------------------------------------------------------------
     def http_request(
@@ -176,29 +218,3 @@ class Metrics:
             self._child(self.drift_detected, self.pipeline, signal).set(1.0 if flag else 0.0)
         result = "drift" if any(detected.values()) else "ok"
         self._child(self.drift_checks, self.pipeline, result).inc()
-
-    def canary(self, experiment: str, variant: str, share: float, move: str | None) -> None:
-        key = (self.pipeline, experiment, variant)
-        self._child(self.canary_share, *key).set(share)
-        if move is not None:
-            self._child(self.canary_moves, *key, move).inc()
-
-    def shadow_run(
-        self, experiment: str, variant: str, outcome: str, agreement: float | None
-    ) -> None:
-        key = (self.pipeline, experiment, variant)
-        self._child(self.shadow_runs, *key, outcome).inc()
-        if agreement is not None:
-            self._child(self.shadow_agreement, *key).observe(agreement)
-
-    # scrape ----------------------------------------------------------------------------------
-    def render(self) -> tuple[bytes, str]:
-        """The exposition text and its content type; all processes' samples in multiprocess
-        mode."""
-        prom = self._prom
-        registry = self.registry
-        if multiprocess_dir():
-            multiprocess = require("prometheus_client.multiprocess", extra="monitor")
-            registry = prom.CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
-        return prom.generate_latest(registry), str(prom.CONTENT_TYPE_LATEST)

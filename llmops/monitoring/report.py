@@ -39,13 +39,24 @@ def columns(reference: Window, current: Window) -> dict[str, tuple[np.ndarray, n
 
 
 def evidently_report(data: dict[str, tuple[np.ndarray, np.ndarray]], html: Path) -> dict[str, Any]:
-    """Run the preset, save the HTML, return Evidently's verdicts per column."""
+    """Run the preset over numeric columns, save the HTML, return Evidently's verdicts per
+    column."""
     pd = require("pandas", extra="monitor")
-    evidently = require("evidently", extra="monitor")
-    presets = require("evidently.presets", extra="monitor")
     reference = pd.DataFrame({name: ref for name, (ref, _) in data.items()})
     current = pd.DataFrame({name: cur for name, (_, cur) in data.items()})
-    definition = evidently.DataDefinition(numerical_columns=list(data))
+    return table_report(reference, current, list(data), [], html)
+
+
+def table_report(
+    reference: Any, current: Any, numeric: list[str], categorical: list[str], html: Path
+) -> dict[str, Any]:
+    """Evidently's data-drift preset on two DataFrames' ``numeric`` and ``categorical``
+    columns: the HTML saved to ``html``, its verdicts returned."""
+    evidently = require("evidently", extra="monitor")
+    presets = require("evidently.presets", extra="monitor")
+    definition = evidently.DataDefinition(
+        numerical_columns=numeric, categorical_columns=categorical
+    )
     snapshot = evidently.Report([presets.DataDriftPreset()]).run(
         current_data=evidently.Dataset.from_pandas(current, data_definition=definition),
         reference_data=evidently.Dataset.from_pandas(reference, data_definition=definition),

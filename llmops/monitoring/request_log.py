@@ -9,7 +9,6 @@ import csv
 import hashlib
 import json
 import logging
-import queue
 import sqlite3
 import threading
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops.config.monitoring import QuestionMode, RequestLogConfig
-from llmops.db import add_missing_columns, open_database, transaction
+from llmops.db import QueuedWriter, add_missing_columns, open_database, transaction
 from llmops.deps import require
 from llmops.monitoring.events import QueryEvent
 
@@ -45,7 +44,6 @@ _INSERT = (
     f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(COLUMNS))})"
 )
-_STOP = object()
 BATCH = 500
 FLUSH_EVERY_S = 1.0
 PRUNE_EVERY_S = 60.0
@@ -66,44 +64,36 @@ class RequestLog:
         self.path = path
         self.config = config
         self.source_threshold = source_threshold
-        self._queue: queue.Queue[Any] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._wake = threading.Event()
+        self._writer = QueuedWriter("request-log", self._write, FLUSH_EVERY_S, BATCH)
         self._last_prune = 0.0
         self._db: sqlite3.Connection | None = None  # shared by the writer and feedback
         self._lock = threading.Lock()
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
-        if self._thread is not None:
+        if self._db is not None:
             return
         # WAL without an fsync per commit: durable enough for a log
         self._db = open_database(self.path, SCHEMA, synced=False)
         add_missing_columns(self._db, "requests", {"correlation_id": "TEXT"})
         self._db.execute("PRAGMA busy_timeout = 30000")  # worker processes share the file
-        self._thread = threading.Thread(target=self._write_loop, name="request-log", daemon=True)
-        self._thread.start()
+        self._writer.start()
 
     def close(self) -> None:
-        if self._thread is None:
+        if self._db is None:
             return
-        self._queue.put(_STOP)
-        self._wake.set()
-        self._thread.join()
-        self._thread = None
+        self._writer.close()
         with self._lock:
             self._database().close()
             self._db = None
 
     def flush(self) -> None:
         """Wait until every recorded event is in the database."""
-        if self._thread is not None:
-            self._wake.set()
-            self._queue.join()
+        self._writer.flush()
 
     # writing ---------------------------------------------------------------------------------
     def record(self, event: QueryEvent) -> None:
-        self._queue.put(event)
+        self._writer.put(event)
 
     def set_feedback(self, request_id: str, score: float, comment: str | None = None) -> bool:
         """Attach a feedback score (1 / 0 for thumbs, or any number) and an optional comment to
@@ -126,27 +116,6 @@ class RequestLog:
             event.latency_ms, event.prompt_tokens, event.completion_tokens, None,
             event.correlation_id,
         )  # fmt: skip
-
-    def _write_loop(self) -> None:
-        """Every ``FLUSH_EVERY_S`` (or when flushed), write what has queued up in one
-        transaction per ``BATCH`` rows. The thread sleeps in between instead of waking for
-        each event, so it rarely takes the GIL from requests."""
-        while True:
-            self._wake.wait(FLUSH_EVERY_S)
-            self._wake.clear()
-            batch = []
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            events = [e for e in batch if isinstance(e, QueryEvent)]
-            for start in range(0, len(events), BATCH):
-                self._write(events[start : start + BATCH])
-            for _ in batch:
-                self._queue.task_done()
-            if any(e is _STOP for e in batch):
-                return
 
     def _write(self, events: list[QueryEvent]) -> None:
         try:

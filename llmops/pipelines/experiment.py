@@ -12,7 +12,7 @@ the two strategies that do more than pick:
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops.build import Components
-from llmops.config.experiment import ExperimentConfig, ShadowConfig
+from llmops.config.experiment import ExperimentConfig, ExperimentPolicy
 from llmops.config.schema import RetrievalConfig
 from llmops.errors import InvalidRequest, NotReady
 from llmops.evaluation.answer_metrics import token_f1
@@ -32,17 +32,13 @@ from llmops.pipelines.query import Prepared, QueryOptions, QueryPipeline
 from llmops.protocols import Generator
 from llmops.routing.canary import CanaryState
 from llmops.routing.router import ExperimentRouter
-from llmops.routing.split import unit_point
+from llmops.routing.shadow import ShadowRunner
 from llmops.routing.state import RedisRoutingState, RoutingState, SqliteRoutingState
 from llmops.types import Answer
 
 log = logging.getLogger(__name__)
 CLIENT_ERRORS = (InvalidRequest, NotReady)
 """Failures that are the request's (or the index's), not the canary's: not held against it."""
-SHADOW_DRAIN_S = 5.0
-"""How long closing the app waits for shadow runs still going."""
-SAVE_BATCH = 32
-"""Shadow runs saved together while several are running (the last one running saves)."""
 
 
 class Experiment:
@@ -79,7 +75,10 @@ class Experiment:
         state = open_state(self.config, data_dir)
         self.router = ExperimentRouter(self.config, state, app)
         if self.config.shadow is not None:
-            self.shadows = ShadowRunner(self.config.shadow, self, self.router)
+            salt = self.router.split.salt
+            self.shadows = ShadowRunner(
+                self.config.shadow, state, self.config.name, salt, self._count_shadow
+            )
         if self.config.canary is not None:
             self._canary_moved(await state.canary(self.router.canary_key), None)
 
@@ -262,106 +261,56 @@ class Experiment:
         self, question: str, options: QueryOptions, prepared: Prepared, answer: Answer
     ) -> None:
         if self.shadows is not None:
-            self.shadows.submit(question, options, prepared, answer)
+            job = functools.partial(self._shadow_run, question, options, prepared, answer)
+            self.shadows.submit(answer.request_id, job)
 
-
-def open_state(config: ExperimentConfig, data_dir: Path) -> RoutingState:
-    """The experiment's state store: its Redis, or ``routing.sqlite`` in the app's data dir."""
-    if config.redis_url:
-        return RedisRoutingState(config.redis_url)
-    return SqliteRoutingState(data_dir / "routing.sqlite")
-
-
-class ShadowRunner:
-    """Runs the shadow variant on copies of served requests, at most ``max_in_flight`` at once
-    (copies beyond that are skipped and counted), and records each run."""
-
-    def __init__(
-        self, config: ShadowConfig, experiment: Experiment, router: ExperimentRouter
-    ) -> None:
-        self.config = config
-        self.experiment = experiment
-        self.router = router
-        self.pipeline = experiment.pipelines[config.variant]
-        self.serving = experiment.pipelines[experiment.config.serving]
-        self.same_retrieval = self.pipeline.retrieval == self.serving.retrieval
-        self.in_flight: set[asyncio.Task[None]] = set()
-        self.unsaved: list[dict[str, Any]] = []
-
-    def submit(
-        self, question: str, options: QueryOptions, prepared: Prepared, answer: Answer
-    ) -> None:
-        if unit_point(answer.request_id, f"{self.router.split.salt}:shadow") >= self.config.rate:
-            return
-        if len(self.in_flight) >= self.config.max_in_flight:
-            self._count("skipped", None)
-            return
-        task = asyncio.create_task(self._run(question, options, prepared, answer))
-        self.in_flight.add(task)
-        task.add_done_callback(self.in_flight.discard)
-
-    async def _run(
+    async def _shadow_run(
         self, question: str, options: QueryOptions, prepared: Prepared, served: Answer
-    ) -> None:
-        options = replace(options, variant=self.config.variant)
+    ) -> dict[str, Any]:
+        """The shadow variant answers a copy of a served request (from the same passages when
+        both retrieve alike); returns the run's record."""
+        shadow = self.config.shadow
+        assert shadow is not None
+        pipeline, serving = self.pipelines[shadow.variant], self.pipelines[self.config.serving]
+        same_retrieval = pipeline.retrieval == serving.retrieval
+        options = replace(options, variant=shadow.variant)
         started = time.perf_counter()
         error: str | None = None
         answer: Answer | None = None
         try:
-            if self.same_retrieval:
-                adopted = self.pipeline.adopt(self.serving, prepared, options)
-                answer = await self.pipeline.answer(adopted)
+            if same_retrieval:
+                answer = await pipeline.answer(pipeline.adopt(serving, prepared, options))
             else:
-                answer = await self.pipeline.run(question, options, served.request_id)
+                answer = await pipeline.run(question, options, served.request_id)
         except Exception as exc:  # a failing shadow is data, never the user's problem
             error = f"{type(exc).__name__}: {exc}"
-        score = agreement(served, answer) if answer else None
-        run = {
+        return {
             "request_id": served.request_id,
             "time": time.time(),
             "serving": served.variant,
-            "shadow": self.config.variant,
+            "shadow": shadow.variant,
             "question": question,
             "serving_answer": served.answer,
             "shadow_answer": answer.answer if answer else None,
             "serving_ms": served.latency_ms,
             "shadow_ms": answer.latency_ms if answer else _ms_since(started),
             "error": error,
-            "agreement": score,
+            "agreement": agreement(served, answer) if answer else None,
             "source_overlap": source_overlap(served, answer) if answer else None,
-            "same_passages": self.same_retrieval,
+            "same_passages": same_retrieval,
         }
-        self._count("error" if error else "ok", score)
-        self.unsaved.append(run)
-        current = asyncio.current_task()
-        last = all(task.done() or task is current for task in self.in_flight)
-        if last or len(self.unsaved) >= SAVE_BATCH:  # while busy, save in batches
-            await self._save()
 
-    async def _save(self) -> None:
-        """Save the unsaved runs, and those that finish meanwhile (their own check saw this
-        save still running)."""
-        while self.unsaved:
-            runs, self.unsaved = self.unsaved, []
-            try:
-                await self.router.state.record_shadow(self.router.name, runs)
-            except Exception:
-                log.exception("could not record %d shadow runs", len(runs))
+    def _count_shadow(self, outcome: str, agreement: float | None) -> None:
+        if self.monitor is not None and self.config.shadow is not None:
+            variant = self.config.shadow.variant
+            self.monitor.shadow_run(self.config.name, variant, outcome, agreement)
 
-    def _count(self, outcome: str, agreement: float | None) -> None:
-        monitor = self.experiment.monitor
-        if monitor is not None:
-            monitor.shadow_run(self.router.name, self.config.variant, outcome, agreement)
 
-    async def close(self) -> None:
-        """Let running shadow runs finish (a few seconds at most), then cancel the rest."""
-        if self.in_flight:
-            _, pending = await asyncio.wait(set(self.in_flight), timeout=SHADOW_DRAIN_S)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        if self.unsaved:
-            await self._save()
+def open_state(config: ExperimentPolicy, data_dir: Path) -> RoutingState:
+    """The experiment's state store: its Redis, or ``routing.sqlite`` in the app's data dir."""
+    if config.redis_url:
+        return RedisRoutingState(config.redis_url)
+    return SqliteRoutingState(data_dir / "routing.sqlite")
 
 
 def agreement(served: Answer, shadow: Answer) -> float:

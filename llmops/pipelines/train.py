@@ -8,7 +8,7 @@ training job is one run, each search trial a nested run under it.
 
 from __future__ import annotations
 
-import hashlib
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,12 +24,16 @@ from llmops.deps import require
 from llmops.errors import LLMOpsError
 from llmops.evaluation.gates import Gate, GateResult, check, parse_gate
 from llmops.evaluation.tracking import default_tracking_uri
-from llmops.ml.data import Splits, load_splits
+from llmops.ml.data import Splits, data_sha256, load_splits
 from llmops.ml.fairness import Gap, fairness_gaps
 from llmops.ml.features import model_pipeline
+from llmops.ml.footprint import latency_and_size, runtime_from_tags, runtime_tags
 from llmops.ml.metrics import LOWER_IS_BETTER, positive_label, score, slice_scores
+from llmops.ml.report import write_training_report
 from llmops.ml.search import Labelled, SearchResult, run_search
 from llmops.ml.validation import ValidationReport, validate
+from llmops.models.onnx_export import export_onnx, write_onnx
+from llmops.models.provenance import model_app_provenance
 from llmops.models.registry import ModelRegistry, ModelVersion
 
 Step = Callable[[str], None]
@@ -57,6 +61,9 @@ class TrainReport:
     version: ModelVersion | None = None
     run_id: str | None = None
     seconds: float = 0.0
+    runtime: dict[str, float] = field(default_factory=dict)  # latency and size: ml.footprint
+    data_sha256: str = ""
+    report_dir: Path | None = None  # report.md, report.html and the plots (ml.report)
 
     @property
     def passed(self) -> bool:
@@ -93,7 +100,10 @@ class Training:
         with mlflow.start_run(run_name=f"train-{app.name}") as run:
             report.run_id = run.info.run_id
             self._fit_and_score(splits, report)
+            report.runtime = self._measure(splits)
+            report.data_sha256 = self.data_hash
             mlflow.log_params(report.params)
+            mlflow.log_metrics(report.runtime)
             mlflow.log_metrics({f"test_{k}": v for k, v in report.metrics.items() if v == v})
             mlflow.log_metrics(
                 {
@@ -103,9 +113,13 @@ class Training:
                 }
             )
             gates = [parse_gate(g) for g in app.gates]
-            report.gates = check(gates, report.metrics, self._baselines(gates))
+            measured = {**report.metrics, **report.runtime}  # a gate reads what it names
+            report.gates = check(gates, measured, self._baselines(gates))
             if register and report.passed:
+                self._log_reference(splits, report.run_id)
                 report.version = self._register(splits, report)
+            report.seconds = time.perf_counter() - started
+            report.report_dir = self._write_report(splits, report)
         report.seconds = time.perf_counter() - started
         return report
 
@@ -143,6 +157,19 @@ class Training:
                 column: fairness_gaps(predicted, truth, test[column], label)
                 for column in app.fairness
             }
+
+    def _measure(self, splits: Splits) -> dict[str, float]:
+        self.step("measuring prediction latency and model size")
+        return latency_and_size(self.model, splits.test.drop(columns=[self.app.target]))
+
+    def _write_report(self, splits: Splits, report: TrainReport) -> Path:
+        """report.md, report.html and the plots in data_dir/reports/<run id>, also logged to
+        the run as its ``report/`` artifacts."""
+        self.step("writing the report")
+        folder = self.data_dir / "reports" / str(report.run_id)
+        write_training_report(folder, report, self.model, splits.test, self.app)
+        require("mlflow", "ml").log_artifacts(str(folder), "report")
+        return folder
 
     def _search(self, splits: Splits) -> SearchResult:
         search = self.app.search
@@ -182,9 +209,8 @@ class Training:
         if not wanted or self.app.model_name not in self.registry.names():
             return {}
         known = {a for v in self.registry.versions(self.app.model_name) for a in v.aliases}
-        return {
-            alias: self.registry.get(self.app.model_name, alias).metrics for alias in wanted & known
-        }
+        found = {alias: self.registry.get(self.app.model_name, alias) for alias in wanted & known}
+        return {alias: {**v.metrics, **runtime_from_tags(v.tags)} for alias, v in found.items()}
 
     def _register(self, splits: Splits, report: TrainReport) -> ModelVersion:
         self.step("registering")
@@ -195,9 +221,35 @@ class Training:
             input_example=example,
             metrics=report.metrics,
             params=report.params,
-            tags={"data_sha256": self.data_hash, "config": self.loaded.file},
+            tags={
+                "data_sha256": self.data_hash,
+                "config": self.loaded.file,
+                **model_app_provenance(self.loaded),
+                **runtime_tags(report.runtime),
+                **self._onnx_tags(splits),
+            },
             run_id=report.run_id,
         )
+
+    def _onnx_tags(self, splits: Splits) -> dict[str, str]:
+        """``registry.onnx``: the model exported to ONNX and checked on up to 1,000 test rows
+        (a mismatch fails the job before registering), logged as onnx/model.onnx in the run."""
+        if not self.app.registry.onnx:
+            return {}
+        self.step("exporting to ONNX")
+        exported = export_onnx(self.model, splits.test.drop(columns=[self.app.target]).head(1000))
+        with tempfile.TemporaryDirectory() as tmp:
+            write_onnx(exported, Path(tmp))
+            require("mlflow", "ml").log_artifacts(tmp, "onnx")
+        return {"onnx.max_abs_diff": f"{exported.max_abs_diff:.3g}"}
+
+    def _log_reference(self, splits: Splits, run_id: str) -> None:
+        """A sample of the training rows, kept with the run: served versions check their
+        traffic's drift against it."""
+        pandas = require("pandas", "ml")
+        rows = pandas.concat([splits.train, splits.valid]).drop(columns=[self.app.target])
+        limit = self.app.monitoring.drift.reference_rows
+        self.registry.log_reference(run_id, rows.sample(min(limit, len(rows)), random_state=0))
 
     def _experiment(self, mlflow: Any) -> str:
         """The MLflow experiment named after the app, its artifacts under data_dir."""
@@ -209,13 +261,9 @@ class Training:
 
     @cached_property
     def data_hash(self) -> str:
-        """SHA-256 of the data files (tags the version; names the study, so new data starts
-        a new search)."""
-        digest = hashlib.sha256()
-        for source in (self.app.data.train, self.app.data.test):
-            if source is not None:
-                digest.update(resolve_path(self.loaded.base_dir, source.path).read_bytes())
-        return digest.hexdigest()
+        """SHA-256 of the data (files; with Feast, the entity table and the feature references):
+        tags the version and names the study, so new data starts a new search."""
+        return data_sha256(self.app.data, self.loaded.base_dir)
 
 
 def app_data_dir(loaded: LoadedModelApp) -> Path:

@@ -15,7 +15,7 @@ import hashlib
 import json
 from typing import Any
 
-from llmops.config.experiment import CanaryConfig, ExperimentConfig
+from llmops.config.experiment import CanaryConfig, ExperimentPolicy
 from llmops.errors import InvalidRequest
 from llmops.routing.bandit import ArmStats, ThompsonSampler
 from llmops.routing.canary import CanaryState
@@ -36,7 +36,7 @@ class NoShadow(InvalidRequest):
 
 
 class ExperimentRouter:
-    def __init__(self, config: ExperimentConfig, state: RoutingState, app: str) -> None:
+    def __init__(self, config: ExperimentPolicy, state: RoutingState, app: str) -> None:
         self.config = config
         self.state = state
         self.split = WeightedSplit.of(config.shares(), salt=f"{app}:{config.name}")

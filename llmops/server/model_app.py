@@ -1,19 +1,23 @@
-"""The HTTP app of a model app (``kind: model``): ``POST /predict/{model}``, ``GET /models``,
-``/health`` and ``/ready``, with the same request ids, error shapes, body limit and
-cancellation as the RAG app."""
+"""The HTTP app of a model app (``kind: model``): ``POST /predict/{model}``, ``POST /labels``,
+``GET /models``, ``/experiments``, the drift report, ``/metrics``, ``/health`` and ``/ready``,
+with the same request ids, error shapes, body limit and cancellation as the RAG app."""
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 from llmops.model_service import ModelService
+from llmops.monitoring.prediction_log import Label
 from llmops.server import errors
 from llmops.server.errors import documented
 from llmops.server.middleware import BodyLimit, CancelOnDisconnect, RequestId
@@ -38,9 +42,41 @@ class PredictionOut(BaseModel):
 class PredictResponse(BaseModel):
     model: str
     version: int = Field(description="The registered version that answered.")
-    alias: str = Field(description="The alias it was served under (serving.alias).")
-    request_id: str
+    alias: str = Field(
+        description="The registry reference it was served under: serving.alias, or the "
+        "routing variant's alias or version."
+    )
+    variant: str = Field(description="The routing variant (the alias, without routing).")
+    request_id: str = Field(description="Send true labels for these rows with this id.")
     predictions: list[PredictionOut]
+
+
+MAX_LABELS = 10_000
+
+
+class LabelIn(BaseModel):
+    model_config = STRICT
+    request_id: str = Field(min_length=1, max_length=200, description="From the prediction.")
+    row: int = Field(0, ge=0, le=100_000, description="The row's position in that request.")
+    label: str | int | float | bool = Field(description="The true label (or value).")
+
+
+class LabelsRequest(BaseModel):
+    model_config = STRICT
+    labels: list[LabelIn] = Field(min_length=1, max_length=MAX_LABELS)
+
+
+class LabelRef(BaseModel):
+    request_id: str
+    row: int
+
+
+class LabelsResponse(BaseModel):
+    joined: int = Field(description="Labels that found their prediction.")
+    unknown: list[LabelRef] = Field(
+        description="Labels with no logged prediction (unknown id or row, or older than the "
+        "log's retention)."
+    )
 
 
 @router.post(
@@ -51,12 +87,14 @@ class PredictResponse(BaseModel):
 )
 async def predict(model: str, body: PredictRequest, request: Request) -> PredictResponse:
     service: ModelService = request.app.state.service
-    result = await service.predict(model, body.rows, request.state.request_id)
+    key = request.headers.get(service.app.routing.key) if service.app.routing else None
+    result = await service.predict(model, body.rows, request.state.request_id, key)
     return PredictResponse.model_validate(
         {
             "model": result.model,
             "version": result.version,
             "alias": result.alias,
+            "variant": result.variant,
             "request_id": result.request_id,
             "predictions": [
                 {"label": p.label, "probabilities": p.probabilities} for p in result.predictions
@@ -65,10 +103,85 @@ async def predict(model: str, body: PredictRequest, request: Request) -> Predict
     )
 
 
-@router.get("/models", summary="The model served: its version, alias and metrics")
+@router.post(
+    "/labels",
+    response_model=LabelsResponse,
+    responses=documented(400, 404, 413),
+    summary="True labels for earlier predictions (by request id and row); late is fine",
+)
+async def labels(body: LabelsRequest, request: Request) -> LabelsResponse:
+    service: ModelService = request.app.state.service
+    if service.monitor.log is None:
+        raise HTTPException(404, "the prediction log is off (monitoring.predictions.enabled)")
+    items = [Label(item.request_id, item.row, item.label) for item in body.labels]
+    joined, unknown = await service.label(items)
+    if not joined:
+        first = unknown[0]
+        raise HTTPException(
+            404,
+            f"no logged prediction for any of the {len(unknown)} label(s), e.g. request "
+            f"'{first.request_id}' row {first.row}: unknown, or older than the log's retention",
+        )
+    return LabelsResponse(
+        joined=len(items) - len(unknown),
+        unknown=[LabelRef(request_id=u.request_id, row=u.row) for u in unknown],
+    )
+
+
+@router.get("/models", summary="The versions served, their live metrics, drift and retraining")
 async def models(request: Request) -> dict[str, Any]:
     service: ModelService = request.app.state.service
     return service.status()
+
+
+@router.get(
+    "/experiments",
+    summary="Traffic, rewards, canary ramp and shadow agreement per routing variant",
+    responses=documented(404),
+)
+async def experiments(request: Request) -> dict[str, Any]:
+    service: ModelService = request.app.state.service
+    report = await service.routing_report()
+    if report is None:
+        raise HTTPException(404, "no routing: this app serves one alias (add `routing:`)")
+    return report
+
+
+@router.get(
+    "/models/{model}/drift",
+    summary="Evidently's drift report (HTML) of a served version against its training rows",
+    response_class=Response,
+    responses={200: {"content": {"text/html": {}}}, **documented(404)},
+)
+async def drift_report(
+    model: str,
+    request: Request,
+    version: int | None = Query(None, ge=1, description="Default: the serving alias's."),
+) -> HTMLResponse:
+    service: ModelService = request.app.state.service
+    if model != service.name:
+        raise HTTPException(404, f"no model '{model}' here; this server serves '{service.name}'")
+    number = version or service.status()["version"]
+    if number is None:
+        raise HTTPException(404, "no version is served yet")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            html, _ = await asyncio.to_thread(service.monitor.drift_report, number, Path(tmp))
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from None
+        return HTMLResponse(html.read_text())
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (text exposition format)",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+async def metrics(request: Request) -> Response:
+    service: ModelService = request.app.state.service
+    body, content_type = service.metrics.render()
+    return Response(body, media_type=content_type)
 
 
 router.get("/health", summary="Liveness: the process answers")(health)

@@ -69,6 +69,15 @@ def test_config_schema_lists_component_types(tmp_path: Path) -> None:
     assert {"recursive", "markdown", "token"} <= chunkers
 
 
+def test_config_schema_of_model_apps(tmp_path: Path) -> None:
+    out = tmp_path / "model.schema.json"
+    result = runner.invoke(app, ["config", "schema", "--kind", "model", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    properties = json.loads(out.read_text())["properties"]
+    assert {"data", "features", "search", "routing", "monitoring", "schema"} <= set(properties)
+    assert runner.invoke(app, ["config", "schema", "--kind", "nope"]).exit_code == 2
+
+
 def test_components_lists_kinds_and_install_state() -> None:
     result = runner.invoke(app, ["components"])
     assert result.exit_code == 0

@@ -128,3 +128,45 @@ def test_no_production_version_yet_is_not_ready_with_the_reason(tmp_path: Path) 
         assert ready.status_code == 503 and "llmops models promote adult" in ready.json()["reason"]
         refused = client.post("/predict/adult", json={"rows": rows(1)})
         assert refused.status_code == 503
+
+
+def test_a_null_in_a_text_column_is_imputed_as_training_rows_were(served_app: Path) -> None:
+    """JSON null must reach the model as a missing value (NaN), not as a category None that
+    skips the imputer: the served answer equals the model's on the row as read from a file."""
+    import pandas as pd
+
+    from llmops.ml.predict import features_frame, predict_rows
+
+    service = ModelService.from_config(served_app)
+    model = service.registry.load("adult", "production")
+    columns = [str(c) for c in model.feature_names_in_]
+    row = rows(1, seed=8)[0] | {"workclass": None, "occupation": None}
+    from_file = pd.DataFrame([row], columns=columns).fillna(value=float("nan"))
+    from_file = from_file.astype({"workclass": object, "occupation": object})
+    served = predict_rows(model, features_frame([row], columns))[0]
+    assert served.probabilities == pytest.approx(
+        dict(zip(map(str, model.classes_), model.predict_proba(from_file)[0], strict=True))
+    )
+
+
+def test_the_onnx_runtime_serves_the_registered_export_with_the_same_answers(
+    tmp_path: Path,
+) -> None:
+    from llmops.models.onnx_model import OnnxClassifier
+
+    config = write_app(tmp_path, trials=1)
+    config.write_text(config.read_text() + "registry: {onnx: true}\nserving: {runtime: onnx}\n")
+    train(config)
+    registry(tmp_path).promote("adult")
+    service = ModelService.from_config(config)
+    fitted = service.registry.load("adult", "production")
+    batch = rows(20, seed=12)
+    with TestClient(create_model_app(service)) as client:
+        answer = client.post("/predict/adult", json={"rows": batch})
+        assert answer.status_code == 200, answer.text
+        assert isinstance(service.versions.get("production").model, OnnxClassifier)
+    from llmops.ml.predict import features_frame
+
+    expected = fitted.predict_proba(features_frame(batch, list(fitted.feature_names_in_)))
+    for got, row in zip(answer.json()["predictions"], expected, strict=True):
+        assert list(got["probabilities"].values()) == pytest.approx(list(row), abs=1e-4)
