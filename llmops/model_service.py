@@ -29,7 +29,14 @@ from llmops.config.model_app import ModelRoutingConfig, ModelVariant
 from llmops.errors import InvalidRequest, InvalidRows, UnknownModel
 from llmops.ml.batching import MicroBatcher
 from llmops.ml.feature_store import feature_completer
-from llmops.ml.predict import Prediction, RowChecker, features_frame, predict_rows, row_problems
+from llmops.ml.predict import (
+    Prediction,
+    RowChecker,
+    features_frame,
+    one_openmp_thread,
+    predict_rows,
+    row_problems,
+)
 from llmops.monitoring.model_metrics import ModelMetrics
 from llmops.monitoring.prediction_log import Joined, Label
 from llmops.pipelines.model_monitor import ModelMonitor
@@ -75,7 +82,9 @@ class ModelService:
             else None
         )
         self.completer: Any = None
-        self._batcher = MicroBatcher(self._predict_batch, self.app.serving.max_batch_rows)
+        self._batcher = MicroBatcher(
+            self._predict_batch, self.app.serving.max_batch_rows, setup=one_openmp_thread
+        )
         self._follower: asyncio.Task[None] | None = None
 
     @classmethod

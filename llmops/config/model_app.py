@@ -321,6 +321,12 @@ class ModelDriftConfig(Strict):
     window: int = Field(500, ge=10, description="Newest served rows per version compared.")
     min_rows: int = Field(100, ge=10, description="Fewer served rows are not judged.")
     check_every: int = Field(100, ge=1, description="Served rows between two checks.")
+    min_interval_s: float = Field(
+        5.0,
+        ge=0,
+        description="Least seconds between two checks of a version (a check costs "
+        "tens of ms of CPU; under heavy traffic, check_every alone would run one per request).",
+    )
     alpha: float = Field(0.01, gt=0, lt=1, description="Family-wise, Bonferroni over columns.")
     min_psi: float = Field(0.1, gt=0, description="The effect size a drifting column needs.")
     reference_rows: int = Field(5000, ge=100, description="Training rows kept as reference.")

@@ -28,8 +28,15 @@ class MicroBatcher(Generic[Item, Result]):
     """``await submit(items)`` → ``run(all waiting items)`` on one thread, results split back
     per request in order. ``run`` gets a list and returns one result per item."""
 
-    def __init__(self, run: Callable[[list[Item]], list[Result]], max_rows: int) -> None:
-        self.run, self.max_rows = run, max_rows
+    def __init__(
+        self,
+        run: Callable[[list[Item]], list[Result]],
+        max_rows: int,
+        setup: Callable[[], None] | None = None,
+    ) -> None:
+        """``setup`` runs first on the worker thread (per-thread settings of the model's
+        libraries)."""
+        self.run, self.max_rows, self.setup = run, max_rows, setup
         self._waiting: deque[_Pending[Item, Result]] = deque()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -58,6 +65,8 @@ class MicroBatcher(Generic[Item, Result]):
         return await pending.future
 
     def _loop(self) -> None:
+        if self.setup is not None:
+            self.setup()
         while True:
             with self._wake:
                 while not self._waiting and not self._stopping:

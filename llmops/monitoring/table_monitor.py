@@ -10,7 +10,9 @@ it), every ``check_every`` rows, on one background thread, so ``/predict`` only 
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -45,6 +47,7 @@ class TableDriftMonitor:
         self._windows: dict[int, deque[dict[str, Any]]] = {}
         self._unchecked: dict[int, int] = {}
         self._latest: dict[int, TableDrift] = {}
+        self._checked_at: dict[int, float] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
@@ -119,13 +122,22 @@ class TableDriftMonitor:
         return result
 
     def _loop(self) -> None:
+        """Check each version with ``check_every`` new rows, at most every ``min_interval_s``
+        (a version due too soon waits for the interval, then is checked)."""
         while not self._stopping:
-            self._wake.wait()
+            self._wake.wait(timeout=self.config.min_interval_s or None)
             self._wake.clear()
+            now = time.monotonic()
             with self._lock:
-                due = [v for v, n in self._unchecked.items() if n >= self.config.check_every]
+                due = [
+                    version
+                    for version, rows in self._unchecked.items()
+                    if rows >= self.config.check_every
+                    and now - self._checked_at.get(version, -math.inf) >= self.config.min_interval_s
+                ]
                 for version in due:
                     self._unchecked[version] = 0
+                    self._checked_at[version] = now
             for version in due:
                 try:
                     result = self.check(version)

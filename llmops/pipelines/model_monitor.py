@@ -20,7 +20,7 @@ from llmops.config import LoadedModelApp
 from llmops.evaluation.gates import GateResult, check, parse_gate
 from llmops.ml.data import load_splits
 from llmops.ml.metrics import live_scores, positive_label
-from llmops.ml.predict import Prediction, features_frame, predict_rows
+from llmops.ml.predict import Prediction, features_frame, one_openmp_thread, predict_rows
 from llmops.monitoring.model_metrics import ModelMetrics
 from llmops.monitoring.prediction_log import Joined, Label, PredictedRequest, PredictionLog
 from llmops.monitoring.report import table_report
@@ -103,7 +103,8 @@ class ModelMonitor:
             log.warning("no drift reference for version %d: its drift is not checked", number)
             return
         frame = features_frame(rows.to_dict("records"), served.columns)
-        predictions = predict_rows(model, frame)
+        with one_openmp_thread():  # a worker thread: see one_openmp_thread
+            predictions = predict_rows(model, frame)
         rows = rows.assign(prediction=self._values(number, predictions))
         self.drift.set_reference(number, rows)
 

@@ -8,6 +8,8 @@ training job is one run, each search trial a nested run under it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -195,9 +197,24 @@ class Training:
             self.make_model,
             Labelled(splits.train, self.app.target, self.app.task, self.app.positive_class),
             self.data_dir / "studies.sqlite",
-            f"{self.app.name}-{self.data_hash[:12]}",
+            self.study_name,
             trial_done,
         )
+
+    @property
+    def study_name(self) -> str:
+        """The app, its data and what is searched: a rerun of the same job resumes its study;
+        new data, another estimator or another search space starts a new one (a trial of a
+        random forest must not inherit a boosting model's learning rate)."""
+        search = self.app.search
+        assert search is not None
+        searched = {
+            "model": self.app.model.model_dump(mode="json"),
+            "search": search.model_dump(mode="json", exclude={"n_trials", "timeout_s"}),
+            "features": self.app.features.model_dump(mode="json"),
+        }
+        digest = hashlib.sha256(json.dumps(searched, sort_keys=True).encode()).hexdigest()
+        return f"{self.app.name}-{self.data_hash[:12]}-{digest[:8]}"
 
     @cached_property
     def registry(self) -> ModelRegistry:

@@ -21,6 +21,10 @@ from tests.ml.test_serving import rows
 from tests.ml.test_train import registry, write_app
 
 pytestmark = pytest.mark.slow
+DRIFT = (
+    "monitoring: {{drift: {{window: 200, min_rows: 100, check_every: {every}, "
+    "min_interval_s: 0}}}}\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +199,8 @@ def test_thompson_sampling_is_rewarded_by_labels(client_for: Any) -> None:
 
 def test_drift_of_a_shifted_slice_is_flagged_per_version_with_a_report(client_for: Any) -> None:
     client = client_for(
-        "drift", "monitoring: {drift: {window: 200, min_rows: 100, check_every: 50}}\n"
+        "drift",
+        "monitoring: {drift: {window: 200, min_rows: 100, check_every: 50, min_interval_s: 0}}\n",
     )
     old = adult_like(200, seed=31, min_age=60).drop(columns=["Y"])
     batch = [{k: (None if v != v else v) for k, v in r.items()} for r in old.to_dict("records")]
@@ -218,7 +223,8 @@ def test_drift_of_a_shifted_slice_is_flagged_per_version_with_a_report(client_fo
 
 def test_unshifted_traffic_raises_no_drift(client_for: Any) -> None:
     client = client_for(
-        "nodrift", "monitoring: {drift: {window: 200, min_rows: 100, check_every: 100}}\n"
+        "nodrift",
+        "monitoring: {drift: {window: 200, min_rows: 100, check_every: 100, min_interval_s: 0}}\n",
     )
     same = adult_like(200, seed=41).drop(columns=["Y"])
     batch = [{k: (None if v != v else v) for k, v in r.items()} for r in same.to_dict("records")]

@@ -22,7 +22,7 @@ from tests.ml.test_train import registry, write_app
 pytestmark = pytest.mark.slow
 
 RETRAIN = """monitoring:
-  drift: {{window: 200, min_rows: 100, check_every: 100}}
+  drift: {{window: 200, min_rows: 100, check_every: 100, min_interval_s: 0}}
   retrain:
     triggers: [drift]
     cooldown_s: 3600

@@ -170,3 +170,14 @@ def test_the_onnx_runtime_serves_the_registered_export_with_the_same_answers(
     expected = fitted.predict_proba(features_frame(batch, list(fitted.feature_names_in_)))
     for got, row in zip(answer.json()["predictions"], expected, strict=True):
         assert list(got["probabilities"].values()) == pytest.approx(list(row), abs=1e-4)
+
+
+def test_a_registry_that_is_down_is_a_503_with_the_reason_not_a_500(tmp_path: Path) -> None:
+    config = write_app(tmp_path, trials=1)
+    config.write_text(config.read_text() + "registry: {tracking_uri: 'http://127.0.0.1:9'}\n")
+    with TestClient(create_model_app(ModelService.from_config(config))) as client:
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and "127.0.0.1:9" in ready.json()["reason"]
+        refused = client.post("/predict/adult", json={"rows": rows(1)})
+        assert refused.status_code == 503 and "127.0.0.1:9" in refused.json()["detail"]
+        assert client.get("/models").status_code == 200

@@ -163,3 +163,26 @@ def test_a_gate_against_production_compares_with_the_promoted_version(tmp_path: 
     assert "PASS  roc_auc >= production - 0.05" in second.output
     assert "FAIL  roc_auc >= production + 0.5" in second.output
     assert f"production {production:.4g}" in second.output
+
+
+def test_another_estimator_or_space_starts_its_own_study(tmp_path: Path) -> None:
+    """Same app and data, another model: its trials must not inherit the first study's
+    parameters (a random forest given a learning rate); the same job resumes its own."""
+    from llmops.config import load_model_app_config
+    from llmops.pipelines.train import Training
+
+    linear = Training(load_model_app_config(write_app(tmp_path)))
+    again = Training(load_model_app_config(write_app(tmp_path, trials=9)))
+    forest = Training(
+        load_model_app_config(
+            write_app(
+                tmp_path,
+                kind=(
+                    "{type: random_forest}",
+                    "{min_samples_leaf: {low: 1, high: 9, integer: true}}",
+                ),
+            )
+        )
+    )
+    assert linear.study_name == again.study_name  # n_trials changes nothing: it resumes
+    assert forest.study_name != linear.study_name
