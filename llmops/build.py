@@ -28,6 +28,7 @@ from llmops.config import (
 )
 from llmops.errors import ComponentError, ConfigIssue, UnknownComponent
 from llmops.generation.fallback import FallbackChain
+from llmops.models.adapters import RegistryAdapterSource
 from llmops.prompts import PromptLibrary, find_prompt_dirs
 from llmops.protocols import (
     Chunker,
@@ -312,10 +313,11 @@ def _make(resolved: Resolved, **kwargs: Any) -> Any:
 
 
 def _make_generator(resolved: Resolved, base_dir: Path) -> Generator:
-    """A generator; one that reads local files (``hf_local``) also gets the config's folder."""
-    if "base_dir" in inspect.signature(resolved.entry.factory).parameters:
-        return _make(resolved, base_dir=base_dir)
-    return _make(resolved)
+    """A generator; one that reads local files (``hf_local``) also gets the config's folder,
+    one that serves registered adapters the way to open the model registry."""
+    wanted = inspect.signature(resolved.entry.factory).parameters
+    context: dict[str, Any] = {"base_dir": base_dir, "adapter_source": RegistryAdapterSource}
+    return _make(resolved, **{key: value for key, value in context.items() if key in wanted})
 
 
 def _chain(spec: AppSpec, primary: str, fallbacks: Sequence[str]) -> Generator:

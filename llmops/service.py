@@ -21,11 +21,13 @@ from typing import Any, TypedDict, TypeVar, Unpack
 
 from llmops.build import AppSpec, Components, build, load_config
 from llmops.config.schema import AppConfig, Fusion, SearchMode
+from llmops.errors import InvalidRequest
 from llmops.monitoring.monitor import Monitor
 from llmops.pipelines.experiment import Experiment
 from llmops.pipelines.ingest import Ingestion, IngestReport, ProgressFn, sparse_intact
 from llmops.pipelines.policy import RequestPolicy
 from llmops.pipelines.query import QueryOptions, QueryPipeline
+from llmops.pipelines.training_set import ExportReport, export_from_log, index_passages
 from llmops.types import Answer, GenerationOptions, Message
 
 T = TypeVar("T")
@@ -277,6 +279,30 @@ class RAG:
                 yield item
         finally:
             self._portal.run(pieces.aclose())
+
+    def export_training_set(
+        self,
+        out: Path,
+        *,
+        min_feedback: float = 1.0,
+        since: float | None = None,
+        include_context: bool = True,
+    ) -> ExportReport:
+        """Chat JSONL for ``llmops finetune`` from the answered, positively rated requests of
+        the request log, with the retrieved passages as ``context`` (see
+        ``llmops.pipelines.training_set``)."""
+        self.start()
+        if self.monitor.request_log is None:
+            raise InvalidRequest("the request log is off (monitoring.request_log.enabled: false)")
+        lookup = index_passages(self.components) if include_context else None
+        return export_from_log(
+            self.monitor.request_log,
+            out,
+            min_feedback=min_feedback,
+            since=since,
+            include_context=include_context,
+            passages=lookup,
+        )
 
     def stats(self) -> dict[str, Any]:
         self.start()

@@ -10,7 +10,7 @@ import yaml
 
 from llmops.build import config_json_schema, load_config
 from llmops.cli.common import DEFAULT_CONFIG, ConfigArg, console, run
-from llmops.config import ModelAppConfig, mask_secrets
+from llmops.config import FinetuneConfig, ModelAppConfig, mask_secrets
 
 app = typer.Typer(help="Inspect configuration: the resolved file, or the JSON Schema.")
 
@@ -35,7 +35,10 @@ def show(config: ConfigArg = DEFAULT_CONFIG) -> None:
 def schema(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file."),
     kind: str = typer.Option(
-        "rag", "--kind", help="rag: RAG app configs; model: model apps (`kind: model`)."
+        "rag",
+        "--kind",
+        help="rag: RAG app configs; model: model apps (`kind: model`); finetune: fine-tuning "
+        "jobs (`kind: finetune`).",
     ),
 ) -> None:
     """Print the JSON Schema of app configs, for editor autocompletion.
@@ -44,11 +47,13 @@ def schema(
     at the top of a config after `llmops config schema -o llmops.schema.json`
     (`--kind model -o model.schema.json` for model apps).
     """
-    if kind not in ("rag", "model"):
-        raise typer.BadParameter(f"'{kind}': use rag or model", param_hint="--kind")
-    found = (
-        config_json_schema() if kind == "rag" else ModelAppConfig.model_json_schema(by_alias=True)
-    )
+    if kind not in ("rag", "model", "finetune"):
+        raise typer.BadParameter(f"'{kind}': use rag, model or finetune", param_hint="--kind")
+    if kind == "rag":
+        found = config_json_schema()
+    else:
+        shape = ModelAppConfig if kind == "model" else FinetuneConfig
+        found = shape.model_json_schema(by_alias=True)
     text = json.dumps(found, indent=2)
     if output:
         output.write_text(text + "\n")

@@ -10,7 +10,9 @@ from llmops.cli import (
     drift_cmd,
     eval_cmd,
     experiment_cmd,
+    finetune_cmd,
     ingest,
+    keys_cmd,
     models_cmd,
     predict_cmd,
     query,
@@ -45,6 +47,8 @@ app.add_typer(drift_cmd.app, name="drift")
 app.add_typer(drift_cmd.requests_app, name="requests")
 app.add_typer(experiment_cmd.app, name="experiment")
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(finetune_cmd.app, name="finetune")
 
 
 def main() -> None:

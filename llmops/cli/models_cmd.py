@@ -23,6 +23,7 @@ from llmops.models import (
     local_tracking_uri,
     onnx_export,
 )
+from llmops.models.adapters import KIND_TAG
 
 app = typer.Typer(
     help="Registered models and their aliases: `candidate` (newest version), `production` "
@@ -74,13 +75,14 @@ def list_models(
         console.print_json(json.dumps(summary))
         return
     table = Table(
-        "model", "versions", "newest", "aliases", title=f"models in {registry.tracking_uri}"
+        "model", "kind", "versions", "newest", "aliases", title=f"models in {registry.tracking_uri}"
     )
     for model, versions in models.items():
         aliases = _summary_aliases(versions)
         listed = ", ".join(f"{alias} {number}" for alias, number in aliases.items())
         newest = str(versions[0].version) if versions else "-"
-        table.add_row(model, str(len(versions)), newest, listed or "-")
+        kind = _kind(versions[0]) if versions else "-"
+        table.add_row(model, kind, str(len(versions)), newest, listed or "-")
     console.print(table)
 
 
@@ -104,6 +106,7 @@ def show(
         return
     console.print(f"[bold]{version.name}[/bold] version {version.version}", highlight=False)
     for label, value in (
+        ("kind", _kind(version)),
         ("aliases", ", ".join(version.aliases) or "-"),
         ("created", _when(version.created)),
         ("run id", version.run_id),
@@ -249,6 +252,11 @@ def _print_versions(name: str, versions: list[ModelVersion], as_json: bool) -> N
         aliases = ", ".join(v.aliases) or "-"
         table.add_row(str(v.version), aliases, _when(v.created), v.run_id[:8], metrics or "-")
     console.print(table)
+
+
+def _kind(version: ModelVersion) -> str:
+    """``adapter`` for a LoRA adapter (tag llmops.kind), else ``model``."""
+    return version.tags.get(KIND_TAG, "model")
 
 
 def _holder(versions: list[ModelVersion], alias: str) -> int | None:

@@ -21,6 +21,7 @@ from llmops.cli.common import (
 )
 from llmops.cli.ingest import ProgressLine, print_report
 from llmops.config import config_kind
+from llmops.config.auth import BIND_HOST_ENV, AuthConfig, is_loopback
 from llmops.pipelines.ingest import IngestReport
 from llmops.service import RAG
 
@@ -44,6 +45,9 @@ def up(
         help="Worker processes (default: server.workers). Each loads its own models; use about "
         "one per CPU core when requests spend their time in this server rather than the LLM.",
     ),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Serve a non-loopback address without API keys."
+    ),
 ) -> None:
     """Validate the config, serve the HTTP API, and bring the index up to date meanwhile.
 
@@ -58,11 +62,12 @@ def up(
     Example: llmops up configs/quickstart.yaml --port 8080 --workers 2
     """
     if run(lambda: config_kind(config)) == "model":
-        _serve_model_app(config, host, port)
+        _serve_model_app(config, host, port, insecure)
         return
     rag = run(lambda: RAG.from_config(config))
     console.print(f"[green]config ok[/green]  {config}  (app '{rag.config.name}')")
     host = host or rag.config.server.host
+    check_exposure(rag.config.server.auth, host, insecure)
     port = port or rag.config.server.port
     workers = workers or rag.config.server.workers
     sock = _listen(host, port)
@@ -76,7 +81,32 @@ def up(
     _serve_workers(sock, workers)
 
 
-def _serve_model_app(config: Path, host: str | None, port: int | None) -> None:
+def check_exposure(auth: AuthConfig, host: str, insecure: bool) -> None:
+    """Refuse to serve a non-loopback address without API keys unless ``--insecure``; with
+    keys on, check the server secret now. Every worker learns the address (``enabled: auto``)."""
+    from llmops.access.keys import server_secret
+
+    os.environ[BIND_HOST_ENV] = host
+    if auth.active(host):
+        run(server_secret)
+        return
+    if is_loopback(host):
+        return
+    if insecure:
+        errors.print(f"warning: serving {host} without API keys (--insecure)", markup=False)
+        return
+    errors.print(
+        f"error: refusing to serve {host} without API keys: anyone who can reach it could query, "
+        "ingest and read the index. Turn keys on (server.auth.enabled: auto or true; set "
+        "LLMOPS_KEY_SECRET; `llmops keys create CONFIG --scopes query`), listen on 127.0.0.1, "
+        "or pass --insecure on a network you trust.",
+        markup=False,
+        highlight=False,
+    )
+    raise typer.Exit(1)
+
+
+def _serve_model_app(config: Path, host: str | None, port: int | None, insecure: bool) -> None:
     import uvicorn
 
     from llmops.model_service import ModelService
@@ -85,6 +115,7 @@ def _serve_model_app(config: Path, host: str | None, port: int | None) -> None:
     service = run(lambda: ModelService.from_config(config))
     serving = service.app.serving
     console.print(f"[green]config ok[/green]  {config}  (model app '{service.name}')")
+    check_exposure(serving.auth, host or serving.host, insecure)
     sock = _listen(host or serving.host, port or serving.port)
     url = f"http://{host or serving.host}:{port or serving.port}"
     console.print(

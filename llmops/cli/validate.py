@@ -9,13 +9,16 @@ import typer
 
 from llmops.build import load_config
 from llmops.cli.common import console, friendly_errors
-from llmops.config import config_kind, load_model_app_config
+from llmops.config import config_kind, load_finetune_config, load_model_app_config
 
 
 def _check(path: Path) -> str:
-    """The app's name, once the file (an app or a model app) is valid."""
-    if config_kind(path) == "model":
+    """The app's name, once the file (an app, a model app or a fine-tuning job) is valid."""
+    kind = config_kind(path)
+    if kind == "model":
         return load_model_app_config(path).app.name
+    if kind == "finetune":
+        return load_finetune_config(path).job.name
     return load_config(path).loaded.app.name
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from llmops.config.finetune import FinetuneConfig, path_problems
 from llmops.config.interpolate import Interpolator, mask_secrets
 from llmops.config.model_app import ModelAppConfig
 from llmops.config.report import issue_at, issues_from_validation
@@ -22,7 +23,9 @@ from llmops.errors import ConfigError, ConfigIssue
 __all__ = [
     "AppConfig",
     "ExtraChecks",
+    "FinetuneConfig",
     "LoadedConfig",
+    "LoadedFinetune",
     "LoadedModelApp",
     "ModelAppConfig",
     "SourceMap",
@@ -30,6 +33,7 @@ __all__ = [
     "issue_at",
     "issues_from_validation",
     "load_app_config",
+    "load_finetune_config",
     "load_model_app_config",
     "mask_secrets",
     "read_yaml",
@@ -143,9 +147,39 @@ def _read(path: str | Path) -> _Read:
 
 
 def config_kind(path: str | Path) -> str:
-    """``model`` for a model app (``kind: model``), else ``rag``; an unreadable file raises."""
+    """``model`` for a model app (``kind: model``), ``finetune`` for a fine-tuning job
+    (``kind: finetune``), else ``rag``; an unreadable file raises."""
     raw, _, _ = load_yaml(Path(path), str(path))
-    return "model" if raw.get("kind") == "model" else "rag"
+    kind = raw.get("kind")
+    return kind if kind in ("model", "finetune") else "rag"
+
+
+@dataclass(frozen=True)
+class LoadedFinetune:
+    """A validated fine-tuning job (``kind: finetune``), located like ``LoadedConfig``."""
+
+    job: FinetuneConfig
+    file: str
+    base_dir: Path
+
+    def path(self, value: str) -> Path:
+        return resolve_path(self.base_dir, value)
+
+
+def load_finetune_config(path: str | Path) -> LoadedFinetune:
+    """Read, interpolate and validate a fine-tuning job; raises ConfigError with every problem
+    (a missing base model folder or data file, a missing chat template), each located."""
+    read = _read(path)
+    issues = read.issues
+    try:
+        job = FinetuneConfig.model_validate(read.data)
+    except ValidationError as exc:
+        issues += issues_from_validation(exc, read.source_map, read.file, (), FinetuneConfig)
+    for loc, message, hint in path_problems(read.data, read.base_dir):
+        issues.append(issue_at(read.source_map, read.file, loc, message, hint))
+    if issues:
+        raise ConfigError(sorted(issues, key=lambda i: (i.line, i.col, i.path)))
+    return LoadedFinetune(job, read.file, read.base_dir)
 
 
 @dataclass(frozen=True)

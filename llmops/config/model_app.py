@@ -25,6 +25,7 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
+from llmops.config.auth import AuthConfig
 from llmops.config.component import Strict
 from llmops.config.experiment import ExperimentPolicy, RampConfig
 
@@ -270,6 +271,9 @@ class ServingConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     max_body_bytes: int = Field(5_000_000, ge=1024)
+    auth: AuthConfig = Field(
+        default_factory=AuthConfig, description="API keys, scopes and per-key rate limits."
+    )
 
 
 class ModelVariant(Strict):

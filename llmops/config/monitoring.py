@@ -25,6 +25,14 @@ class RequestLogConfig(Strict):
         "keep",
         description="keep the question text, store only its SHA-256 (hash), or nothing (redact).",
     )
+    answer: QuestionMode | None = Field(
+        None,
+        description="The same choice for the answer text; default: the question's mode.",
+    )
+
+    @property
+    def answer_mode(self) -> QuestionMode:
+        return self.question if self.answer is None else self.answer
 
 
 class DriftReference(Strict):

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from llmops.config.auth import AuthConfig
 from llmops.config.component import ComponentSpec, Strict
 from llmops.config.experiment import ExperimentConfig
 from llmops.config.monitoring import MonitoringConfig
@@ -108,6 +109,9 @@ class ServerConfig(Strict):
         le=64,
         description="Worker processes of `llmops up`, each with its own copy of the models; "
         "more than one needs the index built before serving (POST /ingest is refused).",
+    )
+    auth: AuthConfig = Field(
+        default_factory=AuthConfig, description="API keys, scopes and per-key rate limits."
     )
 
 

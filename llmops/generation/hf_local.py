@@ -1,6 +1,7 @@
 """A causal language model run in-process with transformers: a local folder (or a model in the
 local Hugging Face cache), optionally 4/8-bit through bitsandbytes, with peft LoRA adapters
-chosen per request.
+chosen per request: folders, or registered versions (``models:/NAME@ALIAS``) that the generator
+follows and hot-swaps when the alias moves (``hf_adapters``).
 
 The model lives on worker threads (``hf_worker``); this module turns requests into generation
 parameters and relays the worker's text to async callers. Nothing heavy is imported until
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import CancelledError, Future
@@ -23,6 +25,7 @@ from llmops.config import resolve_path
 from llmops.deps import require
 from llmops.errors import BackendError, LLMOpsError
 from llmops.generation.citations import generation_from_text
+from llmops.generation.hf_adapters import AdapterFollower, OpenSource, parse_ref, preflight
 from llmops.generation.sampling import SamplingConfig
 from llmops.generation.streaming import collect
 from llmops.registry import register
@@ -67,7 +70,21 @@ class HFLocalGenerator:
             None, description="Default: bfloat16 with CUDA, else float32."
         )
         adapters: dict[str, str] = Field(
-            default_factory=dict, description="LoRA adapters: name -> adapter folder."
+            default_factory=dict,
+            description="LoRA adapters: name -> adapter folder, or a registered adapter "
+            "models:/NAME@ALIAS (models:/support-lora@production) that is followed and "
+            "hot-swapped when the alias moves.",
+        )
+        registry_uri: str | None = Field(
+            None,
+            description="MLflow tracking URI of the models:/ adapters; default: "
+            "MLFLOW_TRACKING_URI, else .llmops/mlflow.db beside this config file.",
+        )
+        adapter_refresh_s: float = Field(
+            30.0, gt=0, description="How often to check whether a models:/ alias moved."
+        )
+        max_adapter_rank: int = Field(
+            64, ge=1, description="The preflight refuses registered adapters of a higher rank."
         )
         default_adapter: str | None = Field(
             None, description="The adapter used when a request names none; default: base model."
@@ -89,6 +106,8 @@ class HFLocalGenerator:
         def _known_default(self) -> HFLocalGenerator.Config:
             if BASE in self.adapters:
                 raise ValueError(f"'{BASE}' names the base model; give the adapter another name")
+            for value in self.adapters.values():
+                parse_ref(value)  # a malformed models:/ reference fails here, with its fix
             if self.default_adapter is not None and self.default_adapter not in self.adapters:
                 known = ", ".join(sorted(self.adapters)) or "(none configured)"
                 raise ValueError(
@@ -98,11 +117,19 @@ class HFLocalGenerator:
 
     uses_prompt = True
 
-    def __init__(self, config: Config, *, base_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        base_dir: Path | None = None,
+        adapter_source: OpenSource | None = None,
+    ) -> None:
         self.config = config
         self.name = f"hf_local:{Path(config.model).name or config.model}"
         self._base_dir = base_dir or Path.cwd()
+        self._open_source = adapter_source
         self._worker: ModelWorker | None = None
+        self._follower: AdapterFollower | None = None
 
     # lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -114,20 +141,74 @@ class HFLocalGenerator:
         from llmops.generation.hf_worker import ModelWorker
 
         location = self._model_location()
-        adapters = {name: self._adapter_folder(name, p) for name, p in self.config.adapters.items()}
+        refs = {n: r for n, v in self.config.adapters.items() if (r := parse_ref(v)) is not None}
+        adapters = {n: self._adapter_folder(n, p) for n, p in self.config.adapters.items()}
+        follower = self._follower_for(refs, location) if refs else None
         worker = ModelWorker(self.name, self.config.max_concurrency)
         try:
+            if follower is not None:
+                adapters.update(await asyncio.to_thread(follower.initial))
             await asyncio.wrap_future(worker.load(self.config, location, adapters))
         except BaseException:
             worker.close(wait=False)  # a cancelled start must not block the loop on the load
+            if follower is not None:
+                follower.close()
             raise
-        self._worker = worker
+        self._worker, self._follower = worker, follower
+        if follower is not None:
+            follower.follow(self.config.adapter_refresh_s, worker.swap)
 
     async def close(self) -> None:
-        """Stop running generations and release the model (safe to call twice)."""
+        """Stop following adapters and running generations, release the model (safe to call
+        twice)."""
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            await asyncio.to_thread(follower.close)
         worker, self._worker = self._worker, None
         if worker is not None:
             await asyncio.to_thread(worker.close)
+
+    # registered adapters ---------------------------------------------------------------------
+    def adapter_status(self) -> dict[str, dict[str, Any]]:
+        """Each models:/ adapter: the alias it follows, the version serving, swaps so far, the
+        versions refused (with why) and the last registry error."""
+        return self._follower.status() if self._follower is not None else {}
+
+    async def refresh_adapters(self) -> list[str]:
+        """Check the followed aliases now (instead of waiting for adapter_refresh_s); returns
+        the adapters swapped."""
+        worker, follower = self._ready(), self._follower
+        if follower is None:
+            return []
+        return await asyncio.to_thread(follower.poll, worker.swap)
+
+    def registry_uri(self) -> str:
+        """Where models:/ adapters are looked up (see the registry_uri setting)."""
+        if self.config.registry_uri:
+            return self.config.registry_uri
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            return os.environ["MLFLOW_TRACKING_URI"]
+        return f"sqlite:///{(self._base_dir / '.llmops' / 'mlflow.db').resolve()}"
+
+    def _follower_for(self, refs: dict[str, tuple[str, str]], location: str) -> AdapterFollower:
+        if self._open_source is None:
+            raise BackendError(
+                self.name,
+                f"adapters {', '.join(sorted(refs))} name registered models (models:/...) but "
+                "this generator has no model registry; build it from an app config, or pass "
+                "adapter_source=llmops.models.adapters.RegistryAdapterSource",
+            )
+        source = self._open_source(self.registry_uri())
+        model_dir = Path(location)
+        fingerprint: list[str | None] = []
+
+        def check(manifest: Any) -> str | None:
+            if not fingerprint:  # hashed once, on first need (the weights may be large)
+                fingerprint.append(source.fingerprint(model_dir) if model_dir.is_dir() else None)
+            limit = self.config.max_adapter_rank
+            return preflight(manifest, location, fingerprint[0], limit)
+
+        return AdapterFollower(self.name, source, refs, check)
 
     def _model_location(self) -> str:
         """The model folder, or the model's name when no such folder exists (then it must be in
@@ -143,6 +224,8 @@ class HFLocalGenerator:
         return model
 
     def _adapter_folder(self, name: str, folder: str) -> str:
+        if parse_ref(folder) is not None:
+            return folder  # resolved by the follower
         path = resolve_path(self._base_dir, folder)
         if not (path / "adapter_config.json").is_file():
             raise BackendError(

@@ -8,6 +8,11 @@ Imported only when an ``hf_local`` generator starts (it needs torch and transfor
 - peft's active adapter is model-wide state, so the ``AdapterGate`` lets generations run
   together only while they use the same adapter (or the base model). A request for another
   adapter waits for the running ones and holds back newcomers, so it is not starved.
+- A registered adapter whose alias moved is swapped in by ``swap``: it runs as a job of its own
+  that holds the gate exclusively (``AdapterGate.exclusive``): generations already running
+  finish on the old weights, newcomers wait (they do not fail), then the new weights go in, by
+  peft's hot-swap when rank and target modules match, else loaded under a new internal name
+  that the adapter's public name then points at (the old one is deleted).
 - Each generation has a ``Job``: a stop flag and a deadline that a stopping criterion checks
   between tokens, so an abandoned or overdue generation ends within one decoding step.
 - Stop sequences are found in the decoded text by a ``StopTrimmer``, which cuts the text there
@@ -25,7 +30,8 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from itertools import count
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from transformers import (
@@ -45,6 +51,8 @@ if TYPE_CHECKING:
     from llmops.generation.hf_local import HFLocalGenerator
 
 Emit = Callable[[str], None]
+T = TypeVar("T")
+HOTSWAP, RELOAD = "hotswap", "reload"
 POLL_S = 0.05
 """How often a generation waiting for another adapter's to finish checks its own stop flag."""
 
@@ -136,6 +144,7 @@ class AdapterGate:
         self._current: str | None = None
         self._running = 0
         self._waiting: Counter[str | None] = Counter()
+        self._exclusive = 0  # swaps waiting for (or holding) the model alone
 
     def enter(self, job: Job) -> bool:
         """Wait until ``job``'s adapter may run and make it active; False if the job stopped."""
@@ -159,7 +168,23 @@ class AdapterGate:
             self._running -= 1
             self._cond.notify_all()
 
+    def exclusive(self, work: Callable[[], T]) -> T:
+        """Run ``work`` with no generation running: hold back newcomers, let the running ones
+        finish, run it, then re-activate the adapter for whoever comes next."""
+        with self._cond:
+            self._exclusive += 1
+            try:
+                while self._running:
+                    self._cond.wait(POLL_S)
+                self._current = None  # the next admitted job activates its adapter anew
+                return work()
+            finally:
+                self._exclusive -= 1
+                self._cond.notify_all()
+
     def _admits(self, adapter: str | None) -> bool:
+        if self._exclusive:
+            return False
         if self._running == 0:
             return True
         others_waiting = any(n for name, n in self._waiting.items() if name != adapter)
@@ -177,6 +202,8 @@ class ModelWorker:
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="llmops-hf")
         self._jobs: set[Job] = set()
         self._template_options: dict[str, Any] = {}
+        self._peft_names: dict[str, str] = {}  # an adapter's name -> its peft adapter name now
+        self._serial = count(1)
 
     def load(
         self, config: HFLocalGenerator.Config, location: str, adapters: dict[str, str]
@@ -189,6 +216,12 @@ class ModelWorker:
     ) -> Future[tuple[int, int]]:
         """Queue one generation; its future gives (prompt tokens, new tokens)."""
         return self._pool.submit(self._run, job, messages, params, emit)
+
+    def swap(self, name: str, folder: str) -> Future[str]:
+        """Replace adapter ``name``'s weights with those in ``folder`` between generations;
+        the future gives how (``hotswap`` or ``reload``) or fails with a BackendError (the
+        old weights then still serve)."""
+        return self._pool.submit(self.gate.exclusive, lambda: self._swap(name, folder))
 
     def close(self, wait: bool = True) -> None:
         """Stop every generation, wait for the threads (unless told not to), drop the model."""
@@ -235,6 +268,7 @@ class ModelWorker:
         from peft import PeftModel
 
         for name, folder in adapters.items():
+            self._peft_names[name] = name
             try:
                 if isinstance(model, PeftModel):
                     model.load_adapter(folder, adapter_name=name)
@@ -254,7 +288,31 @@ class ModelWorker:
             self.model.base_model.disable_adapter_layers()
         else:
             self.model.base_model.enable_adapter_layers()
-            self.model.set_adapter(adapter, inference_mode=True)
+            self.model.set_adapter(self._peft_names.get(adapter, adapter), inference_mode=True)
+
+    def _swap(self, name: str, folder: str) -> str:
+        """Put ``folder``'s adapter in place of ``name``'s (no generation is running)."""
+        from peft import PeftConfig
+        from peft.utils.hotswap import hotswap_adapter
+
+        if not hasattr(self.model, "peft_config") or name not in self._peft_names:
+            raise BackendError(self.name, f"adapter '{name}' is not loaded; cannot swap it")
+        current = self._peft_names[name]
+        try:
+            new_config = PeftConfig.from_pretrained(folder)
+            if _hotswappable(self.model.peft_config[current], new_config):
+                hotswap_adapter(self.model, folder, adapter_name=current)
+                return HOTSWAP
+            replacement = f"{name}__swap{next(self._serial)}"  # peft: no "." in names
+            self.model.load_adapter(folder, adapter_name=replacement)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise BackendError(
+                self.name, f"adapter '{name}' at {folder} does not fit this model: {exc}"
+            ) from exc
+        self._peft_names[name] = replacement
+        self.model.set_adapter(replacement, inference_mode=True)  # never delete the active one
+        self.model.delete_adapter(current)
+        return RELOAD
 
     def _run(
         self, job: Job, messages: list[dict[str, str]], params: dict[str, Any], emit: Emit
@@ -290,6 +348,15 @@ class ModelWorker:
                 pad_token_id=_pad_token_id(self.tokenizer),
             )
         return int(output.shape[-1])
+
+
+def _hotswappable(old: Any, new: Any) -> bool:
+    """peft can copy ``new``'s weights into ``old``'s tensors: both plain LoRA of the same
+    rank on the same modules (otherwise the tensors' shapes or the wrapped layers differ)."""
+    same = ("peft_type", "r", "target_modules", "rank_pattern", "use_dora", "use_rslora")
+    return all(getattr(old, key, None) == getattr(new, key, None) for key in same) and (
+        str(getattr(old, "peft_type", "")) in ("LORA", "PeftType.LORA")
+    )
 
 
 def _pad_token_id(tokenizer: Any) -> Any:

@@ -17,7 +17,7 @@ import difflib
 import io
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +103,63 @@ class ModelRegistry:
         ``metrics`` and ``params`` are logged to the run when this call starts it (a caller's
         run holds its own). Pass a data file's hash in ``tags`` (e.g. ``data_sha256``) to keep
         it with the version."""
+        return self._register(
+            name,
+            lambda client, run: self._log_model(client, run, model, input_example),
+            metrics=metrics, params=params, tags=tags, run_id=run_id,
+        )  # fmt: skip
+
+    def register_folder(
+        self,
+        name: str,
+        folder: Path,
+        *,
+        artifact: str = MODEL_ARTIFACT,
+        metrics: Mapping[str, float],
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
+        run_id: str | None = None,
+    ) -> ModelVersion:
+        """Like ``log_and_register`` for a model that is a folder of files (a LoRA adapter):
+        upload ``folder`` as the run's artifact ``artifact`` and register that as the version's
+        source. A failed upload registers nothing (the run is marked FAILED)."""
+
+        def upload(client: Any, run: str) -> str:
+            if client.list_artifacts(run, artifact):
+                raise RegistryError(
+                    f"run {run} already holds '{artifact}'; log each version in its own run"
+                )
+            client.log_artifacts(run, str(folder), artifact)
+            return f"{client.get_run(run).info.artifact_uri}/{artifact}"
+
+        return self._register(
+            name, upload, metrics=metrics, params=params, tags=tags, run_id=run_id
+        )
+
+    def download(self, version: ModelVersion, dst: Path) -> Path:
+        """Download ``version``'s model artifact (its source) into ``dst``; returns the local
+        folder (or file)."""
+        artifacts = require("mlflow.artifacts", MLFLOW_EXTRA)
+        dst.mkdir(parents=True, exist_ok=True)
+        with self._errors(f"downloading '{version.name}' version {version.version}"):
+            uri = self._client().get_model_version_download_uri(version.name, str(version.version))
+            local = artifacts.download_artifacts(
+                artifact_uri=uri, dst_path=str(dst), tracking_uri=self.tracking_uri
+            )
+        return Path(local)
+
+    def _register(
+        self,
+        name: str,
+        log: Callable[[Any, str], str],
+        *,
+        metrics: Mapping[str, float],
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
+        run_id: str | None,
+    ) -> ModelVersion:
+        """Log a model with ``log(client, run_id) -> source URI`` in the run (or a new one),
+        register the source as a version of ``name`` with its tags and alias ``candidate``."""
         with self._errors(f"registering a version of '{name}'"):
             client = self._client()
             new_run = run_id is None
@@ -111,7 +168,7 @@ class ModelRegistry:
             try:
                 if new_run:  # a caller's own run holds its own metrics and params
                     _mlflow.log_run_data(client, run_id, metrics, params)
-                source = self._log_model(client, run_id, model, input_example)
+                source = log(client, run_id)
                 status = "FINISHED"
             finally:
                 if new_run:

@@ -23,6 +23,7 @@ class QueryEvent:
     retrieved_ids: tuple[str, ...] = ()
     scores: tuple[float, ...] = ()
     answer_chars: int = 0
+    answer: str = ""  # the answer's text (the request log keeps, hashes or drops it)
     abstained: bool = False
     latency_ms: float = 0.0
     prompt_tokens: int = 0

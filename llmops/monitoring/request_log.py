@@ -1,6 +1,7 @@
 """The request log: one SQLite row per query, written in batches by a background thread so
 the request path only puts an event on a queue. Retention by age and by row count; the
-question can be kept, hashed (SHA-256) or left out; export to CSV or Parquet."""
+question and the answer can each be kept, hashed (SHA-256) or left out, and each row says
+which (``question_mode``, ``answer_mode``); export to CSV or Parquet."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ COLUMNS = (
     "request_id", "time", "pipeline", "variant", "backend", "question", "query_chars",
     "retrieved_ids", "scores", "top_score", "sources_above", "answer_chars", "abstained",
     "latency_ms", "prompt_tokens", "completion_tokens", "feedback", "correlation_id",
+    "answer", "question_mode", "answer_mode",
 )  # fmt: skip
 EXPORTED = (*COLUMNS, "feedback_comment")
 SCHEMA = """
@@ -35,7 +37,7 @@ CREATE TABLE IF NOT EXISTS requests (
     question TEXT, query_chars INTEGER, retrieved_ids TEXT, scores TEXT, top_score REAL,
     sources_above INTEGER, answer_chars INTEGER, abstained INTEGER, latency_ms REAL,
     prompt_tokens INTEGER, completion_tokens INTEGER, feedback REAL, feedback_comment TEXT,
-    correlation_id TEXT
+    correlation_id TEXT, answer TEXT, question_mode TEXT, answer_mode TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_time ON requests(time);
 """
@@ -44,6 +46,9 @@ _INSERT = (
     f"INSERT OR IGNORE INTO requests ({', '.join(COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(COLUMNS))})"
 )
+# columns newer than the first schema, added to older databases when they are opened; rows
+# written before have NULL there (a NULL mode: written before modes were recorded)
+_ADDED_COLUMNS = {c: "TEXT" for c in ("correlation_id", "answer", "question_mode", "answer_mode")}
 BATCH = 500
 FLUSH_EVERY_S = 1.0
 PRUNE_EVERY_S = 60.0
@@ -75,7 +80,7 @@ class RequestLog:
             return
         # WAL without an fsync per commit: durable enough for a log
         self._db = open_database(self.path, SCHEMA, synced=False)
-        add_missing_columns(self._db, "requests", {"correlation_id": "TEXT"})
+        add_missing_columns(self._db, "requests", _ADDED_COLUMNS)
         self._db.execute("PRAGMA busy_timeout = 30000")  # worker processes share the file
         self._writer.start()
 
@@ -108,13 +113,15 @@ class RequestLog:
 
     def _row(self, event: QueryEvent) -> tuple[Any, ...]:
         signals = event.signals(self.source_threshold)
+        question_mode, answer_mode = self.config.question, self.config.answer_mode
         return (
             event.request_id, event.time, event.pipeline, event.variant, event.backend,
-            stored_question(event.question, self.config.question), len(event.question),
+            stored_question(event.question, question_mode), len(event.question),
             json.dumps(event.retrieved_ids), json.dumps(event.scores), signals["top_score"],
             int(signals["sources_above"]), event.answer_chars, int(event.abstained),
             event.latency_ms, event.prompt_tokens, event.completion_tokens, None,
-            event.correlation_id,
+            event.correlation_id, stored_question(event.answer, answer_mode), question_mode,
+            answer_mode,
         )  # fmt: skip
 
     def _write(self, events: list[QueryEvent]) -> None:
@@ -166,7 +173,8 @@ class RequestLog:
         with contextlib.closing(sqlite3.connect(self.path, timeout=30)) as db:
             db.row_factory = sqlite3.Row
             for row in db.execute(query, bounds):
-                item = dict(row)
+                # a database of an older version not opened for writing since lacks new columns
+                item = dict.fromkeys(EXPORTED) | dict(row)
                 item["retrieved_ids"] = json.loads(item["retrieved_ids"] or "[]")
                 item["scores"] = json.loads(item["scores"] or "[]")
                 item["abstained"] = bool(item["abstained"])

@@ -300,6 +300,7 @@ def _event(prepared: Prepared, answer: Answer, pipeline: str) -> QueryEvent:
         retrieved_ids=tuple(s.chunk_id for s in answer.sources),
         scores=tuple(s.score for s in answer.sources),
         answer_chars=len(answer.answer),
+        answer=answer.answer,
         abstained=answer.abstained,
         latency_ms=answer.latency_ms,
         prompt_tokens=answer.usage.prompt_tokens,

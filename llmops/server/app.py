@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from llmops.pipelines.ingest import ProgressFn
-from llmops.server import errors, jobs, metrics
+from llmops.server import auth, errors, jobs, metrics
 from llmops.server.middleware import BodyLimit, CancelOnDisconnect, RequestId
 from llmops.server.routes import feedback, health, ingest, openai_api, query
 from llmops.service import RAG
@@ -58,9 +58,11 @@ def create_app(
     app.state.rag = rag
     app.state.workers = workers
     jobs.init(app)
-    # the last added runs first: metrics see every request, then ids, then the rest
+    # the last added runs first: metrics see every request, then ids, API keys, the rest
     app.add_middleware(BodyLimit, max_bytes=rag.config.server.max_body_bytes)
     app.add_middleware(CancelOnDisconnect)
+    server = rag.config.server
+    auth.install(app, server.auth, rag.components.data_dir, server.host)
     app.add_middleware(RequestId)
     if rag.monitor.metrics is not None:
         app.add_middleware(metrics.HttpMetrics, metrics=rag.monitor.metrics)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from llmops.model_service import ModelService
 from llmops.monitoring.prediction_log import Label
-from llmops.server import errors
+from llmops.server import auth, errors
 from llmops.server.errors import documented
 from llmops.server.middleware import BodyLimit, CancelOnDisconnect, RequestId
 from llmops.server.routes.health import Readiness, health
@@ -221,6 +221,8 @@ def create_model_app(service: ModelService) -> FastAPI:
     app.state.service = service
     app.add_middleware(BodyLimit, max_bytes=service.app.serving.max_body_bytes)
     app.add_middleware(CancelOnDisconnect)
+    serving = service.app.serving
+    auth.install(app, serving.auth, service.data_dir, serving.host)
     app.add_middleware(RequestId)
     errors.install(app)
     app.include_router(router)
