@@ -1,7 +1,7 @@
 """Tokens/s of `llmops finetune run` against a plain peft + transformers script with the same
 model, data and settings, in one run (goal: overhead ≤ 5 %).
 
-    python bench/finetune.py [--steps 40] [--rounds 3] [--hidden 256]
+    python bench/finetune.py [--steps 200] [--rounds 3] [--hidden 384]
 
 Both train LoRA (r 8, all linear layers) on a random Llama-style model built here from a
 config (never downloaded) on the same 256 chat examples, batch 4, sequences up to 128 tokens,
@@ -69,6 +69,7 @@ def llmops_run(folder: Path, model: Path, data: Path, steps: int) -> float:
         "output_dir": str(folder / "out"),
         "registry": {"track": False, "publish": False},
     }  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "job.yaml"
     path.write_text(yaml.safe_dump(job))
     speeds: list[float] = []
@@ -93,8 +94,8 @@ def plain_run(folder: Path, model_dir: Path, data: Path, steps: int) -> float:
     rows = [json.loads(line) for line in data.read_text().splitlines()]
     examples = []
     for row in rows:
-        ids = tokenizer.apply_chat_template(row["messages"], tokenize=True)
-        ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)[:SEQ]
+        text = tokenizer.apply_chat_template(row["messages"], tokenize=False)
+        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])[:SEQ]
         examples.append({"input_ids": ids, "labels": ids})
 
     def collate(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -133,9 +134,9 @@ def plain_run(folder: Path, model_dir: Path, data: Path, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--hidden", type=int, default=384)
     args = parser.parse_args()
     from tests.tiny_models import build_tiny_model
 
