@@ -1,22 +1,36 @@
-"""llmops finetune render vllm · merge: registered adapters for servers other than hf_local."""
+"""llmops finetune render vllm · render k8s · publish vllm · merge: registered adapters for
+servers other than hf_local, and a job's manifests for a Kubernetes or Kubeflow cluster."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shlex
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import typer
+import yaml
 
-from llmops.cli.common import console, run
+from llmops.cli.common import ConfigArg, console, errors, run
 from llmops.cli.models_cmd import TrackingUriOption, _registry
+from llmops.config import load_finetune_config
 from llmops.errors import RegistryError
+from llmops.finetune.manifests import ClusterSpec, render, to_yaml
 from llmops.models import PRODUCTION
-from llmops.models.adapter_export import merge_adapter, vllm_lora
+from llmops.models.adapter_export import (
+    VllmLora,
+    merge_adapter,
+    publish_to_vllm,
+    vllm_lora,
+)
 from llmops.models.adapters import base_model_sha256, download_adapter
 
-render_app = typer.Typer(help="Print how another server serves a registered adapter.")
+render_app = typer.Typer(
+    help="Print how another server serves a registered adapter, or a job's cluster manifests."
+)
+publish_app = typer.Typer(help="Load a registered adapter into a running server.")
 RefArgument = typer.Argument(
     ..., metavar="NAME[@REF]", help="support-lora (production), support-lora@candidate, @3."
 )
@@ -42,12 +56,7 @@ def render_vllm(
 
     Example: `llmops finetune render vllm support-lora@production`.
     """
-    name, version_ref = _split(ref)
-    registry = _registry(tracking_uri)
-    version = run(lambda: registry.get(name, version_ref))
-    dst = into / name / f"v{version.version}"
-    folder, manifest, _ = run(lambda: download_adapter(registry, name, str(version.version), dst))
-    lora = run(lambda: vllm_lora(name, version.version, folder, manifest))
+    _, _, manifest, lora = _vllm_lora(ref, into, tracking_uri)
     if as_json:
         rendered = {
             "lora_name": lora.lora_name,
@@ -67,6 +76,88 @@ def render_vllm(
         markup=False,
         highlight=False,
     )
+
+
+@render_app.command("k8s")
+def render_k8s(
+    config: ConfigArg,
+    image: str = typer.Option("llmops:latest", "--image", help="An image with llmops[local]."),
+    gpus: int = typer.Option(1, "--gpus", min=0, help="GPUs per node (one process each)."),
+    nodes: int = typer.Option(1, "--nodes", min=1, help="Nodes; >1 renders a PyTorchJob."),
+    kubeflow: bool = typer.Option(
+        False, "--kubeflow", help="A Kubeflow PyTorchJob even on one node."
+    ),
+    pvc: str | None = typer.Option(
+        None, "--pvc", help="The PVC holding the job's folder (default: NAME-workspace)."
+    ),
+    namespace: str | None = typer.Option(None, "--namespace", "-n"),
+    grace: int = typer.Option(
+        600, "--grace", min=30, help="terminationGracePeriodSeconds: one step + a checkpoint."
+    ),
+) -> None:
+    """Print a ConfigMap with the job file and a `batch/v1` Job (a Kubeflow PyTorchJob with
+    Master and Worker replicas with --kubeflow or --nodes > 1) that runs `accelerate launch
+    ... finetune run /job/job.yaml --resume`: a rescheduled pod goes on from its newest
+    checkpoint. The job's relative paths become /workspace/... on the PVC: copy the job's
+    folder (base model, data) there; output_dir and its checkpoints land there too.
+
+    Example: llmops finetune render k8s configs/finetune-support.yaml --gpus 4 | kubectl apply -f -
+    """
+    run(lambda: load_finetune_config(config))  # every problem, located, before rendering
+    raw = yaml.safe_load(Path(config).read_text())
+    spec = ClusterSpec(image, gpus, nodes, kubeflow, pvc, namespace, grace)
+    documents, notes = render(raw, spec)
+    header = [f"# rendered by `llmops finetune render k8s {Path(config).name}`"]
+    header += [f"# note: {note}" for note in notes]
+    body = to_yaml(documents)
+    typer.echo("\n".join(header) + "\n" + body, nl=False)
+
+
+@publish_app.command("vllm")
+def publish_vllm(
+    ref: str = RefArgument,
+    url: str = typer.Option(..., "--url", help="The vLLM server, e.g. http://vllm:8000."),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="VLLM_API_KEY", help="vLLM's --api-key (env VLLM_API_KEY)."
+    ),
+    into: Path = typer.Option(
+        Path(".llmops/adapters"), "--dir", help="Download the adapter under DIR/NAME/vN."
+    ),
+    server_dir: str | None = typer.Option(
+        None,
+        "--server-dir",
+        help="Where the server sees --dir (a shared volume mounted elsewhere): the path sent "
+        "is SERVER_DIR/NAME/vN.",
+    ),
+    unload_older: bool = typer.Option(
+        False, "--unload-older", help="Unload the server's other versions of this adapter."
+    ),
+    timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds per request."),
+    tracking_uri: str | None = TrackingUriOption,
+) -> None:
+    """Load a registered adapter into a running vLLM server (`POST /v1/load_lora_adapter`;
+    the server needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True) under a versioned name, NAME-vN:
+    vLLM caches adapters by name, so reusing a name can serve the old weights. Requests then
+    ask for model NAME-vN. Exit 1 with the server's message when it refuses or is down.
+
+    Example: llmops finetune publish vllm support-lora@production --url http://vllm:8000
+    """
+    name, version, _, lora = _vllm_lora(ref, into, tracking_uri)
+    if server_dir is not None:
+        remote = f"{server_dir.rstrip('/')}/{name}/v{version.version}"
+        lora = VllmLora(lora.lora_name, remote, lora.max_lora_rank)
+    done = run(
+        lambda: asyncio.run(
+            publish_to_vllm(
+                url, lora, api_key=api_key, unload_older=unload_older, timeout_s=timeout
+            )
+        )
+    )
+    state = "was already loaded" if done.already_loaded else "loaded"
+    line = f"{done.lora_name} {state} on {url} (from {lora.lora_path})"
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+    for old in done.unloaded:
+        errors.print(f"unloaded {old}", markup=False, highlight=False)
 
 
 def merge(
@@ -107,3 +198,14 @@ def _mismatch(name: str, version: int, trained_on: str, base: Path) -> None:
         f"adapter '{name}' version {version} was trained on base model '{trained_on}', whose "
         f"sha256 differs from {base}; pass the base folder it was trained on (or --force)"
     )
+
+
+def _vllm_lora(ref: str, into: Path, tracking_uri: str | None) -> tuple[str, Any, Any, VllmLora]:
+    """The registered adapter NAME@REF downloaded under INTO/NAME/vN: its name, version,
+    manifest, and the adapter as vLLM takes it."""
+    name, version_ref = _split(ref)
+    registry = _registry(tracking_uri)
+    version = run(lambda: registry.get(name, version_ref))
+    dst = into / name / f"v{version.version}"
+    folder, manifest, _ = run(lambda: download_adapter(registry, name, str(version.version), dst))
+    return name, version, manifest, run(lambda: vllm_lora(name, version.version, folder, manifest))

@@ -50,7 +50,9 @@ def run_cmd(
 
     SIGTERM (spot preemption) saves a checkpoint after the current step and exits 0; run again
     with --resume. On completion output_dir holds the adapter, tokenizer, a copy of the job
-    file and manifest.json; params and per-step metrics go to MLflow.
+    file and manifest.json; params and per-step metrics go to MLflow. With registry.eval_suite
+    the adapter then runs through that eval suite as the variant `adapter` beside the base
+    model; its gates decide the registration (alias candidate).
 
     Exit codes: 0 done (or preempted with a checkpoint saved), 1 the job failed, 2 the config
     or the data is invalid (file:line named).
@@ -109,6 +111,12 @@ def _show(result: FinetuneResult) -> None:
     console.print(f"adapter: {result.adapter_dir}", markup=False, highlight=False)
     for gate in result.gates:
         console.print(gate.describe(), markup=False, highlight=False)
+    if result.eval_report is not None:
+        console.print(f"eval suite report: {result.eval_report}", markup=False, highlight=False)
+    if result.eval_run_id:
+        console.print(f"eval suite MLflow run {result.eval_run_id}", highlight=False)
+    for gate in result.eval_gates:
+        console.print(f"adapter variant: {gate.describe()}", markup=False, highlight=False)
     if result.version is not None:
         console.print(
             f"registered {result.version.name} version {result.version.version} "
@@ -117,12 +125,17 @@ def _show(result: FinetuneResult) -> None:
             highlight=False,
         )
     if not result.passed:
+        failed = [g.describe() for g in (*result.gates, *result.eval_gates) if not g.passed]
+        for line in failed:
+            errors.print(line, markup=False, highlight=False)
         errors.print("the adapter failed its gates: not registered", markup=False)
         raise typer.Exit(1)
 
 
-# registered adapters for other servers: `finetune render vllm`, `finetune merge`
+# registered adapters for other servers and jobs for a cluster: `finetune render vllm|k8s`,
+# `finetune publish vllm`, `finetune merge`
 from llmops.cli import finetune_adapter_cmd  # noqa: E402
 
 app.add_typer(finetune_adapter_cmd.render_app, name="render")
+app.add_typer(finetune_adapter_cmd.publish_app, name="publish")
 app.command("merge")(finetune_adapter_cmd.merge)

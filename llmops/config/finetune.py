@@ -29,6 +29,11 @@ from llmops.config.component import Strict
 
 DataFormat = Literal["instruction", "chat", "completion"]
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,62}")
+# the gate language (llmops.evaluation.gates), its only baseline being the suite's `baseline`
+_EVAL_GATE = re.compile(
+    r"^\s*[A-Za-z_][\w@.]*\s*(>=|<=|==|>|<)\s*"
+    r"(-?\d+(\.\d*)?(e-?\d+)?|baseline(\s*[+-]\s*\d+(\.\d*)?(e-?\d+)?)?)\s*$"
+)
 
 
 class DataFile(Strict):
@@ -142,6 +147,32 @@ class FinetuneRegistryConfig(Strict):
         description="Gates on the final validation metrics, e.g. 'eval_loss <= 2.5', "
         "'eval_perplexity <= 12' (the eval-suite language); a failed gate registers nothing.",
     )
+    eval_suite: str | None = Field(
+        None,
+        description="An eval suite file (relative to this file) run after training, once "
+        "`gates` pass, with the adapter added as the variant `adapter` (hf_local on base_model, "
+        "the adapter as its default) beside the baseline (the base model as the suite's app "
+        "serves it); the suite's gates on that variant and `eval_gates` decide the "
+        "registration.",
+    )
+    eval_gates: list[str] = Field(
+        default_factory=list,
+        description="Gates on the adapter variant's eval-suite figures that may compare with "
+        "the baseline variant, e.g. 'token_f1 >= baseline - 0.02', 'p95_latency_ms <= 2000'; "
+        "need eval_suite.",
+    )
+
+    @model_validator(mode="after")
+    def _eval_gates_need_a_suite(self) -> Self:
+        if self.eval_gates and self.eval_suite is None:
+            raise ValueError("eval_gates are checked on an eval suite's run: set eval_suite too")
+        bad = [g for g in self.eval_gates if not _EVAL_GATE.match(g)]
+        if bad:
+            raise ValueError(
+                f"cannot read the gate '{bad[0]}'; expected '<metric> <op> <number>' or "
+                "'<metric> <op> baseline [+|- <number>]' (e.g. 'token_f1 >= baseline - 0.02')"
+            )
+        return self
 
 
 class FinetuneConfig(Strict):
@@ -253,6 +284,13 @@ def path_problems(data: dict[str, Any], base: Path) -> list[Problem]:
                 )
             if item.get("format", "chat") in ("chat", "instruction") and needs_template is None:
                 needs_template = ("datasets", part, i, "format")
+    registry = data.get("registry")
+    suite = registry.get("eval_suite") if isinstance(registry, dict) else None
+    if isinstance(suite, str) and not (base / os.path.expanduser(suite)).resolve().is_file():
+        where = (base / suite).resolve()
+        problems.append(
+            (("registry", "eval_suite"), f"eval suite file does not exist: {where}", hint)
+        )
     template = data.get("chat_template")
     if isinstance(template, str) and "{%" not in template and "\n" not in template:
         if not (base / template).resolve().is_file():

@@ -1,6 +1,7 @@
 """The fine-tuning flow: train (or resume) a job, write the adapter with its manifest, and log
-params and per-step metrics to MLflow. Registration and the eval-suite gate hook in after
-``run_job`` (``FinetuneResult`` carries what they need)."""
+params and per-step metrics to MLflow; then the gates: on the validation metrics, and (with
+``registry.eval_suite``) on an eval-suite run with the adapter as the variant ``adapter`` beside
+the base model; when they pass the adapter is registered with the alias ``candidate``."""
 
 from __future__ import annotations
 
@@ -40,10 +41,13 @@ class FinetuneResult:
     notes: list[str] = field(default_factory=list)
     gates: list[GateResult] = field(default_factory=list)
     version: ModelVersion | None = None  # the registered adapter version (alias candidate)
+    eval_gates: list[GateResult] = field(default_factory=list)  # the suite's, on the adapter
+    eval_report: Path | None = None  # the eval-suite run's report.html
+    eval_run_id: str | None = None  # its MLflow run
 
     @property
     def passed(self) -> bool:
-        return all(gate.passed for gate in self.gates)
+        return all(gate.passed for gate in (*self.gates, *self.eval_gates))
 
 
 def run_job(
@@ -60,6 +64,10 @@ def run_job(
     from llmops.finetune.trainer import train
 
     output = loaded.path(loaded.job.output_dir)
+    if loaded.job.registry.eval_suite is not None:  # a broken suite fails before training
+        from llmops.pipelines.finetune_suite import check_suite
+
+        check_suite(loaded)
     tracker = _tracker(loaded, output, resume)
     callbacks = [tracker] if tracker is not None else []
     outcome = train(loaded, resume=resume, max_steps=max_steps, report=report, callbacks=callbacks)
@@ -101,8 +109,11 @@ def _gate_and_register(
     settings = loaded.job.registry
     gates = check([parse_gate(g) for g in settings.gates], result.metrics)
     result = replace(result, gates=gates)
+    if result.passed and settings.eval_suite is not None:
+        result = _eval_suite_gate(loaded, result, output)
     if not result.passed or not settings.publish or result.run_id is None:
         return result
+    eval_tags = {"finetune.eval_run": result.eval_run_id} if result.eval_run_id else {}
     registry = ModelRegistry(settings.tracking_uri or default_tracking_uri(output))
     version = register_adapter(
         registry,
@@ -111,11 +122,25 @@ def _gate_and_register(
         AdapterManifest.from_dict(result.manifest, where=str(output / "manifest.json")),
         metrics=result.metrics,
         params={"steps": result.steps},
-        tags={"finetune.job": loaded.job.name},
+        tags={"finetune.job": loaded.job.name, **eval_tags},
         run_id=result.run_id,
         extra_files=[Path(loaded.file)],
     )
     return replace(result, version=version)
+
+
+def _eval_suite_gate(
+    loaded: LoadedFinetune, result: FinetuneResult, output: Path
+) -> FinetuneResult:
+    """The job's eval suite with the adapter as a variant beside the base model, logged to the
+    job's tracking URI; its gates on the adapter join the result's."""
+    from llmops.pipelines.finetune_suite import run_eval_gate
+
+    uri = loaded.job.registry.tracking_uri or default_tracking_uri(output)
+    outcome = run_eval_gate(loaded, output, uri)
+    return replace(
+        result, eval_gates=outcome.gates, eval_report=outcome.report, eval_run_id=outcome.run_id
+    )
 
 
 def _flat(value: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
