@@ -23,12 +23,11 @@ import re
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from llmops.config.component import Strict
+from llmops.config.component import AppName, Strict
 
 DataFormat = Literal["instruction", "chat", "completion"]
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,62}")
 # the gate language (llmops.evaluation.gates), its only baseline being the suite's `baseline`
 _EVAL_GATE = re.compile(
     r"^\s*[A-Za-z_][\w@.]*\s*(>=|<=|==|>|<)\s*"
@@ -179,7 +178,7 @@ class FinetuneConfig(Strict):
     """A LoRA fine-tuning job: base model, data, adapter shape, training, checkpoints."""
 
     kind: Literal["finetune"]
-    name: str = Field(description="3-63 letters, digits, _ or -.")
+    name: AppName = Field(description="3-63 letters, digits, _ or -.")
     base_model: str = Field(description="A local model folder, relative to the config file.")
     tokenizer: str | None = Field(None, description="A tokenizer folder (default: base_model).")
     chat_template: str | None = Field(
@@ -198,13 +197,6 @@ class FinetuneConfig(Strict):
     )
     output_dir: str = Field(description="Adapter, manifest, checkpoints; relative to the file.")
     registry: FinetuneRegistryConfig = Field(default_factory=lambda: FinetuneRegistryConfig())
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _NAME.fullmatch(value):
-            raise ValueError("use 3-63 letters, digits, _ or -, starting with a letter or digit")
-        return value
 
     @model_validator(mode="after")
     def _early_stopping_needs_evaluation(self) -> Self:

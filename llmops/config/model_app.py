@@ -20,18 +20,16 @@ features: ["customer_stats:age", ...]}}``.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
 from llmops.config.auth import AuthConfig
-from llmops.config.component import Strict
+from llmops.config.component import AppName, Strict
 from llmops.config.experiment import ExperimentPolicy, RampConfig
 
 Task = Literal["classification", "regression"]
 Trigger = Literal["drift", "performance", "schedule"]
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,62}")
 
 
 class TableSource(Strict):
@@ -395,7 +393,7 @@ class ModelAppConfig(Strict):
     """A tabular model: its data, checks, features, estimator, search, gates and registry."""
 
     kind: Literal["model"]
-    name: str = Field(description="3-63 letters, digits, _ or -; the served model's name.")
+    name: AppName = Field(description="3-63 letters, digits, _ or -; the served model's name.")
     data_dir: str = Field(".llmops", description="Studies, runs, reports; relative to the file.")
     task: Task = "classification"
     data: DataConfig
@@ -422,13 +420,6 @@ class ModelAppConfig(Strict):
         None, description="Split traffic among registered versions (default: serving.alias)."
     )
     monitoring: ModelMonitoringConfig = Field(default_factory=lambda: ModelMonitoringConfig())
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _NAME.fullmatch(value):
-            raise ValueError("use 3-63 letters, digits, _ or -, starting with a letter or digit")
-        return value
 
     @model_validator(mode="after")
     def _target_not_a_feature(self) -> Self:

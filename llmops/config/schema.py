@@ -4,19 +4,16 @@ that component's own settings, which ``llmops.build`` validates against the comp
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from llmops.config.auth import AuthConfig
-from llmops.config.component import ComponentSpec, Strict
+from llmops.config.component import AppName, ComponentSpec, Strict
 from llmops.config.experiment import ExperimentConfig
 from llmops.config.monitoring import MonitoringConfig
 
 __all__ = ["AppConfig", "ComponentSpec", "Strict"]
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,62}")
 
 
 class SourceConfig(Strict):
@@ -118,7 +115,7 @@ class ServerConfig(Strict):
 class AppConfig(Strict):
     """One RAG app: where documents come from, how they are indexed, how questions are answered."""
 
-    name: str = Field("llmops", description="3-63 letters, digits, _ or -; names collections.")
+    name: AppName = Field("llmops", description="3-63 letters, digits, _ or -; names collections.")
     data_dir: str = Field(".llmops", description="Index and records; relative to the config file.")
     sources: list[SourceConfig] = Field(min_length=1)
     chunker: ComponentSpec = Field(default_factory=lambda: ComponentSpec(type="recursive"))
@@ -148,13 +145,3 @@ class AppConfig(Strict):
     experiment: ExperimentConfig | None = Field(
         None, description="Variants of the app and how traffic is split among them."
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name_is_a_collection_prefix(cls, name: str) -> str:
-        if not _NAME.fullmatch(name):
-            raise ValueError(
-                f"'{name}' is not a valid app name: use 3-63 letters, digits, '_' or '-', "
-                "starting with a letter or digit"
-            )
-        return name
