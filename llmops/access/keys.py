@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable
@@ -96,7 +97,8 @@ class KeyStore:
     """Create, list, revoke, rotate and verify keys of one app (one SQLite file)."""
 
     def __init__(self, data_dir: Path, secret: bytes, cache_ttl_s: float = 5.0) -> None:
-        self.db = open_database(data_dir / KEYS_FILE, _SCHEMA)
+        self.path = data_dir / KEYS_FILE
+        self._db: sqlite3.Connection | None = open_database(self.path, _SCHEMA)
         self.secret, self.cache_ttl_s = secret, cache_ttl_s
         self._cache: dict[str, tuple[float, str | None, KeyInfo | None]] = {}
         self._lock = threading.Lock()
@@ -177,8 +179,17 @@ class KeyStore:
         self._cache[key_id] = entry
         return entry[1], entry[2]
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        # an app stopped and started again (tests, schemathesis) reopens the file it closed
+        if self._db is None:
+            self._db = open_database(self.path, _SCHEMA)
+        return self._db
+
     def close(self) -> None:
-        self.db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
 
 def _info(row: tuple[object, ...]) -> KeyInfo:

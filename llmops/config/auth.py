@@ -27,7 +27,7 @@ class RateLimits(Strict):
         None, ge=1, description="Requests of one key in flight at once (per replica)."
     )
     tokens_per_day: int | None = Field(
-        None, ge=1, description="RAG: LLM tokens per key and day (not enforced yet)."
+        None, ge=1, description="RAG: LLM tokens (prompt + completion) per key and UTC day."
     )
 
 

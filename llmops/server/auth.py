@@ -8,6 +8,11 @@ probed without a key. Refusals: 401 (no key, or an unknown, wrong, revoked or ex
 403 (a missing scope), 429 (rate limit, with ``Retry-After`` and ``RateLimit-*`` headers), in
 the house error shape with the request id. Only a key's id (``request.state.key_id``) is
 logged, never the key.
+
+``tokens_per_day``: a route that answers with an LLM calls ``charge_tokens(request, usage)``;
+after the response the middleware charges the sum to the key, and refuses the key's next
+requests (429, ``Retry-After`` until the UTC day ends) once it is over. ``document_refusals``
+adds these 401/403/429 answers to the OpenAPI document of every protected operation.
 """
 
 from __future__ import annotations
@@ -16,14 +21,18 @@ import logging
 import math
 import os
 from pathlib import Path
+from typing import Any
 
+from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmops.access.keys import KeyStore, server_secret, split_key
 from llmops.access.limits import Decision, InFlight, Limiter, make_limiter
+from llmops.access.quota import DailyTokens, make_daily_tokens, until_day_end
 from llmops.config.auth import BIND_HOST_ENV, AuthConfig
-from llmops.server.errors import error_response
+from llmops.server.errors import ErrorResponse, error_response
 from llmops.server.middleware import HttpMiddleware
+from llmops.types import Usage
 
 log = logging.getLogger("llmops.server")
 
@@ -74,9 +83,11 @@ class ApiKeyAuth(HttpMiddleware):
         limiter: Limiter | None = None,
         in_flight: InFlight | None = None,
         shadow: bool = False,
+        tokens: DailyTokens | None = None,
     ) -> None:
         super().__init__(app)
         self.keys, self.limiter, self.in_flight, self.shadow = keys, limiter, in_flight, shadow
+        self.tokens = tokens
         self.shadow_refusals = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -90,6 +101,8 @@ class ApiKeyAuth(HttpMiddleware):
             if message["type"] == "lifespan.shutdown.complete":
                 if self.limiter is not None:
                     await self.limiter.close()
+                if self.tokens is not None:
+                    await self.tokens.close()
                 self.keys.close()
             await send(message)
 
@@ -124,6 +137,11 @@ class ApiKeyAuth(HttpMiddleware):
         await self._limited(info.id, scope, receive, send)
 
     async def _limited(self, key_id: str, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.tokens is not None and await self._over_quota(key_id, self.tokens):
+            why = f"API key {key_id} has used its {self.tokens.limit} tokens of today (UTC)"
+            retry = str(_ceil(until_day_end(self.tokens.clock())))
+            await self._refuse(scope, receive, send, 429, why, {"Retry-After": retry})
+            return
         decision = None if self.limiter is None else await self.limiter.take(key_id)
         if decision is not None and not decision.allowed and not self._shadowed(key_id, "rate"):
             why = f"rate limit of API key {key_id}: {decision.limit} requests per minute"
@@ -146,6 +164,16 @@ class ApiKeyAuth(HttpMiddleware):
     async def _serve(
         self, scope: Scope, receive: Receive, send: Send, decision: Decision | None
     ) -> None:
+        try:
+            await self._send_with_limits(scope, receive, send, decision)
+        finally:
+            used = scope.get("state", {}).get(TOKENS_USED, 0)
+            if self.tokens is not None and used:
+                await self.tokens.charge(scope["state"]["key_id"], used)
+
+    async def _send_with_limits(
+        self, scope: Scope, receive: Receive, send: Send, decision: Decision | None
+    ) -> None:
         if decision is None:
             await self.app(scope, receive, send)
             return
@@ -157,6 +185,9 @@ class ApiKeyAuth(HttpMiddleware):
             await send(message)
 
         await self.app(scope, receive, send_with_limits)
+
+    async def _over_quota(self, key_id: str, tokens: DailyTokens) -> bool:
+        return await tokens.used(key_id) >= tokens.limit and not self._shadowed(key_id, "token")
 
     def _shadowed(self, key_id: str, limit: str) -> bool:
         """In shadow mode a refusal is logged and counted, and the request admitted."""
@@ -182,6 +213,16 @@ class ApiKeyAuth(HttpMiddleware):
         await response(scope, receive, send)
 
 
+TOKENS_USED = "tokens_used"
+
+
+def charge_tokens(request: Request, usage: Usage) -> None:
+    """Count an answer's LLM tokens against the request's key (if keys and a daily token
+    limit are on, the middleware charges them after the response)."""
+    state = request.scope.setdefault("state", {})
+    state[TOKENS_USED] = state.get(TOKENS_USED, 0) + usage.total_tokens
+
+
 def rate_headers(decision: Decision) -> dict[str, str]:
     return {
         "RateLimit-Limit": str(decision.limit),
@@ -194,7 +235,7 @@ def _ceil(seconds: float) -> int:
     return max(0, math.ceil(seconds))
 
 
-def install(app: ASGIApp, config: AuthConfig, data_dir: Path, host: str) -> bool:
+def install(app: FastAPI, config: AuthConfig, data_dir: Path, host: str) -> bool:
     """Add the auth middleware when keys are on for ``host`` (the ``LLMOPS_BIND_HOST`` set by
     ``llmops up`` wins); raises AccessError without a server secret. True when added."""
     host = os.environ.get(BIND_HOST_ENV) or host
@@ -207,7 +248,58 @@ def install(app: ASGIApp, config: AuthConfig, data_dir: Path, host: str) -> bool
         rpm = limits.requests_per_minute
         limiter = make_limiter(config.limiter, rpm, config.redis_url, config.redis_prefix)
     in_flight = None if limits.concurrent is None else InFlight(limits.concurrent)
-    app.add_middleware(  # type: ignore[attr-defined]
-        ApiKeyAuth, keys=keys, limiter=limiter, in_flight=in_flight, shadow=config.shadow
+    tokens = None
+    if limits.tokens_per_day is not None:
+        per_day = limits.tokens_per_day
+        tokens = make_daily_tokens(config.limiter, per_day, config.redis_url, config.redis_prefix)
+    app.add_middleware(
+        ApiKeyAuth,
+        keys=keys,
+        limiter=limiter,
+        in_flight=in_flight,
+        shadow=config.shadow,
+        tokens=tokens,
     )
+    limited = limiter is not None or in_flight is not None or tokens is not None
+    document_refusals(app, (401, 403, 429) if limited else (401, 403))
     return True
+
+
+_REFUSALS = {
+    401: "No API key, or an unknown, wrong, revoked or expired one",
+    403: "The API key lacks the scope this route needs",
+    429: "Over a rate limit or quota of the API key (see Retry-After)",
+}
+
+
+def document_refusals(app: FastAPI, statuses: tuple[int, ...]) -> None:
+    """Add the auth refusals to every protected operation of ``app``'s OpenAPI document
+    (the ``/v1`` operations already declare OpenAI's 4XX, which covers them)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.setdefault("ErrorResponse", ErrorResponse.model_json_schema())
+        ref = {"$ref": "#/components/schemas/ErrorResponse"}
+        for path, operations in schema.get("paths", {}).items():
+            if scope_for(path) is None:
+                continue
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                if "4XX" in responses:
+                    continue
+                for status in statuses:
+                    responses.setdefault(
+                        str(status),
+                        {
+                            "description": _REFUSALS[status],
+                            "content": {"application/json": {"schema": ref}},
+                        },
+                    )
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

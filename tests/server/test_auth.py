@@ -78,6 +78,27 @@ def test_no_key_or_a_bad_key_is_401_and_a_missing_scope_403(
     assert client.get("/openapi.json").status_code == 200
 
 
+def test_refusals_are_in_the_openapi_document_of_protected_operations(
+    secured: tuple[TestClient, KeyStore], write_config: ConfigWriter
+) -> None:
+    client, _ = secured
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/query", "/feedback", "/ingest", "/stats", "/metrics"):
+        for operation in paths[path].values():
+            responses = operation["responses"]
+            assert {"401", "403", "429"} <= set(responses), path
+            assert responses["401"]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/ErrorResponse"
+            }
+    assert "401" not in paths["/health"]["get"]["responses"]
+    assert "4XX" in paths["/v1/chat/completions"]["post"]["responses"]  # OpenAI's shape
+    for open_client, _ in serve(write_config(embedder=HASHING)):  # keys off: not documented
+        assert (
+            "401"
+            not in open_client.get("/openapi.json").json()["paths"]["/query"]["post"]["responses"]
+        )
+
+
 def test_openai_sdk_api_key_works_and_a_bad_one_is_refused(
     secured: tuple[TestClient, KeyStore],
 ) -> None:

@@ -3,6 +3,9 @@ on every route (``/v1`` included, with its valid model name from the document's 
 never get a server error, and every response must match what the document promises (status
 code, content type, headers, body schema; invalid requests must be refused).
 
+Auth is on, as a team exposing the app runs it: every case sends an admin key, and the
+401/403 refusals are part of the document (``auth.document_refusals``).
+
 One check is left out: "a schema-valid request is accepted". The API refuses some requests the
 schema cannot describe: a filter naming an unknown operator, a ``top_k`` over the app's
 ``server.max_top_k``, feedback for an unknown request id. Those get a documented 4xx.
@@ -23,6 +26,8 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from llmops import RAG
+from llmops.access.keys import KeyStore, server_secret
+from llmops.config.auth import BIND_HOST_ENV, SECRET_ENV
 from llmops.server import create_app
 from tests.conftest import write_corpus
 
@@ -36,19 +41,47 @@ experiment:
   strategy: weighted
   variants: {a: {}, b: {retrieval: {top_k: 3}}}
   weights: {a: 50, b: 50}
+server: {auth: {enabled: true}}
 """
+SECRET = "fuzz-secret-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
-def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesis.BaseSchema]:
+def key_secret() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SECRET_ENV, SECRET)
+        patch.delenv(BIND_HOST_ENV, raising=False)
+        yield
+
+
+def admin_headers(data_dir: Path) -> dict[str, str]:
+    """The Authorization header of a new admin key of the app whose data dir is ``data_dir``."""
+    keys = KeyStore(data_dir, server_secret())
+    try:
+        _, key = keys.create("fuzz", ["admin"])
+    finally:
+        keys.close()
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="module")
+def api_schema(
+    tmp_path_factory: pytest.TempPathFactory, key_secret: None
+) -> Iterator[tuple[schemathesis.BaseSchema, dict[str, str]]]:
     root = tmp_path_factory.mktemp("fuzz")
     write_corpus(root / "docs")
     (root / "app.yaml").write_text(CONFIG)
     rag = RAG.from_config(Path(root / "app.yaml"))
     rag.start()
     rag.ingest()
-    yield schemathesis.openapi.from_asgi("/openapi.json", create_app(rag))
+    headers = admin_headers(rag.components.data_dir)
+    yield schemathesis.openapi.from_asgi("/openapi.json", create_app(rag)), headers
     rag.close()
+
+
+def key_accepted(ctx: object, response: schemathesis.Response, case: schemathesis.Case) -> None:
+    """The admin key sent with every case opens every route: no 401 or 403."""
+    assert response.status_code not in (401, 403), (case.path, response.text)
 
 
 def check_every_operation(
@@ -56,9 +89,10 @@ def check_every_operation(
     mode: schemathesis.GenerationMode,
     expected: set[str],
     examples: int = EXAMPLES,
+    headers: dict[str, str] | None = None,
 ) -> None:
     """Generated requests of ``mode`` on every operation of ``schema`` (``expected`` among
-    them): no server error, every response as documented."""
+    them), each with ``headers``: no server error, every response as documented."""
     operations = [result.ok() for result in schema.get_all_operations()]
     assert expected <= {operation.label for operation in operations}
     for operation in operations:
@@ -66,7 +100,12 @@ def check_every_operation(
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
         def check(case: schemathesis.Case) -> None:
-            case.call_and_validate(excluded_checks=[positive_data_acceptance])
+            checks = [] if headers is None else [key_accepted]
+            case.call_and_validate(
+                headers=headers,
+                excluded_checks=[positive_data_acceptance],
+                additional_checks=checks,
+            )
 
         try:
             check()
@@ -78,7 +117,8 @@ def check_every_operation(
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", list(schemathesis.GenerationMode), ids=lambda m: m.value)
 def test_no_server_errors_and_responses_match_the_document(
-    api_schema: schemathesis.BaseSchema, mode: schemathesis.GenerationMode
+    api_schema: tuple[schemathesis.BaseSchema, dict[str, str]], mode: schemathesis.GenerationMode
 ) -> None:
+    schema, headers = api_schema
     expected = {"POST /query", "POST /v1/chat/completions", "POST /feedback"}
-    check_every_operation(api_schema, mode, expected)
+    check_every_operation(schema, mode, expected, headers=headers)

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmops.errors import InvalidRequest, LLMOpsError
+from llmops.server.auth import charge_tokens
 from llmops.server.errors import OPENAI_RESPONSES, CodedHTTPException, openai_error, status_of
 from llmops.server.routes.query import experiment_user
 from llmops.server.schemas import MAX_TOKENS, MAX_TOP_K, JsonInt, SourceOut, UsageOut
@@ -137,11 +138,18 @@ async def chat_completions(body: ChatRequest, request: Request) -> Response:
     user = experiment_user(request, body.user)
     if not body.stream:
         answer = await rag.aquery(question, request_id=request_id, user=user, **options)
+        charge_tokens(request, answer.usage)
         return JSONResponse(_completion(answer, rag.config.name))
     pieces = rag.astream(question, request_id=request_id, user=user, **options)
     first = await first_piece(pieces)
     chunks = _ChunkWriter(rag.config.name, request_id, body.stream_options)
-    return event_stream(first, pieces, chunks.encode, chunks.error)
+
+    def encode(item: Piece) -> str:
+        if not isinstance(item, str):
+            charge_tokens(request, item.usage)
+        return chunks.encode(item)
+
+    return event_stream(first, pieces, encode, chunks.error)
 
 
 def _usage(answer: Answer) -> dict[str, int]:

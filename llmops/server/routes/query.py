@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from llmops.errors import LLMOpsError
+from llmops.server.auth import charge_tokens
 from llmops.server.errors import documented
 from llmops.server.schemas import QueryRequest, QueryResponse
 from llmops.server.streaming import Piece, event_stream, first_piece, sse
@@ -54,6 +55,7 @@ async def post_query(body: QueryRequest, request: Request) -> Response | QueryRe
     user = experiment_user(request, body.user)
     if not body.stream:
         answer = await rag.aquery(question, request_id=request_id, user=user, **options)
+        charge_tokens(request, answer.usage)
         return QueryResponse.model_validate(answer, from_attributes=True)
     pieces = rag.astream(question, request_id=request_id, user=user, **options)
     first = await first_piece(pieces)
@@ -61,6 +63,7 @@ async def post_query(body: QueryRequest, request: Request) -> Response | QueryRe
     def encode(item: Piece) -> str:
         if isinstance(item, str):
             return sse({"text": item}, "token")
+        charge_tokens(request, item.usage)
         answer = QueryResponse.model_validate(item, from_attributes=True)
         return sse(answer.model_dump(mode="json"), "answer")
 
