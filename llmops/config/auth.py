@@ -72,3 +72,29 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+class CorsConfig(Strict):
+    """Which browser origins may call the API (CORS). Empty ``allow_origins`` (the default)
+    sends no CORS headers: browsers on other origins are refused, other clients unaffected."""
+
+    allow_origins: list[str] = Field(
+        default_factory=list,
+        description="e.g. ['https://console.example.com']; '*' for any origin (not with "
+        "allow_credentials).",
+    )
+    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST"])
+    allow_headers: list[str] = Field(
+        default_factory=lambda: ["Authorization", "Content-Type", "X-Request-ID", "X-User-ID"]
+    )
+    allow_credentials: bool = Field(False, description="Let browsers send cookies / auth.")
+    max_age_s: int = Field(600, ge=0, description="How long browsers cache a preflight.")
+
+    @model_validator(mode="after")
+    def _no_wildcard_with_credentials(self) -> CorsConfig:
+        if self.allow_credentials and "*" in self.allow_origins:
+            raise ValueError(
+                "allow_credentials with allow_origins '*' would let any site act with a "
+                "user's credentials: list the origins instead"
+            )
+        return self

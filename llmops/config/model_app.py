@@ -24,7 +24,7 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
-from llmops.config.auth import AuthConfig
+from llmops.config.auth import AuthConfig, CorsConfig
 from llmops.config.component import AppName, Strict
 from llmops.config.experiment import ExperimentPolicy, RampConfig
 
@@ -271,6 +271,9 @@ class ServingConfig(Strict):
     max_body_bytes: int = Field(5_000_000, ge=1024)
     auth: AuthConfig = Field(
         default_factory=AuthConfig, description="API keys, scopes and per-key rate limits."
+    )
+    cors: CorsConfig = Field(
+        default_factory=lambda: CorsConfig(), description="Browser origins allowed (CORS)."
     )
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from llmops.config.auth import AuthConfig
+from llmops.config.auth import AuthConfig, CorsConfig
 from llmops.config.component import AppName, ComponentSpec, Strict
 from llmops.config.experiment import ExperimentConfig
 from llmops.config.monitoring import MonitoringConfig
@@ -109,6 +109,9 @@ class ServerConfig(Strict):
     )
     auth: AuthConfig = Field(
         default_factory=AuthConfig, description="API keys, scopes and per-key rate limits."
+    )
+    cors: CorsConfig = Field(
+        default_factory=lambda: CorsConfig(), description="Browser origins allowed (CORS)."
     )
 
 

@@ -11,7 +11,7 @@ from fastapi_offline import FastAPIOffline
 
 from llmops.pipelines.ingest import ProgressFn
 from llmops.server import auth, errors, jobs, metrics
-from llmops.server.middleware import BodyLimit, CancelOnDisconnect, RequestId
+from llmops.server.middleware import BodyLimit, CancelOnDisconnect, RequestId, install_cors
 from llmops.server.routes import feedback, health, ingest, openai_api, query
 from llmops.service import RAG
 
@@ -64,6 +64,7 @@ def create_app(
     server = rag.config.server
     auth.install(app, server.auth, rag.components.data_dir, server.host)
     app.add_middleware(RequestId)
+    install_cors(app, rag.config.server.cors)  # outside the key check: preflights carry no key
     if rag.monitor.metrics is not None:
         app.add_middleware(metrics.HttpMetrics, metrics=rag.monitor.metrics)
     errors.install(app)

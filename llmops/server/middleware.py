@@ -10,8 +10,11 @@ import uuid
 from abc import ABC, abstractmethod
 from contextlib import suppress
 
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llmops.config.auth import CorsConfig
 from llmops.server.errors import error_response
 
 log = logging.getLogger("llmops.server")
@@ -165,3 +168,19 @@ class BodyLimit(HttpMiddleware):
         message = f"request body larger than {self.max_bytes} bytes"
         request_id = scope.get("state", {}).get("request_id")
         await error_response(scope["path"], 413, message, request_id)(scope, receive, send)
+
+
+def install_cors(app: FastAPI, config: CorsConfig) -> None:
+    """Starlette's CORS middleware with ``config``'s origins; nothing when none are listed.
+    Add it after the API-key middleware: a browser's preflight carries no key."""
+    if not config.allow_origins:
+        return
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=config.allow_origins,
+        allow_methods=config.allow_methods,
+        allow_headers=config.allow_headers,
+        allow_credentials=config.allow_credentials,
+        max_age=config.max_age_s,
+        expose_headers=["X-Request-ID", "X-Correlation-ID", "Retry-After"],
+    )

@@ -20,7 +20,7 @@ from llmops.model_service import ModelService
 from llmops.monitoring.prediction_log import Label
 from llmops.server import auth, errors
 from llmops.server.errors import documented
-from llmops.server.middleware import BodyLimit, CancelOnDisconnect, RequestId
+from llmops.server.middleware import BodyLimit, CancelOnDisconnect, RequestId, install_cors
 from llmops.server.routes.health import Readiness, health
 from llmops.server.schemas import STRICT
 
@@ -224,6 +224,7 @@ def create_model_app(service: ModelService) -> FastAPI:
     serving = service.app.serving
     auth.install(app, serving.auth, service.data_dir, serving.host)
     app.add_middleware(RequestId)
+    install_cors(app, service.app.serving.cors)  # outside the key check: preflights carry no key
     errors.install(app)
     app.include_router(router)
     return app

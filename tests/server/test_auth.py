@@ -203,3 +203,39 @@ def test_keys_cli_creates_lists_revokes_and_rotates(write_config: ConfigWriter) 
     assert "revoked" in runner.invoke(cli, ["keys", "list", config]).output
     bad = runner.invoke(cli, ["keys", "create", config, "--scopes", "everything"])
     assert bad.exit_code == 1 and "query, feedback" in bad.output
+
+
+def test_cors_allows_listed_origins_only_and_preflights_need_no_key(
+    write_config: ConfigWriter,
+) -> None:
+    origin = "https://console.example.com"
+    auth = {"enabled": True, "cache_ttl_s": 0}
+    config = write_config(
+        embedder=HASHING, server={"auth": auth, "cors": {"allow_origins": [origin]}}
+    )
+    for client, keys in serve(config):
+        preflight = client.options(
+            "/query",
+            headers={"Origin": origin, "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "authorization,content-type"},
+        )  # fmt: skip
+        assert preflight.status_code == 200, preflight.text  # answered before the key check
+        assert preflight.headers["access-control-allow-origin"] == origin
+        _, key = keys.create("console", ["query"])
+        answer = client.post("/query", json=QUESTION, headers={**bearer(key), "Origin": origin})
+        assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == origin
+        other = client.post(
+            "/query", json=QUESTION, headers={**bearer(key), "Origin": "https://evil.example"}
+        )
+        assert "access-control-allow-origin" not in other.headers
+    for client, _ in serve(write_config(embedder=HASHING)):  # default: no CORS headers at all
+        plain = client.post("/query", json=QUESTION, headers={"Origin": origin})
+        assert "access-control-allow-origin" not in plain.headers
+
+
+def test_credentials_with_any_origin_is_a_config_error(write_config: ConfigWriter) -> None:
+    from llmops.errors import ConfigError
+
+    cors = {"allow_origins": ["*"], "allow_credentials": True}
+    with pytest.raises(ConfigError, match="allow_credentials"):
+        RAG.from_config(write_config(embedder=HASHING, server={"cors": cors}))
