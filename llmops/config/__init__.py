@@ -8,9 +8,9 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from llmops.config.finetune import FinetuneConfig, path_problems
 from llmops.config.interpolate import Interpolator, mask_secrets
@@ -170,16 +170,11 @@ def load_finetune_config(path: str | Path) -> LoadedFinetune:
     """Read, interpolate and validate a fine-tuning job; raises ConfigError with every problem
     (a missing base model folder or data file, a missing chat template), each located."""
     read = _read(path)
-    issues = read.issues
-    try:
-        job = FinetuneConfig.model_validate(read.data)
-    except ValidationError as exc:
-        issues += issues_from_validation(exc, read.source_map, read.file, (), FinetuneConfig)
-    for loc, message, hint in path_problems(read.data, read.base_dir):
-        issues.append(issue_at(read.source_map, read.file, loc, message, hint))
-    if issues:
-        raise ConfigError(sorted(issues, key=lambda i: (i.line, i.col, i.path)))
-    return LoadedFinetune(job, read.file, read.base_dir)
+    missing = [
+        issue_at(read.source_map, read.file, loc, message, hint)
+        for loc, message, hint in path_problems(read.data, read.base_dir)
+    ]
+    return LoadedFinetune(_validated(read, FinetuneConfig, missing), read.file, read.base_dir)
 
 
 @dataclass(frozen=True)
@@ -195,15 +190,24 @@ def load_model_app_config(path: str | Path) -> LoadedModelApp:
     """Read, interpolate and validate a model app config (``kind: model``); raises ConfigError
     with every problem, each located in the file."""
     read = _read(path)
-    issues = read.issues
+    app = _validated(read, ModelAppConfig, _data_path_issues(read))
+    return LoadedModelApp(app, read.file, read.base_dir)
+
+
+Shape = TypeVar("Shape", bound=BaseModel)
+
+
+def _validated(read: _Read, shape: type[Shape], more: list[ConfigIssue]) -> Shape:
+    """``read``'s data as ``shape``; ConfigError with every problem (the file's, the model's
+    and ``more``), in file order."""
+    issues = [*read.issues, *more]
     try:
-        app = ModelAppConfig.model_validate(read.data)
+        value = shape.model_validate(read.data)
     except ValidationError as exc:
-        issues += issues_from_validation(exc, read.source_map, read.file, (), ModelAppConfig)
-    issues += _data_path_issues(read)
+        issues += issues_from_validation(exc, read.source_map, read.file, (), shape)
     if issues:
         raise ConfigError(sorted(issues, key=lambda i: (i.line, i.col, i.path)))
-    return LoadedModelApp(app, read.file, read.base_dir)
+    return value
 
 
 def _data_path_issues(read: _Read) -> list[ConfigIssue]:

@@ -11,6 +11,7 @@ from the online store, looked up by the row's entity key(s):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -43,6 +44,10 @@ def feast_module() -> Any:
     """The ``feast`` package, imported with its usage telemetry switched off and the
     environment as it was (see PROMETHEUS_ENV)."""
     os.environ.setdefault("FEAST_USAGE", "False")
+    # prometheus_client picks its value storage once, at import: it must see our
+    # environment, not feast's, or its metrics would look for feast's folder later
+    with contextlib.suppress(ImportError):
+        import prometheus_client  # noqa: F401
     before = {name: os.environ.get(name) for name in PROMETHEUS_ENV}
     try:
         return require("feast", "feast")

@@ -304,7 +304,9 @@ def test_importing_feast_leaves_prometheus_in_single_process_mode() -> None:
 
     code = (
         "import os\nfrom llmops.ml.feature_store import feast_module\nfeast_module()\n"
-        "print(sorted(k for k in os.environ if k.startswith('PROMETHEUS_MULTIPROC')))"
+        "print(sorted(k for k in os.environ if k.startswith('PROMETHEUS_MULTIPROC')))\n"
+        "from llmops.monitoring.metrics import Metrics\n"  # its counters must still work
+        "Metrics('app').error('x')"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROMETHEUS")}
     shown = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
