@@ -87,9 +87,20 @@ class ServerConfig(Strict):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    max_question_chars: int = Field(4000, ge=1, description="Longest question, in characters.")
+    max_question_chars: int = Field(
+        4000, ge=1, le=1_000_000, description="Longest question, in characters."
+    )
     max_history_chars: int = Field(
-        16000, ge=0, description="Longest earlier conversation (all turns), in characters."
+        16000,
+        ge=0,
+        le=100_000_000,
+        description="Longest earlier conversation (all turns), in characters.",
+    )
+    max_messages: int = Field(
+        256,
+        ge=1,
+        le=10_000,
+        description="Most messages in one conversation (the question and the turns before it).",
     )
     max_top_k: int = Field(50, ge=1, le=10_000, description="Most chunks a request may ask for.")
     max_body_bytes: int = Field(1_000_000, ge=1024)

@@ -40,6 +40,12 @@ class RequestPolicy:
             )
 
     def _check_history(self, options: QueryOptions) -> None:
+        messages, most = len(options.history) + 1, self.limits.max_messages
+        if messages > most:
+            raise InvalidRequest(
+                f"the conversation has {messages} messages; the limit is {most} "
+                "(server.max_messages): send fewer turns"
+            )
         size, limit = sum(len(m.content) for m in options.history), self.limits.max_history_chars
         if size > limit:
             raise InvalidRequest(

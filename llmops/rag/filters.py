@@ -2,8 +2,10 @@
 
 A filter is JSON: ``{"field": value}`` (equality), ``{"field": {"op": value}}`` with op one of
 eq, ne, in, nin, gt, gte, lt, lte, and ``{"and": [...]}`` / ``{"or": [...]}``. Several keys in
-one object are combined with ``and``. ``parse`` validates it once; ``to_chroma`` translates it
-for Chroma and ``matches`` evaluates it in Python, with the same meaning.
+one object are combined with ``and``; ``and``/``or`` nest at most ``MAX_DEPTH`` levels and a
+filter holds at most ``MAX_CONDITIONS`` comparisons. ``parse`` validates it once;
+``to_chroma`` translates it for Chroma and ``matches`` evaluates it in Python, with the same
+meaning.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from llmops.types import Chunk
 Scalar = str | int | float | bool
 COMPARISONS = ("eq", "ne", "in", "nin", "gt", "gte", "lt", "lte")
 LOGICAL = ("and", "or")
+MAX_DEPTH = 16
+MAX_CONDITIONS = 256
 
 
 @dataclass(frozen=True)
@@ -38,28 +42,44 @@ Filter = Condition | Logical
 
 def parse(spec: Mapping[str, Any]) -> Filter:
     """Validate a JSON filter; raises InvalidRequest naming the offending part."""
-    if not isinstance(spec, Mapping) or not spec:
-        raise InvalidRequest("a filter must be a non-empty JSON object")
-    parts = [_parse_entry(str(key), value) for key, value in spec.items()]
-    return parts[0] if len(parts) == 1 else Logical("and", tuple(parts))
+    return _Parser().filter(spec, 1)
 
 
-def _parse_entry(key: str, value: Any) -> Filter:
-    if key in LOGICAL:
-        if not isinstance(value, list) or not value:
-            raise InvalidRequest(f"filter '{key}' needs a non-empty list of filters")
-        return Logical(key, tuple(parse(item) for item in value))
-    if key.startswith("$") or not key:
-        raise InvalidRequest(
-            f"unknown filter operator '{key}'; use a field name, 'and' or 'or' "
-            f"(comparisons: {', '.join(COMPARISONS)})"
-        )
-    if isinstance(value, Mapping):
-        if len(value) != 1:
-            raise InvalidRequest(f"filter on '{key}' needs exactly one operator, got {len(value)}")
-        op, operand = next(iter(value.items()))
-        return _condition(key, str(op), operand)
-    return _condition(key, "eq", value)
+class _Parser:
+    """One filter's parse, counting its comparisons against ``MAX_CONDITIONS``."""
+
+    def __init__(self) -> None:
+        self.conditions = 0
+
+    def filter(self, spec: Any, depth: int) -> Filter:
+        if not isinstance(spec, Mapping) or not spec:
+            raise InvalidRequest("a filter must be a non-empty JSON object")
+        if depth > MAX_DEPTH:
+            raise InvalidRequest(f"the filter nests 'and'/'or' deeper than {MAX_DEPTH} levels")
+        parts = [self.entry(str(key), value, depth) for key, value in spec.items()]
+        return parts[0] if len(parts) == 1 else Logical("and", tuple(parts))
+
+    def entry(self, key: str, value: Any, depth: int) -> Filter:
+        if key in LOGICAL:
+            if not isinstance(value, list) or not value:
+                raise InvalidRequest(f"filter '{key}' needs a non-empty list of filters")
+            return Logical(key, tuple(self.filter(item, depth + 1) for item in value))
+        if key.startswith("$") or not key:
+            raise InvalidRequest(
+                f"unknown filter operator '{key}'; use a field name, 'and' or 'or' "
+                f"(comparisons: {', '.join(COMPARISONS)})"
+            )
+        self.conditions += 1
+        if self.conditions > MAX_CONDITIONS:
+            raise InvalidRequest(f"the filter has more than {MAX_CONDITIONS} comparisons")
+        if isinstance(value, Mapping):
+            if len(value) != 1:
+                raise InvalidRequest(
+                    f"filter on '{key}' needs exactly one operator, got {len(value)}"
+                )
+            op, operand = next(iter(value.items()))
+            return _condition(key, str(op), operand)
+        return _condition(key, "eq", value)
 
 
 def _condition(field: str, op: str, operand: Any) -> Condition:

@@ -9,9 +9,10 @@ import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
@@ -22,15 +23,28 @@ from llmops.server import auth, errors
 from llmops.server.errors import documented
 from llmops.server.middleware import BodyLimit, CancelOnDisconnect, RequestId, install_cors
 from llmops.server.routes.health import Readiness, health
-from llmops.server.schemas import STRICT
+from llmops.server.schemas import STRICT, config_limit
 
 router = APIRouter(tags=["models"])
 
 
+MAX_ROWS = 100_000
+MAX_COLUMNS = 10_000
+MAX_CELL_CHARS = 100_000
+MAX_LABELS = 10_000
+Text = Annotated[str, Field(max_length=MAX_CELL_CHARS)]
+Int64 = Annotated[int, Field(ge=-(2**63), lt=2**63)]
+Cell = Text | Int64 | float | bool | None
+ModelName = Annotated[str, PathParam(max_length=200, description="The served model's name.")]
+
+
 class PredictRequest(BaseModel):
     model_config = STRICT
-    rows: list[dict[str, Any]] = Field(
-        min_length=1, description="Rows as {column: value}; serving.max_rows at most."
+    rows: list[Annotated[dict[str, Cell], Field(max_length=MAX_COLUMNS)]] = Field(
+        min_length=1,
+        max_length=MAX_ROWS,
+        description="Rows as {column: value}.",
+        json_schema_extra=config_limit("serving.max_rows"),
     )
 
 
@@ -51,14 +65,11 @@ class PredictResponse(BaseModel):
     predictions: list[PredictionOut]
 
 
-MAX_LABELS = 10_000
-
-
 class LabelIn(BaseModel):
     model_config = STRICT
     request_id: str = Field(min_length=1, max_length=200, description="From the prediction.")
-    row: int = Field(0, ge=0, le=100_000, description="The row's position in that request.")
-    label: str | int | float | bool = Field(description="The true label (or value).")
+    row: int = Field(0, ge=0, lt=MAX_ROWS, description="The row's position in that request.")
+    label: Text | Int64 | float | bool = Field(description="The true label (or value).")
 
 
 class LabelsRequest(BaseModel):
@@ -85,7 +96,7 @@ class LabelsResponse(BaseModel):
     responses=documented(400, 404, 413, 503),
     summary="Predict a batch of rows with the version the serving alias points at",
 )
-async def predict(model: str, body: PredictRequest, request: Request) -> PredictResponse:
+async def predict(model: ModelName, body: PredictRequest, request: Request) -> PredictResponse:
     service: ModelService = request.app.state.service
     key = request.headers.get(service.app.routing.key) if service.app.routing else None
     result = await service.predict(model, body.rows, request.state.request_id, key)
@@ -154,9 +165,9 @@ async def experiments(request: Request) -> dict[str, Any]:
     responses={200: {"content": {"text/html": {}}}, **documented(404)},
 )
 async def drift_report(
-    model: str,
+    model: ModelName,
     request: Request,
-    version: int | None = Query(None, ge=1, description="Default: the serving alias's."),
+    version: int | None = Query(None, ge=1, lt=2**31, description="Default: the serving alias's."),
 ) -> HTMLResponse:
     service: ModelService = request.app.state.service
     if model != service.name:

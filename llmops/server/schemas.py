@@ -1,19 +1,27 @@
 """HTTP request and response bodies.
 
 Request bodies are strict (``true`` is not 1, ``"yes"`` is not true, NaN and Infinity are
-refused) and every number is bounded in the schema; the app's own limits (``server:`` in the
-config) are checked below the routes, by the service, the same for every face."""
+refused) and every input is bounded in the schema: strings by length, lists by items, objects
+by keys, integers by range. Where the app's config sets a lower limit (``server:``), the field
+names it under ``x-llmops-limit`` and the service checks it below the routes, the same for
+every face (tests/server/test_request_limits.py walks the document and tries each one)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.json_schema import JsonDict
 
 from llmops.config.schema import Fusion, SearchMode
+from llmops.rag import filters
 
 MAX_TOP_K = 10_000
 MAX_TOKENS = 1_000_000
+MAX_TEXT_CHARS = 1_000_000
+"""The longest question or message the schema accepts; ``server.max_question_chars`` and
+``server.max_history_chars`` set the app's own (lower) limits."""
+MAX_FILTER_KEYS = 64
 STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 """Request bodies: unknown fields, coerced types and non-finite numbers are errors."""
 
@@ -25,20 +33,44 @@ def _integral(value: Any) -> Any:
     return value
 
 
-JsonInt = Annotated[int, BeforeValidator(_integral)]
-"""An integer field of a strict body."""
+AS_INTEGER = BeforeValidator(_integral)
+"""Makes an ``int`` field a JSON integer. It goes after the field's bounds,
+``Annotated[int, Field(ge=1, le=9), AS_INTEGER]``: before them, the document shows the bounds
+as ``ge``/``le`` rather than ``minimum``/``maximum``."""
+TopK = Annotated[int, Field(ge=1, le=MAX_TOP_K), AS_INTEGER]
+TokenCount = Annotated[int, Field(ge=1, le=MAX_TOKENS), AS_INTEGER]
+
+
+def config_limit(key: str) -> JsonDict:
+    """The ``json_schema_extra`` of a field bounded by the app's config key ``key``."""
+    return {"x-llmops-limit": key}
+
+
+FILTERS_LIMIT = config_limit(
+    f"filters: and/or nest {filters.MAX_DEPTH} levels at most, "
+    f"{filters.MAX_CONDITIONS} comparisons at most"
+)
 
 
 class QueryRequest(BaseModel):
     model_config = STRICT
-    question: str = Field(min_length=1, description="The question to answer.")
-    top_k: JsonInt | None = Field(
-        None, ge=1, le=MAX_TOP_K, description="How many chunks to retrieve (server.max_top_k)."
+    question: str = Field(
+        min_length=1,
+        max_length=MAX_TEXT_CHARS,
+        description="The question to answer.",
+        json_schema_extra=config_limit("server.max_question_chars"),
+    )
+    top_k: TopK | None = Field(
+        None,
+        description="How many chunks to retrieve.",
+        json_schema_extra=config_limit("server.max_top_k"),
     )
     filters: dict[str, Any] | None = Field(
         None,
+        max_length=MAX_FILTER_KEYS,
         description="Metadata filter, e.g. {'source': 'guide/01-intro.md'} or "
         "{'page': {'gte': 2}}; operators eq ne in nin gt gte lt lte, and/or lists.",
+        json_schema_extra=FILTERS_LIMIT,
     )
     score_threshold: float | None = Field(
         None,
@@ -51,9 +83,7 @@ class QueryRequest(BaseModel):
     rerank: bool | None = Field(None, description="Rerank with the configured cross-encoder.")
     stream: bool = Field(False, description="Send the answer as Server-Sent Events.")
     temperature: float | None = Field(None, ge=0, le=2, description="Override the generator's.")
-    max_tokens: JsonInt | None = Field(
-        None, ge=1, le=MAX_TOKENS, description="Override the generator's."
-    )
+    max_tokens: TokenCount | None = Field(None, description="Override the generator's.")
     adapter: str | None = Field(
         None, max_length=200, description="LoRA adapter to answer with (hf_local)."
     )

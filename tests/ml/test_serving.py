@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from llmops.config.model_app import ServingConfig
 from llmops.model_service import ModelService
 from llmops.server.model_app import create_model_app
 from tests.ml.adult_like import adult_like
 from tests.ml.conftest import train
 from tests.ml.test_train import registry, write_app
+from tests.server.openapi_limits import post_operations, walk
 
 pytestmark = pytest.mark.slow
 
@@ -78,6 +80,22 @@ def test_batch_limits_and_unknown_models(client: TestClient) -> None:
         headers={"content-type": "application/json"},
     )
     assert nan.status_code == 422
+
+
+def test_every_input_is_bounded_and_every_body_has_a_size_limit(client: TestClient) -> None:
+    """The model app's half of tests/server/test_request_limits.py: its one config limit
+    (serving.max_rows) is tried in the test above."""
+    document = client.get("/openapi.json").json()
+    found = walk(document)
+    assert found.unbounded == []
+    assert found.limits == {("POST /predict/{model}", "serving.max_rows")}
+    limit = ServingConfig().max_body_bytes
+    body = b'{"x": "' + b"y" * limit + b'"}'
+    paths = [p.replace("{model}", "adult") for p in post_operations(document)]
+    assert paths == ["/predict/adult", "/labels"]
+    for path in paths:
+        response = client.post(path, content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 413, (path, response.text)
 
 
 def test_concurrent_requests_share_model_calls(served_app: Path) -> None:

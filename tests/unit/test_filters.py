@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmops.errors import InvalidRequest
-from llmops.rag.filters import matches, parse, to_chroma
+from llmops.rag.filters import MAX_CONDITIONS, MAX_DEPTH, matches, parse, to_chroma
 
 META = {"source": "a.md", "page": 3, "lang": "en", "draft": False}
 
@@ -60,3 +60,23 @@ def test_translation_and_evaluation(spec: dict, chroma: dict, expected: bool) ->
 def test_invalid_filters_say_what_is_wrong(spec: dict, message: str) -> None:
     with pytest.raises(InvalidRequest, match=message.replace("$", r"\$")):
         parse(spec)
+
+
+def nested(depth: int) -> dict:
+    spec: dict = {"lang": "en"}
+    for _ in range(depth - 1):
+        spec = {"and": [spec]}
+    return spec
+
+
+def test_nesting_and_size_are_bounded() -> None:
+    """A filter nested a thousand levels deep was a RecursionError (HTTP 500); it is refused."""
+    assert matches(parse(nested(MAX_DEPTH)), META)
+    for spec in (nested(MAX_DEPTH + 1), nested(1000)):
+        with pytest.raises(InvalidRequest, match=f"deeper than {MAX_DEPTH} levels"):
+            parse(spec)
+    wide = {"or": [{"page": n} for n in range(MAX_CONDITIONS)]}
+    assert matches(parse(wide), META)
+    wide["or"].append({"page": -1})
+    with pytest.raises(InvalidRequest, match=f"more than {MAX_CONDITIONS} comparisons"):
+        parse(wide)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Request
 
 from llmops.server import jobs
 from llmops.server.errors import documented
@@ -27,7 +29,7 @@ async def start_ingest(request: Request, body: IngestRequest | None = None) -> I
 
 
 @router.get("/ingest/{job_id}", response_model=IngestJob, summary="Status of an ingestion")
-async def get_ingest(job_id: str, request: Request) -> IngestJob:
+async def get_ingest(job_id: Annotated[str, Path(max_length=64)], request: Request) -> IngestJob:
     job: IngestJob | None = request.app.state.jobs.get(job_id)
     if job is None:
         raise HTTPException(404, f"no ingestion job '{job_id}'")

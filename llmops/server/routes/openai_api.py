@@ -16,61 +16,117 @@ goes to the generator (with its retries, timeouts and fallbacks) without documen
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmops.errors import InvalidRequest, LLMOpsError
 from llmops.server.auth import charge_tokens
 from llmops.server.errors import OPENAI_RESPONSES, CodedHTTPException, openai_error, status_of
 from llmops.server.routes.query import experiment_user
-from llmops.server.schemas import MAX_TOKENS, MAX_TOP_K, JsonInt, SourceOut, UsageOut
+from llmops.server.schemas import (
+    AS_INTEGER,
+    FILTERS_LIMIT,
+    MAX_FILTER_KEYS,
+    MAX_TEXT_CHARS,
+    SourceOut,
+    TokenCount,
+    TopK,
+    UsageOut,
+    config_limit,
+)
 from llmops.server.streaming import Piece, event_stream, first_piece, sse
 from llmops.service import RAG, QueryKwargs
 from llmops.types import Answer, GenerationOptions, Message
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"], responses=OPENAI_RESPONSES)
-# strict where the fields are ours to read; clients send many fields we do not use
-LENIENT = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
 INT64 = 2**63
+MAX_EXTRA_FIELDS = 32
+MAX_MESSAGES = 10_000
+MAX_CONTENT_PARTS = 256
+Seed = Annotated[int, Field(ge=-INT64, lt=INT64), AS_INTEGER]
+Choices = Annotated[int, Field(ge=1, le=128), AS_INTEGER]
 
 
-class ChatMessage(BaseModel):
-    model_config = LENIENT
+class Lenient(BaseModel):
+    """Strict where the fields are ours to read; clients send many fields we do not use
+    (kept, at most ``MAX_EXTRA_FIELDS`` of them)."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        strict=True,
+        allow_inf_nan=False,
+        json_schema_extra={"maxProperties": MAX_EXTRA_FIELDS},
+    )
+
+    @model_validator(mode="after")
+    def _few_extra_fields(self) -> Self:
+        extra = len(self.model_extra or {})
+        if extra > MAX_EXTRA_FIELDS - len(type(self).model_fields):
+            raise ValueError(f"{extra} unknown fields; {MAX_EXTRA_FIELDS} fields at most")
+        return self
+
+
+class ContentPart(Lenient):
+    type: str = Field(max_length=64)
+    text: str | None = Field(None, max_length=MAX_TEXT_CHARS)
+
+
+class ChatMessage(Lenient):
     role: str = Field(max_length=64)
-    content: str | list[dict[str, Any]] | None = None
+    content: (
+        Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+        | Annotated[list[ContentPart], Field(max_length=MAX_CONTENT_PARTS)]
+        | None
+    ) = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
-            return " ".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+            return " ".join(p.text or "" for p in self.content if p.type == "text")
         return self.content or ""
 
 
-class StreamOptions(BaseModel):
-    model_config = LENIENT
+class StreamOptions(Lenient):
     include_usage: bool = False
 
 
-class ChatRequest(BaseModel):
-    model_config = LENIENT
+class ChatRequest(Lenient):
     model: str = Field(max_length=200)
-    messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
+    messages: list[ChatMessage] = Field(
+        min_length=1,
+        max_length=MAX_MESSAGES,
+        description="The conversation; the last user message is the question "
+        "(server.max_question_chars), the turns before it the history "
+        "(server.max_history_chars).",
+        json_schema_extra=config_limit("server.max_messages"),
+    )
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
-    max_tokens: JsonInt | None = Field(None, ge=1, le=MAX_TOKENS)
-    max_completion_tokens: JsonInt | None = Field(None, ge=1, le=MAX_TOKENS)
-    seed: JsonInt | None = Field(None, ge=-INT64, lt=INT64)
+    max_tokens: TokenCount | None = None
+    max_completion_tokens: TokenCount | None = None
+    seed: Seed | None = None
     user: str | None = Field(None, max_length=200, description="End-user id: keeps one variant")
-    stop: str | list[str] | None = Field(None, max_length=16)
-    n: JsonInt | None = Field(None, ge=1, le=128)
-    top_k: JsonInt | None = Field(
-        None, ge=1, le=MAX_TOP_K, description="llmops: chunks to retrieve (server.max_top_k)"
+    stop: (
+        Annotated[str, Field(max_length=1000)]
+        | Annotated[list[Annotated[str, Field(max_length=1000)]], Field(max_length=16)]
+        | None
+    ) = None
+    n: Choices | None = None
+    top_k: TopK | None = Field(
+        None,
+        description="llmops: chunks to retrieve",
+        json_schema_extra=config_limit("server.max_top_k"),
     )
-    filters: dict[str, Any] | None = Field(None, description="llmops: metadata filter")
+    filters: dict[str, Any] | None = Field(
+        None,
+        max_length=MAX_FILTER_KEYS,
+        description="llmops: metadata filter",
+        json_schema_extra=FILTERS_LIMIT,
+    )
     adapter: str | None = Field(None, max_length=200, description="llmops: LoRA adapter (hf_local)")
     retrieval: bool = Field(
         True, description="llmops: false sends the conversation as is, without documents"
