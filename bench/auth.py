@@ -3,8 +3,10 @@ side in one process.
 
     python bench/auth.py [--requests 3000] [--rounds 5]
 
-Three apps over a small corpus (hashing embedder, extractive answers) differ only in
-``server.auth``: off; keys on; keys on plus an in-process rate limit. Each is driven as a raw
+Apps over a small corpus (hashing embedder, extractive answers) differ only in
+``server.auth``: off; keys on; keys on plus an in-process rate and concurrency limit; and,
+when a Redis answers at ``--redis`` (default redis://127.0.0.1:6379/0), the same limits in
+Redis (one EVALSHA for the bucket, one for the concurrency slot, one ZREM). Each is driven as a raw
 ASGI app (no HTTP client in the way) on ``GET /v1/models``, a cheap route that needs the
 ``query`` scope; requests go to the three apps in turn, so background load hits all alike.
 Reported: the median over rounds of each round's p50 and p99, in ms.
@@ -28,10 +30,11 @@ from llmops.config.auth import SECRET_ENV
 from llmops.server import create_app
 
 RUNNING: list[asyncio.Future[None]] = []  # the apps' lifespans, kept until the end
-AUTH = {
+LIMITS = {"requests_per_minute": 10_000_000, "concurrent": 1_000}
+AUTH: dict[str, dict[str, Any]] = {
     "off": {"enabled": False},
     "keys": {"enabled": True},
-    "keys+limit": {"enabled": True, "limits": {"requests_per_minute": 10_000_000}},
+    "keys+limit": {"enabled": True, "limits": LIMITS},
 }
 
 
@@ -76,14 +79,29 @@ async def lifespan(app: Any) -> None:
     await started.wait()
 
 
-async def main(requests: int, rounds: int) -> dict[str, Any]:
+def redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+async def main(requests: int, rounds: int, redis_url: str) -> dict[str, Any]:
     os.environ.setdefault(SECRET_ENV, "bench-secret-0123456789abcdef")
+    auth_variants = dict(AUTH)
+    if redis_answers(redis_url):
+        auth_variants["keys+redis"] = {
+            "enabled": True, "limits": LIMITS, "limiter": "redis", "redis_url": redis_url,
+            "redis_prefix": f"llmops-bench-{os.getpid()}",
+        }  # fmt: skip
     folder = Path(tempfile.mkdtemp())
     (folder / "docs").mkdir()
     (folder / "docs" / "a.md").write_text("# A\n\nWidgets are teal.\n")
     apps: dict[str, Any] = {}
     headers: dict[str, list[tuple[bytes, bytes]]] = {}
-    for name, auth in AUTH.items():
+    for name, auth in auth_variants.items():
         sub = folder / name
         sub.mkdir()
         config = write_app(
@@ -110,7 +128,7 @@ async def main(requests: int, rounds: int) -> dict[str, Any]:
     for name in apps:
         result[f"{name}_p50_ms"] = round(median([percentile(r, 50) for r in times[name]]), 4)
         result[f"{name}_p99_ms"] = round(median([percentile(r, 99) for r in times[name]]), 4)
-    for name in ("keys", "keys+limit"):
+    for name in (n for n in apps if n != "off"):
         result[f"{name}_overhead_p50_ms"] = round(
             result[f"{name}_p50_ms"] - result["off_p50_ms"], 4
         )
@@ -121,5 +139,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
-    emit({"machine": machine(), **asyncio.run(main(args.requests, args.rounds))})
+    emit({"machine": machine(), **asyncio.run(main(args.requests, args.rounds, args.redis))})

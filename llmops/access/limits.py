@@ -1,6 +1,7 @@
 """Per-key rate limits: a token bucket (``capacity`` requests at once, refilled at ``per_s``),
-in process by default or in Redis for one budget across replicas, plus a per-process limit
-on requests in flight.
+in process by default or in Redis for one budget across replicas, plus a limit on requests
+in flight (in process, or in Redis across replicas). The sizes come with each
+call, so each key can have its own.
 
 The Redis bucket is one Lua script run with EVALSHA: refill, take and TTL happen atomically
 on the Redis clock, so replicas and threads cannot both take the last token (the
@@ -60,11 +61,15 @@ def decide(allowed: bool, tokens: float, capacity: int, per_s: float, at: float)
     return Decision(allowed, capacity, int(tokens), wait, reset, at)
 
 
-class Limiter(Protocol):
-    capacity: int
+def per_minute(requests_per_minute: int) -> tuple[int, float]:
+    """The bucket of ``requests_per_minute``: as many at once, refilled over a minute."""
+    return requests_per_minute, requests_per_minute / 60
 
-    async def take(self, key: str) -> Decision:
-        """Take one request from ``key``'s bucket, or say how long to wait."""
+
+class Limiter(Protocol):
+    async def take(self, key: str, capacity: int, per_s: float) -> Decision:
+        """Take one request from ``key``'s bucket (``capacity`` at once, refilled at
+        ``per_s``), or say how long to wait."""
 
     async def close(self) -> None: ...
 
@@ -72,26 +77,24 @@ class Limiter(Protocol):
 class MemoryLimiter:
     """Buckets in this process (thread-safe): each replica has its own budget."""
 
-    def __init__(
-        self, capacity: int, per_s: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.capacity, self.per_s, self.clock = capacity, per_s, clock
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def take_now(self, key: str) -> Decision:
+    def take_now(self, key: str, capacity: int, per_s: float) -> Decision:
         with self._lock:
             now = self.clock()
-            tokens, ts = self._buckets.get(key, (float(self.capacity), now))
-            tokens = min(self.capacity, tokens + max(0.0, now - ts) * self.per_s)
+            tokens, ts = self._buckets.get(key, (float(capacity), now))
+            tokens = min(capacity, tokens + max(0.0, now - ts) * per_s)
             allowed = tokens >= 1
             if allowed:
                 tokens -= 1
             self._buckets[key] = (tokens, now)
-        return decide(allowed, tokens, self.capacity, self.per_s, now)
+        return decide(allowed, tokens, capacity, per_s, now)
 
-    async def take(self, key: str) -> Decision:
-        return self.take_now(key)
+    async def take(self, key: str, capacity: int, per_s: float) -> Decision:
+        return self.take_now(key, capacity, per_s)
 
     async def close(self) -> None:
         return None
@@ -100,69 +103,132 @@ class MemoryLimiter:
 class RedisLimiter:
     """Buckets in Redis, shared by every replica: one EVALSHA per request."""
 
-    def __init__(
-        self,
-        url: str,
-        capacity: int,
-        per_s: float,
-        prefix: str = "llmops:limits",
-        max_connections: int = 64,
-    ) -> None:
+    def __init__(self, url: str, prefix: str = "llmops:limits", max_connections: int = 64) -> None:
         import redis.asyncio as redis
 
-        self.capacity, self.per_s, self.prefix = capacity, per_s, prefix
+        self.prefix = prefix
         pool = redis.BlockingConnectionPool.from_url(
             url, max_connections=max_connections, timeout=5
         )
         self.client: Any = redis.Redis(connection_pool=pool)
         self.script = self.client.register_script(TAKE_SCRIPT)
-        # a bucket untouched for as long as it takes to refill is full: Redis may drop it
-        self.ttl_ms = math.ceil(capacity / per_s * 1000) + 1000
 
-    async def take(self, key: str) -> Decision:
+    async def take(self, key: str, capacity: int, per_s: float) -> Decision:
         import redis
 
+        # a bucket untouched for as long as it takes to refill is full: Redis may drop it
+        ttl_ms = math.ceil(capacity / per_s * 1000) + 1000
         try:
             allowed, tokens, at = await self.script(
-                keys=[f"{self.prefix}:{key}"], args=[self.capacity, self.per_s, self.ttl_ms]
+                keys=[f"{self.prefix}:{key}"], args=[capacity, per_s, ttl_ms]
             )
         except redis.RedisError as exc:
             log.warning("rate limiter: Redis unreachable (%s); request admitted", exc)
-            return Decision(True, self.capacity, self.capacity, 0.0, 0.0, time.time())
-        return decide(bool(allowed), float(tokens), self.capacity, self.per_s, float(at))
+            return Decision(True, capacity, capacity, 0.0, 0.0, time.time())
+        return decide(bool(allowed), float(tokens), capacity, per_s, float(at))
 
     async def close(self) -> None:
         await self.client.aclose()
 
 
-class InFlight:
-    """Requests of each key in flight in this process, at most ``limit``."""
+class InFlight(Protocol):
+    async def acquire(self, key: str, limit: int, request: str) -> bool:
+        """Count ``request`` in flight for ``key`` unless ``limit`` are in flight already."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
+    async def release(self, key: str, request: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryInFlight:
+    """Requests of each key in flight in this process."""
+
+    def __init__(self) -> None:
         self._counts: dict[str, int] = {}
 
-    def acquire(self, key: str) -> bool:
+    async def acquire(self, key: str, limit: int, request: str) -> bool:
         count = self._counts.get(key, 0)
-        if count >= self.limit:
+        if count >= limit:
             return False
         self._counts[key] = count + 1
         return True
 
-    def release(self, key: str) -> None:
+    async def release(self, key: str, request: str) -> None:
         count = self._counts.get(key, 0) - 1
         if count > 0:
             self._counts[key] = count
         else:
             self._counts.pop(key, None)
 
+    async def close(self) -> None:
+        return None
 
-def make_limiter(
-    limiter: str, requests_per_minute: int, redis_url: str | None, prefix: str
-) -> Limiter:
-    """The bucket of ``requests_per_minute`` (burst as large), in memory or in Redis."""
-    per_s = requests_per_minute / 60
+
+# KEYS[1] the key's set of requests in flight (request id -> start, Redis clock); ARGV limit,
+# request id, lease in seconds. Entries older than the lease are dropped first: a replica that
+# died mid-request frees its slots after the lease. Returns 1 when admitted.
+ACQUIRE_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local lease = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - lease)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('EXPIRE', KEYS[1], math.ceil(lease))
+return 1
+"""
+
+
+class RedisInFlight:
+    """Requests of each key in flight across every replica: a sorted set per key in Redis,
+    one script per request to admit and one ZREM to release. ``lease_s`` bounds how long a
+    slot of a replica that died mid-request stays taken. Redis unreachable: admitted, with a
+    warning, as for the rate limiter."""
+
+    def __init__(self, url: str, prefix: str = "llmops:limits", lease_s: float = 600.0) -> None:
+        import redis.asyncio as redis
+
+        self.prefix, self.lease_s = prefix, lease_s
+        pool = redis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=5)
+        self.client: Any = redis.Redis(connection_pool=pool)
+        self.script = self.client.register_script(ACQUIRE_SCRIPT)
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}:inflight:{key}"
+
+    async def acquire(self, key: str, limit: int, request: str) -> bool:
+        import redis
+
+        try:
+            admitted = await self.script(keys=[self._key(key)], args=[limit, request, self.lease_s])
+        except redis.RedisError as exc:
+            log.warning("concurrency limit: Redis unreachable (%s); request admitted", exc)
+            return True
+        return bool(admitted)
+
+    async def release(self, key: str, request: str) -> None:
+        import redis
+
+        try:
+            await self.client.zrem(self._key(key), request)
+        except redis.RedisError as exc:
+            log.warning("concurrency limit: Redis unreachable (%s); slot freed by lease", exc)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def make_limiter(limiter: str, redis_url: str | None, prefix: str) -> Limiter:
+    """Buckets in memory or in Redis."""
     if limiter == "redis":
         assert redis_url is not None  # the config model requires it
-        return RedisLimiter(redis_url, requests_per_minute, per_s, prefix)
-    return MemoryLimiter(requests_per_minute, per_s)
+        return RedisLimiter(redis_url, prefix)
+    return MemoryLimiter()
+
+
+def make_in_flight(limiter: str, redis_url: str | None, prefix: str, lease_s: float) -> InFlight:
+    """Requests in flight counted in this process, or in Redis across replicas."""
+    if limiter == "redis":
+        assert redis_url is not None  # the config model requires it
+        return RedisInFlight(redis_url, prefix, lease_s)
+    return MemoryInFlight()

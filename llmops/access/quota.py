@@ -31,7 +31,6 @@ def until_day_end(now: float) -> float:
 
 
 class DailyTokens(Protocol):
-    limit: int
     clock: Callable[[], float]
 
     async def used(self, key: str) -> int:
@@ -46,8 +45,8 @@ class DailyTokens(Protocol):
 class MemoryDailyTokens:
     """Counts in this process (thread-safe): each replica has its own budget."""
 
-    def __init__(self, limit: int, clock: Callable[[], float] = time.time) -> None:
-        self.limit, self.clock = limit, clock
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
         self._counts: dict[str, tuple[int, int]] = {}  # key -> (day, tokens)
         self._lock = threading.Lock()
 
@@ -69,15 +68,11 @@ class RedisDailyTokens:
     """One counter per key and day in Redis, shared by every replica."""
 
     def __init__(
-        self,
-        url: str,
-        limit: int,
-        prefix: str = "llmops:limits",
-        clock: Callable[[], float] = time.time,
+        self, url: str, prefix: str = "llmops:limits", clock: Callable[[], float] = time.time
     ) -> None:
         import redis.asyncio as redis
 
-        self.limit, self.prefix, self.clock = limit, prefix, clock
+        self.prefix, self.clock = prefix, clock
         self.client: Any = redis.Redis.from_url(url)
 
     def _key(self, key: str) -> str:
@@ -109,10 +104,8 @@ class RedisDailyTokens:
         await self.client.aclose()
 
 
-def make_daily_tokens(
-    limiter: str, tokens_per_day: int, redis_url: str | None, prefix: str
-) -> DailyTokens:
+def make_daily_tokens(limiter: str, redis_url: str | None, prefix: str) -> DailyTokens:
     if limiter == "redis":
         assert redis_url is not None  # the config model requires it
-        return RedisDailyTokens(redis_url, tokens_per_day, prefix)
-    return MemoryDailyTokens(tokens_per_day)
+        return RedisDailyTokens(redis_url, prefix)
+    return MemoryDailyTokens()

@@ -16,6 +16,11 @@ from rich.table import Table
 from llmops.access.keys import KeyInfo, KeyStore, parse_duration, server_secret
 from llmops.cli.common import ConfigArg, console, run
 from llmops.config import config_kind, load_app_config, load_model_app_config, resolve_path
+from llmops.config.auth import RateLimits
+
+RPM = typer.Option(None, "--rpm", min=1, help="This key's requests per minute.")
+CONCURRENT = typer.Option(None, min=1, help="This key's requests in flight at once.")
+TOKENS_PER_DAY = typer.Option(None, min=1, help="This key's LLM tokens per UTC day (RAG apps).")
 
 app = typer.Typer(
     help="API keys of an app: scopes query, feedback, ingest, eval, predict, models, admin. "
@@ -49,25 +54,52 @@ def create(
     scopes: str = typer.Option(..., help="Comma-separated, e.g. query,feedback."),
     name: str = typer.Option("", help="Who or what it is for."),
     expires: str | None = typer.Option(None, help="Lifetime, e.g. 30d, 12h (default: none)."),
+    rpm: int | None = RPM,
+    concurrent: int | None = CONCURRENT,
+    tokens_per_day: int | None = TOKENS_PER_DAY,
 ) -> None:
-    """Create a key and print it once."""
+    """Create a key and print it once. Limits given here replace the app's (server.auth.limits)
+    for this key; `llmops keys limits` changes them later."""
     store = _store(config)
     expiry = None if expires is None else time.time() + run(lambda: parse_duration(expires))
-    info, key = run(lambda: store.create(name, scopes.split(","), expiry))
+    own = RateLimits(requests_per_minute=rpm, concurrent=concurrent, tokens_per_day=tokens_per_day)
+    info, key = run(lambda: store.create(name, scopes.split(","), expiry, own))
     _shown(key, info)
+
+
+@app.command()
+def limits(
+    config: ConfigArg,
+    key_id: str = typer.Argument(..., help="The key's id."),
+    rpm: int | None = RPM,
+    concurrent: int | None = CONCURRENT,
+    tokens_per_day: int | None = TOKENS_PER_DAY,
+) -> None:
+    """Set a key's own limits (those left out fall back to the app's); running servers apply
+    them within server.auth.cache_ttl_s."""
+    store = _store(config)
+    own = RateLimits(requests_per_minute=rpm, concurrent=concurrent, tokens_per_day=tokens_per_day)
+    info = run(lambda: store.set_limits(key_id, own))
+    console.print(f"key {info.id} ({info.name}): limits {_limits(info)}")
 
 
 @app.command("list")
 def list_keys(config: ConfigArg) -> None:
-    """Every key: id, name, scopes, created, expires, status (never the key)."""
+    """Every key: id, name, scopes, own limits, created, expires, last used, status (never
+    the key)."""
     now = time.time()
-    table = Table("id", "name", "scopes", "created", "expires", "status")
+    table = Table("id", "name", "scopes", "limits", "created", "expires", "last used", "status")
     for info in _store(config).list():
         table.add_row(
-            info.id, info.name, ",".join(sorted(info.scopes)), _date(info.created),
-            _date(info.expires), info.status(now),
+            info.id, info.name, ",".join(sorted(info.scopes)), _limits(info),
+            _date(info.created), _date(info.expires), _date(info.last_used), info.status(now),
         )  # fmt: skip
     console.print(table)
+
+
+def _limits(info: KeyInfo) -> str:
+    own = info.limits.model_dump(exclude_none=True)
+    return ", ".join(f"{k}={v}" for k, v in own.items()) or "the app's"
 
 
 @app.command()

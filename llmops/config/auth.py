@@ -24,7 +24,10 @@ class RateLimits(Strict):
         None, ge=1, description="Token bucket: this many at once, refilled at this rate."
     )
     concurrent: int | None = Field(
-        None, ge=1, description="Requests of one key in flight at once (per replica)."
+        None,
+        ge=1,
+        description="Requests of one key in flight at once (per process; across replicas "
+        "with limiter: redis).",
     )
     tokens_per_day: int | None = Field(
         None, ge=1, description="RAG: LLM tokens (prompt + completion) per key and UTC day."
@@ -45,6 +48,12 @@ class AuthConfig(Strict):
     )
     redis_url: str | None = Field(None, description="redis://host:6379/0, for limiter: redis.")
     redis_prefix: str = "llmops:limits"
+    in_flight_lease_s: float = Field(
+        600.0,
+        gt=0,
+        description="limiter: redis: a request's concurrency slot is freed after this long "
+        "even if its replica died before releasing it; keep it above the longest request.",
+    )
     shadow: bool = Field(
         False, description="Rate limits only log and count refusals, and admit (keys still hold)."
     )

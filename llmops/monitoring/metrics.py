@@ -67,14 +67,22 @@ class PrometheusMetrics:
 
 
 class ExperimentMetrics(PrometheusMetrics):
-    """Canary ramps and shadow runs, whatever the variants are (RAG apps' or model
-    versions'); ``pipeline`` is the app's (or the model's) name."""
+    """What both kinds of app count: API-key refusals, canary ramps and shadow runs, whatever
+    the variants are (RAG apps' or model versions'); ``pipeline`` is the app's (or the
+    model's) name."""
 
     def __init__(self, pipeline: str) -> None:
         super().__init__()
         self.pipeline = pipeline
         prom = self._prom
         c, h, g, r = prom.Counter, prom.Histogram, prom.Gauge, self.registry
+        self.access_refusals = c(
+            "llmops_access_refusals",
+            "API-key refusals by reason (missing_key, invalid_key, scope, rate, concurrency, "
+            "tokens); mode shadow: over a limit but admitted (auth.shadow).",
+            ["pipeline", "reason", "mode"],
+            registry=r,
+        )
         self.canary_share = g(
             "llmops_canary_share", "Traffic share of the canary (0 after a rollback).",
             EXPERIMENT, multiprocess_mode="mostrecent", registry=r,
@@ -91,6 +99,10 @@ class ExperimentMetrics(PrometheusMetrics):
             "llmops_shadow_agreement", "Shadow and served agreeing (token F1; models: labels).",
             EXPERIMENT, buckets=AGREEMENT_BUCKETS, registry=r,
         )  # fmt: skip
+
+    def access_refusal(self, reason: str, shadow: bool) -> None:
+        mode = "shadow" if shadow else "enforced"
+        self._child(self.access_refusals, self.pipeline, reason, mode).inc()
 
     def canary(self, experiment: str, variant: str, share: float, move: str | None) -> None:
         key = (self.pipeline, experiment, variant)

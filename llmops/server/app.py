@@ -62,7 +62,9 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=rag.config.server.max_body_bytes)
     app.add_middleware(CancelOnDisconnect)
     server = rag.config.server
-    auth.install(app, server.auth, rag.components.data_dir, server.host)
+    counts = rag.monitor.metrics
+    refusals = None if counts is None else counts.access_refusal
+    auth.install(app, server.auth, rag.components.data_dir, server.host, refusals)
     app.add_middleware(RequestId)
     install_cors(app, rag.config.server.cors)  # outside the key check: preflights carry no key
     if rag.monitor.metrics is not None:

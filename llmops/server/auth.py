@@ -9,10 +9,13 @@ probed without a key. Refusals: 401 (no key, or an unknown, wrong, revoked or ex
 the house error shape with the request id. Only a key's id (``request.state.key_id``) is
 logged, never the key.
 
-``tokens_per_day``: a route that answers with an LLM calls ``charge_tokens(request, usage)``;
-after the response the middleware charges the sum to the key, and refuses the key's next
-requests (429, ``Retry-After`` until the UTC day ends) once it is over. ``document_refusals``
-adds these 401/403/429 answers to the OpenAPI document of every protected operation.
+Each key's limits are the app's (``auth.limits``) with the key's own in their place
+(``llmops keys create --rpm ...``). ``tokens_per_day``: a route that answers with an LLM calls
+``charge_tokens(request, usage)``; after the response the middleware charges the sum to the
+key, and refuses the key's next requests (429, ``Retry-After`` until the UTC day ends) once it
+is over. Every refusal, and every one that shadow mode let through, is counted by reason
+(``on_refusal``: the app's ``llmops_access_refusals`` counter). ``document_refusals`` adds the
+bearer scheme and the 401/403/429 answers to the OpenAPI document of every protected operation.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +32,16 @@ from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmops.access.keys import KeyStore, server_secret, split_key
-from llmops.access.limits import Decision, InFlight, Limiter, make_limiter
+from llmops.access.limits import (
+    Decision,
+    InFlight,
+    Limiter,
+    make_in_flight,
+    make_limiter,
+    per_minute,
+)
 from llmops.access.quota import DailyTokens, make_daily_tokens, until_day_end
-from llmops.config.auth import BIND_HOST_ENV, AuthConfig
+from llmops.config.auth import BIND_HOST_ENV, AuthConfig, RateLimits
 from llmops.server.errors import ErrorResponse, error_response
 from llmops.server.middleware import HttpMiddleware
 from llmops.types import Usage
@@ -73,6 +85,11 @@ def bearer(scope: Scope) -> str | None:
     return None
 
 
+OnRefusal = Callable[[str, bool], None]
+"""Called with a refusal's reason (missing_key, invalid_key, scope, rate, concurrency, tokens)
+and whether shadow mode let the request through."""
+
+
 class ApiKeyAuth(HttpMiddleware):
     """Checks the key and its scope, then the key's rate and in-flight limits."""
 
@@ -80,15 +97,17 @@ class ApiKeyAuth(HttpMiddleware):
         self,
         app: ASGIApp,
         keys: KeyStore,
-        limiter: Limiter | None = None,
-        in_flight: InFlight | None = None,
+        limits: RateLimits,
+        limiter: Limiter,
+        in_flight: InFlight,
+        tokens: DailyTokens,
         shadow: bool = False,
-        tokens: DailyTokens | None = None,
+        on_refusal: OnRefusal | None = None,
     ) -> None:
         super().__init__(app)
-        self.keys, self.limiter, self.in_flight, self.shadow = keys, limiter, in_flight, shadow
-        self.tokens = tokens
-        self.shadow_refusals = 0
+        self.keys, self.limits, self.limiter, self.tokens = keys, limits, limiter, tokens
+        self.in_flight = in_flight
+        self.shadow, self.on_refusal = shadow, on_refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -99,10 +118,9 @@ class ApiKeyAuth(HttpMiddleware):
     def _closing(self, send: Send) -> Send:
         async def on_shutdown(message: Message) -> None:
             if message["type"] == "lifespan.shutdown.complete":
-                if self.limiter is not None:
-                    await self.limiter.close()
-                if self.tokens is not None:
-                    await self.tokens.close()
+                await self.limiter.close()
+                await self.in_flight.close()
+                await self.tokens.close()
                 self.keys.close()
             await send(message)
 
@@ -127,39 +145,50 @@ class ApiKeyAuth(HttpMiddleware):
             log.info(
                 "request %s refused (401): %s (key id %s)", state.get("request_id"), why, key_id
             )
-            await self._refuse(scope, receive, send, 401, why, {"WWW-Authenticate": "Bearer"})
+            reason = "missing_key" if token is None else "invalid_key"
+            await self._refuse(
+                scope, receive, send, reason, 401, why, {"WWW-Authenticate": "Bearer"}
+            )
             return
         state["key_id"] = info.id
         if needed not in info.scopes and "admin" not in info.scopes:
             why = f"API key {info.id} lacks the scope '{needed}' that {scope['path']} needs"
-            await self._refuse(scope, receive, send, 403, why)
+            await self._refuse(scope, receive, send, "scope", 403, why)
             return
-        await self._limited(info.id, scope, receive, send)
+        await self._limited(info.id, info.effective_limits(self.limits), scope, receive, send)
 
-    async def _limited(self, key_id: str, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.tokens is not None and await self._over_quota(key_id, self.tokens):
-            why = f"API key {key_id} has used its {self.tokens.limit} tokens of today (UTC)"
+    async def _limited(
+        self, key_id: str, limits: RateLimits, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        per_day = limits.tokens_per_day
+        if per_day is not None and await self._over_quota(key_id, per_day):
+            why = f"API key {key_id} has used its {per_day} tokens of today (UTC)"
             retry = str(_ceil(until_day_end(self.tokens.clock())))
-            await self._refuse(scope, receive, send, 429, why, {"Retry-After": retry})
+            await self._refuse(scope, receive, send, "tokens", 429, why, {"Retry-After": retry})
             return
-        decision = None if self.limiter is None else await self.limiter.take(key_id)
+        rpm = limits.requests_per_minute
+        decision = None if rpm is None else await self.limiter.take(key_id, *per_minute(rpm))
         if decision is not None and not decision.allowed and not self._shadowed(key_id, "rate"):
             why = f"rate limit of API key {key_id}: {decision.limit} requests per minute"
             headers = {**rate_headers(decision), "Retry-After": str(_ceil(decision.retry_after_s))}
-            await self._refuse(scope, receive, send, 429, why, headers)
+            await self._refuse(scope, receive, send, "rate", 429, why, headers)
             return
-        if self.in_flight is not None and not self.in_flight.acquire(key_id):
+        most = limits.concurrent
+        request = uuid.uuid4().hex
+        if most is not None and not await self.in_flight.acquire(key_id, most, request):
             if not self._shadowed(key_id, "concurrency"):
-                why = f"API key {key_id} has {self.in_flight.limit} requests in flight already"
-                await self._refuse(scope, receive, send, 429, why, {"Retry-After": "1"})
+                why = f"API key {key_id} has {most} requests in flight already"
+                await self._refuse(
+                    scope, receive, send, "concurrency", 429, why, {"Retry-After": "1"}
+                )
                 return
             await self._serve(scope, receive, send, decision)
             return
         try:
             await self._serve(scope, receive, send, decision)
         finally:
-            if self.in_flight is not None:
-                self.in_flight.release(key_id)
+            if most is not None:
+                await self.in_flight.release(key_id, request)
 
     async def _serve(
         self, scope: Scope, receive: Receive, send: Send, decision: Decision | None
@@ -168,7 +197,7 @@ class ApiKeyAuth(HttpMiddleware):
             await self._send_with_limits(scope, receive, send, decision)
         finally:
             used = scope.get("state", {}).get(TOKENS_USED, 0)
-            if self.tokens is not None and used:
+            if used:
                 await self.tokens.charge(scope["state"]["key_id"], used)
 
     async def _send_with_limits(
@@ -186,14 +215,15 @@ class ApiKeyAuth(HttpMiddleware):
 
         await self.app(scope, receive, send_with_limits)
 
-    async def _over_quota(self, key_id: str, tokens: DailyTokens) -> bool:
-        return await tokens.used(key_id) >= tokens.limit and not self._shadowed(key_id, "token")
+    async def _over_quota(self, key_id: str, per_day: int) -> bool:
+        return await self.tokens.used(key_id) >= per_day and not self._shadowed(key_id, "tokens")
 
-    def _shadowed(self, key_id: str, limit: str) -> bool:
+    def _shadowed(self, key_id: str, reason: str) -> bool:
         """In shadow mode a refusal is logged and counted, and the request admitted."""
         if self.shadow:
-            self.shadow_refusals += 1
-            log.warning("shadow: API key %s over its %s limit; admitted", key_id, limit)
+            log.warning("shadow: API key %s over its %s limit; admitted", key_id, reason)
+            if self.on_refusal is not None:
+                self.on_refusal(reason, True)
         return self.shadow
 
     async def _refuse(
@@ -201,10 +231,13 @@ class ApiKeyAuth(HttpMiddleware):
         scope: Scope,
         receive: Receive,
         send: Send,
+        reason: str,
         status: int,
         message: str,
         headers: dict[str, str] | None = None,
     ) -> None:
+        if self.on_refusal is not None:
+            self.on_refusal(reason, False)
         request_id = scope.get("state", {}).get("request_id")
         code = {401: "invalid_api_key", 403: "insufficient_scope", 429: "rate_limit_exceeded"}
         response = error_response(scope["path"], status, message, request_id, code=code[status])
@@ -235,33 +268,31 @@ def _ceil(seconds: float) -> int:
     return max(0, math.ceil(seconds))
 
 
-def install(app: FastAPI, config: AuthConfig, data_dir: Path, host: str) -> bool:
+def install(
+    app: FastAPI,
+    config: AuthConfig,
+    data_dir: Path,
+    host: str,
+    on_refusal: OnRefusal | None = None,
+) -> bool:
     """Add the auth middleware when keys are on for ``host`` (the ``LLMOPS_BIND_HOST`` set by
     ``llmops up`` wins); raises AccessError without a server secret. True when added."""
     host = os.environ.get(BIND_HOST_ENV) or host
     if not config.active(host):
         return False
-    keys = KeyStore(data_dir, server_secret(), config.cache_ttl_s)
-    limits = config.limits
-    limiter = None
-    if limits.requests_per_minute is not None:
-        rpm = limits.requests_per_minute
-        limiter = make_limiter(config.limiter, rpm, config.redis_url, config.redis_prefix)
-    in_flight = None if limits.concurrent is None else InFlight(limits.concurrent)
-    tokens = None
-    if limits.tokens_per_day is not None:
-        per_day = limits.tokens_per_day
-        tokens = make_daily_tokens(config.limiter, per_day, config.redis_url, config.redis_prefix)
     app.add_middleware(
         ApiKeyAuth,
-        keys=keys,
-        limiter=limiter,
-        in_flight=in_flight,
+        keys=KeyStore(data_dir, server_secret(), config.cache_ttl_s),
+        limits=config.limits,
+        limiter=make_limiter(config.limiter, config.redis_url, config.redis_prefix),
+        in_flight=make_in_flight(
+            config.limiter, config.redis_url, config.redis_prefix, config.in_flight_lease_s
+        ),
+        tokens=make_daily_tokens(config.limiter, config.redis_url, config.redis_prefix),
         shadow=config.shadow,
-        tokens=tokens,
+        on_refusal=on_refusal,
     )
-    limited = limiter is not None or in_flight is not None or tokens is not None
-    document_refusals(app, (401, 403, 429) if limited else (401, 403))
+    document_refusals(app)
     return True
 
 
@@ -272,26 +303,38 @@ _REFUSALS = {
 }
 
 
-def document_refusals(app: FastAPI, statuses: tuple[int, ...]) -> None:
-    """Add the auth refusals to every protected operation of ``app``'s OpenAPI document
-    (the ``/v1`` operations already declare OpenAI's 4XX, which covers them)."""
+SECURITY_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "An API key from `llmops keys create` (llmk_<id>_<secret>); the OpenAI "
+    "SDK sends its api_key this way.",
+}
+
+
+def document_refusals(app: FastAPI) -> None:
+    """Add the bearer scheme and the auth refusals to every protected operation of ``app``'s
+    OpenAPI document (the ``/v1`` operations already declare OpenAI's 4XX, which covers them;
+    429 on every one: any key may carry its own limits)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = build()
-        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        components = schema.setdefault("components", {})
+        components.setdefault("securitySchemes", {})["apiKey"] = SECURITY_SCHEME
+        schemas = components.setdefault("schemas", {})
         schemas.setdefault("ErrorResponse", ErrorResponse.model_json_schema())
         ref = {"$ref": "#/components/schemas/ErrorResponse"}
         for path, operations in schema.get("paths", {}).items():
             if scope_for(path) is None:
                 continue
             for operation in operations.values():
+                operation["security"] = [{"apiKey": []}]
                 responses = operation.setdefault("responses", {})
                 if "4XX" in responses:
                     continue
-                for status in statuses:
+                for status in (401, 403, 429):
                     responses.setdefault(
                         str(status),
                         {

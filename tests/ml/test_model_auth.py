@@ -66,8 +66,8 @@ def test_refusals_are_documented_on_protected_operations_only(
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/predict/{model}", "/labels", "/models", "/metrics"):
         for operation in paths[path].values():
-            assert {"401", "403"} <= set(operation["responses"]), path
-            assert "429" not in operation["responses"]  # no limits configured
+            assert {"401", "403", "429"} <= set(operation["responses"]), path
+            assert operation["security"] == [{"apiKey": []}]
     assert "401" not in paths["/ready"]["get"]["responses"]
 
 

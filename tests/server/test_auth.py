@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from llmops import RAG
 from llmops.access.keys import KeyStore, server_secret
 from llmops.cli.main import app as cli
-from llmops.config.auth import BIND_HOST_ENV, SECRET_ENV
+from llmops.config.auth import BIND_HOST_ENV, SECRET_ENV, RateLimits
 from llmops.server import create_app
 from tests.conftest import HASHING, ConfigWriter
 
@@ -143,13 +143,65 @@ def test_rate_limit_is_429_with_retry_after(write_config: ConfigWriter) -> None:
         assert refused.headers["RateLimit-Remaining"] == "0"
 
 
-def test_shadow_mode_admits_over_the_limit(write_config: ConfigWriter) -> None:
+def refusals(client: TestClient, admin: str) -> dict[tuple[str, str], float]:
+    """``llmops_access_refusals`` by (reason, mode), read from /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.get("/metrics", headers=bearer(admin)).text
+    family = next(
+        f for f in text_string_to_metric_families(text) if f.name == "llmops_access_refusals"
+    )
+    return {
+        (s.labels["reason"], s.labels["mode"]): s.value
+        for s in family.samples
+        if s.name.endswith("_total")
+    }
+
+
+def test_shadow_mode_admits_over_the_limit_and_counts_it(write_config: ConfigWriter) -> None:
     auth = {"enabled": True, "shadow": True, "limits": {"requests_per_minute": 1}}
     for client, keys in serve(write_config(embedder=HASHING, server={"auth": auth})):
         _, key = keys.create("shadowed", ["query"])
         assert [client.get("/stats", headers=bearer(key)).status_code for _ in range(3)] == [
             200
         ] * 3
+        _, admin = keys.create("ops", ["admin"], limits=RateLimits(requests_per_minute=100))
+        assert client.get("/stats").status_code == 401
+        counted = refusals(client, admin)
+        assert counted[("rate", "shadow")] == 2 and counted[("missing_key", "enforced")] == 1
+
+
+def statuses(client: TestClient, key: str, n: int) -> list[int]:
+    return [client.get("/stats", headers=bearer(key)).status_code for _ in range(n)]
+
+
+def test_a_key_of_its_own_limits_replaces_the_apps(write_config: ConfigWriter) -> None:
+    auth = {"enabled": True, "cache_ttl_s": 0, "limits": {"requests_per_minute": 2}}
+    for client, keys in serve(write_config(embedder=HASHING, server={"auth": auth})):
+        _, plain = keys.create("plain", ["query"])
+        big, premium = keys.create("premium", ["query"], limits=RateLimits(requests_per_minute=5))
+
+        assert statuses(client, plain, 3) == [200, 200, 429]
+        assert statuses(client, premium, 6) == [200] * 5 + [429]
+        assert client.get("/stats", headers=bearer(premium)).headers["RateLimit-Limit"] == "5"
+        one = keys.set_limits(big.id, RateLimits(concurrent=1))  # rpm back to the app's 2
+        assert one.effective_limits(RateLimits(requests_per_minute=2)) == RateLimits(
+            requests_per_minute=2, concurrent=1
+        )
+        _, admin = keys.create("ops", ["admin"], limits=RateLimits(requests_per_minute=100))
+        assert refusals(client, admin)[("rate", "enforced")] == 3  # the header check's too
+        assert keys.get(big.id).last_used is not None  # stored on first use
+
+
+def test_security_scheme_is_bearer_on_protected_operations(
+    secured: tuple[TestClient, KeyStore],
+) -> None:
+    client, _ = secured
+    document = client.get("/openapi.json").json()
+    assert document["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    assert document["paths"]["/query"]["post"]["security"] == [{"apiKey": []}]
+    assert document["paths"]["/v1/chat/completions"]["post"]["security"] == [{"apiKey": []}]
+    assert "security" not in document["paths"]["/health"]["get"]
 
 
 def test_keys_never_appear_in_logs_or_error_bodies(
@@ -167,6 +219,35 @@ def test_keys_never_appear_in_logs_or_error_bodies(
     for text in [*bodies, caplog.text]:
         assert secret_part not in text and SECRET not in text
     assert info.id in bodies[0]  # the id is what names a key
+
+
+def test_no_file_the_app_writes_holds_a_key_or_the_server_secret(
+    write_config: ConfigWriter,
+) -> None:
+    """The request log, the key store and everything else under the data dir, byte by byte."""
+    auth = {"enabled": True, "cache_ttl_s": 0}
+    config = write_config(
+        embedder=HASHING, server={"auth": auth}, monitoring={"request_log": {"enabled": True}}
+    )
+    for client, keys in serve(config):
+        _, key = keys.create("logged", ["query", "feedback"])
+        answer = client.post("/query", json=QUESTION, headers=bearer(key))
+        chat = {"model": "testapp", "messages": [{"role": "user", "content": "restore?"}]}
+        assert client.post("/v1/chat/completions", json=chat, headers=bearer(key)).is_success
+        assert client.post("/query", json=QUESTION, headers=bearer(key + "x")).status_code == 401
+        feedback = {"request_id": answer.headers["X-Request-ID"], "thumbs": "up"}
+        assert client.post("/feedback", json=feedback, headers=bearer(key)).is_success
+        data_dir = Path(client.app.state.rag.components.data_dir)  # type: ignore[attr-defined]
+        request_log = client.app.state.rag.monitor.request_log  # type: ignore[attr-defined]
+        request_log.flush()
+        assert len(request_log.rows()) == 2  # the two answers are in the scanned file
+    logged = data_dir / "requests.sqlite"
+    files = [p for p in data_dir.rglob("*") if p.is_file()]
+    assert logged in files and (data_dir / "keys.sqlite") in files
+    secret_part = key.split("_", 2)[2].encode()
+    for path in files:
+        content = path.read_bytes()
+        assert secret_part not in content and SECRET.encode() not in content, path
 
 
 def test_missing_secret_is_a_clear_startup_error(
@@ -190,7 +271,7 @@ def test_up_on_all_interfaces_without_keys_refuses_unless_insecure(
 
 def test_keys_cli_creates_lists_revokes_and_rotates(write_config: ConfigWriter) -> None:
     config = str(write_config(embedder=HASHING))
-    runner = CliRunner()
+    runner = CliRunner(env={"COLUMNS": "200"})  # the list's table on one line per key
     created = runner.invoke(cli, ["keys", "create", config, "--scopes", "query,feedback",
                                   "--name", "bot", "--expires", "30d"])  # fmt: skip
     assert created.exit_code == 0, created.output
@@ -198,6 +279,10 @@ def test_keys_cli_creates_lists_revokes_and_rotates(write_config: ConfigWriter) 
     key_id = key.split("_")[1]
     listed = runner.invoke(cli, ["keys", "list", config])
     assert key_id in listed.output and "active" in listed.output and key not in listed.output
+    assert "the app's" in listed.output
+    limited = runner.invoke(cli, ["keys", "limits", config, key_id, "--rpm", "30"])
+    assert limited.exit_code == 0 and "requests_per_minute=30" in limited.output, limited.output
+    assert "requests_per_minute=30" in runner.invoke(cli, ["keys", "list", config]).output
     rotated = runner.invoke(cli, ["keys", "rotate", config, key_id])
     assert rotated.exit_code == 0 and "llmk_" in rotated.output
     assert "revoked" in runner.invoke(cli, ["keys", "list", config]).output

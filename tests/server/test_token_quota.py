@@ -92,7 +92,7 @@ def assert_redis_counter(prefix: str, key_id: str, tokens: int) -> None:
 
 def test_the_memory_count_starts_again_each_utc_day() -> None:
     now = [10 * DAY_S - 5.0]
-    tokens = MemoryDailyTokens(100, clock=lambda: now[0])
+    tokens = MemoryDailyTokens(clock=lambda: now[0])
 
     async def run() -> list[int]:
         await tokens.charge("k", 70)
@@ -108,7 +108,7 @@ def test_the_memory_count_starts_again_each_utc_day() -> None:
 
 
 def test_redis_down_admits_and_charges_nothing() -> None:
-    tokens = RedisDailyTokens("redis://127.0.0.1:1/0", 10)
+    tokens = RedisDailyTokens("redis://127.0.0.1:1/0")
 
     async def run() -> int:
         await tokens.charge("k", 50)
