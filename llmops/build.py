@@ -180,6 +180,7 @@ def check_components(
                 found[str(ext).lower()] = resolved
         loaders.append(found)
     _check_prompt(checker, data, base_dir)
+    _check_variant_adapters(checker, data, components)
     _check_model_path(checker, components.get("embedder"), base_dir)
     _check_model_path(checker, components.get("reranker"), base_dir)
     return checker.issues, components, loaders
@@ -201,6 +202,30 @@ def _check_prompt(checker: _Checker, data: dict[str, Any], base_dir: Path) -> No
         if isinstance(variant.get("prompt"), str):
             loc = ("experiment", "variants", name, "prompt")
             _check_prompt_name(checker, library, variant["prompt"], loc)
+
+
+def _check_variant_adapters(
+    checker: _Checker, data: dict[str, Any], components: dict[str, Resolved]
+) -> None:
+    """A variant's ``adapter`` must be one of its generator's ``adapters``."""
+    for name, variant in _variants(data).items():
+        adapter = variant.get("adapter")
+        generator = components.get(f"variant.{name}") or components.get("generator")
+        if not isinstance(adapter, str) or generator is None:
+            continue
+        known = getattr(generator.config, "adapters", None)
+        if known is None:
+            checker.add(
+                ("experiment", "variants", name, "adapter"),
+                f"the {generator.entry.name} generator serves no LoRA adapters",
+                "use an hf_local generator with `adapters: {name: folder or models:/NAME@ALIAS}`",
+            )
+        elif adapter not in known:
+            checker.add(
+                ("experiment", "variants", name, "adapter"),
+                f"no adapter '{adapter}' in the generator's adapters",
+                f"known: {', '.join(sorted(known)) or 'none'}",
+            )
 
 
 def _check_prompt_name(
@@ -258,7 +283,7 @@ def load_config(path: str | Path) -> AppSpec:
 class Components:
     """Everything an app is made of, built but not started."""
 
-    sources: list[tuple[Path, list[str], list[str], dict[str, Loader]]]
+    sources: list[tuple[Path, list[str], list[str], dict[str, Loader], float]]
     chunker: Chunker
     embedder: EncoderThread
     store: VectorStore
@@ -366,7 +391,7 @@ def build(spec: AppSpec) -> Components:
     for source, overrides in zip(app.sources, spec.loaders, strict=True):
         loaders = {**default_loaders(), **{ext: _make(r) for ext, r in overrides.items()}}
         root = resolve_path(spec.base_dir, source.path)
-        sources.append((root, source.include, source.exclude, loaders))
+        sources.append((root, source.include, source.exclude, loaders, source.max_file_mb))
     return Components(
         sources=sources,
         chunker=_make(spec.components["chunker"], token_counter=embedder.count_tokens),

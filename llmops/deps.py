@@ -5,20 +5,59 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 from llmops.errors import MissingDependency
 
+PROMETHEUS_ENV = (
+    "PROMETHEUS_MULTIPROC_DIR",
+    "PROMETHEUS_MULTIPROCESS_DIR",
+    "prometheus_multiproc_dir",
+)
+"""``import feast`` sets the first two to a temp folder of its own. Left set, they would put every
+process this one starts into Prometheus multiprocess mode, writing to feast's folder. feast
+is imported by its own users and by MLflow, which loads feast's MLflow plugin (a request
+header provider) the first time it talks to a tracking server."""
+LAZY_PLUGINS = {"mlflow": "mlflow.tracking.request_header.registry"}
+"""Modules that a package imports later by itself and that load third-party plugins: imported
+with the package, under the same guard."""
+
 
 def require(module: str, extra: str) -> ModuleType:
-    """Import ``module`` or raise MissingDependency telling which extra installs it."""
+    """Import ``module`` or raise MissingDependency telling which extra installs it. No
+    import changes the process's Prometheus setup (see ``PROMETHEUS_ENV``)."""
     try:
-        return importlib.import_module(module)
+        with _prometheus_env_kept():
+            imported = importlib.import_module(module)
+            plugins = LAZY_PLUGINS.get(module.split(".")[0])
+            if plugins is not None:
+                importlib.import_module(plugins)
+            return imported
     except ModuleNotFoundError as exc:
         top = module.split(".")[0]
         if exc.name and exc.name.split(".")[0] != top:
             raise
         raise MissingDependency(module, extra) from exc
+
+
+@contextmanager
+def _prometheus_env_kept() -> Iterator[None]:
+    """prometheus_client imported first (it picks its value storage once, at import, from
+    this environment), and the environment put back as it was after the block."""
+    if "prometheus_client" not in sys.modules and available("prometheus_client"):
+        importlib.import_module("prometheus_client")
+    before = {name: os.environ.get(name) for name in PROMETHEUS_ENV}
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def available(module: str) -> bool:

@@ -12,6 +12,7 @@ LLMOpsError
 │   ├── InvalidRows        rows to predict that break the model's schema (HTTP 422, per row)
 │   └── UnknownModel       a model (or alias) this server does not serve (HTTP 404)
 ├── NotReady               the service is not started or its index is not open (HTTP 503)
+│   └── StorageError       a database or index folder is full, locked or corrupt (names it)
 ├── BackendError           a model backend failed, refused or timed out after retries (HTTP 503)
 └── RegistryError          the model registry is unreachable or lacks a model, version or alias
 """
@@ -125,6 +126,15 @@ class InvalidRows(InvalidRequest):
 
 class NotReady(LLMOpsError):
     """The service or its index is not ready to answer."""
+
+
+class StorageError(NotReady):
+    """A file on disk cannot be used: its disk is full, another process holds its lock past
+    the wait, or it is corrupt. The message names the file or folder and how to recover."""
+
+    def __init__(self, path: str, problem: str, fix: str = "") -> None:
+        self.path, self.problem, self.fix = path, problem, fix
+        super().__init__(f"{path}: {problem}" + (f"; {fix}" if fix else ""))
 
 
 class BackendError(LLMOpsError):

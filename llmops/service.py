@@ -11,6 +11,7 @@ Sync methods run on a private event-loop thread; inside async code use ``astart`
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import uuid
 from collections.abc import AsyncGenerator, Coroutine, Iterator, Mapping, Sequence
@@ -21,7 +22,7 @@ from typing import Any, TypedDict, TypeVar, Unpack
 
 from llmops.build import AppSpec, Components, build, load_config
 from llmops.config.schema import AppConfig, Fusion, SearchMode
-from llmops.errors import InvalidRequest
+from llmops.errors import InvalidRequest, LLMOpsError, StorageError
 from llmops.monitoring.monitor import Monitor
 from llmops.pipelines.experiment import Experiment
 from llmops.pipelines.ingest import Ingestion, IngestReport, ProgressFn, sparse_intact
@@ -31,6 +32,7 @@ from llmops.pipelines.training_set import ExportReport, export_from_log, index_p
 from llmops.types import Answer, GenerationOptions, Message
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class QueryKwargs(TypedDict, total=False):
@@ -67,6 +69,9 @@ class _LoopThread:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop = None
+
+
+NOT_BUILT = "no index yet: run `llmops ingest` (or POST /ingest)"
 
 
 class RAG:
@@ -112,7 +117,26 @@ class RAG:
 
     @property
     def ready(self) -> bool:
-        return self._started and self.components.records.active() is not None
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> str | None:
+        """None when the app can answer; else why not: not started, no index yet, its
+        collection gone from the store (a damaged Chroma folder moved aside), or a storage
+        fault in the way (the fault's own message)."""
+        if not self._started:
+            return "not started"
+        try:
+            active = self.components.records.active()
+            if active is None:
+                return NOT_BUILT
+            if active.collection not in self.components.store.collections():
+                return (
+                    f"the index's collection '{active.collection}' is missing from the store: "
+                    "run `llmops ingest` to rebuild it from the sources"
+                )
+        except LLMOpsError as exc:
+            return str(exc)
+        return None
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -196,7 +220,12 @@ class RAG:
 
     def _report_index_size(self) -> None:
         active = self.components.records.active()
-        self.monitor.index_size(self.components.store.count(active.collection) if active else 0)
+        try:
+            size = self.components.store.count(active.collection) if active else 0
+        except StorageError as exc:  # start anyway: queries say what is wrong, ingestion repairs
+            log.error("index %s: %s", active.collection if active else "-", exc)
+            size = 0
+        self.monitor.index_size(size)
 
     async def aingest(self, full: bool = False, progress: ProgressFn | None = None) -> IngestReport:
         return await asyncio.to_thread(self.ingest, full, progress)
@@ -236,6 +265,19 @@ class RAG:
         if self.experiment is None:
             return None
         return await self.experiment.running().feedback(request_id, reward)
+
+    def feedback(self, request_id: str, reward: float) -> str | None:
+        """Sync ``afeedback``: credit a rating to the variant that answered ``request_id``."""
+        return self._portal.run(self.afeedback(request_id, reward))
+
+    async def aexperiment_report(self) -> dict[str, Any] | None:
+        """What ``GET /experiments`` shows: traffic, rewards, posteriors, the canary's ramp
+        and the shadow's agreement per variant; None without an experiment."""
+        await self.astart()
+        return None if self.experiment is None else await self.experiment.running().report()
+
+    def experiment_report(self) -> dict[str, Any] | None:
+        return self._portal.run(self.aexperiment_report())
 
     def query(
         self, question: str, *, user: str | None = None, **options: Unpack[QueryKwargs]

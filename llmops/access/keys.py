@@ -29,7 +29,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from llmops.config.auth import SCOPES, SECRET_ENV, RateLimits
-from llmops.db import add_missing_columns, open_database, transaction
+from llmops.db import add_missing_columns, named_faults, open_database, transaction
 from llmops.errors import LLMOpsError
 
 log = logging.getLogger("llmops.access")
@@ -39,6 +39,8 @@ ID_CHARS = 8
 MIN_SECRET_CHARS = 16
 KEYS_FILE = "keys.sqlite"
 LAST_USED_EVERY_S = 60.0
+WAIT_S = 2.0
+"""How long a request waits for the key store another process has locked; then 503."""
 COLUMNS = "id, digest, name, scopes, created, expires, revoked, limits, last_used"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -142,7 +144,7 @@ class KeyStore:
         own = limits or RateLimits()
         info = KeyInfo(key_id, name, check_scopes(scopes), time.time(), expires, limits=own)
         key = f"{PREFIX}_{info.id}_{secrets.token_urlsafe(32)}"
-        with transaction(self.db):
+        with named_faults(self.path, WAIT_S), transaction(self.db):
             self.db.execute(
                 f"INSERT INTO api_keys ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, NULL)",
                 (
@@ -168,7 +170,7 @@ class KeyStore:
         return _info(row)
 
     def _row(self, key_id: str) -> tuple[object, ...] | None:
-        with self._lock:
+        with named_faults(self.path, WAIT_S), self._lock:
             query = f"SELECT {COLUMNS} FROM api_keys WHERE id = ?"
             row: tuple[object, ...] | None = self.db.execute(query, (key_id,)).fetchone()
         return row
@@ -176,7 +178,7 @@ class KeyStore:
     def set_limits(self, key_id: str, limits: RateLimits) -> KeyInfo:
         """Replace the key's own limits (running servers see them within ``cache_ttl_s``)."""
         self.get(key_id)
-        with transaction(self.db):
+        with named_faults(self.path, WAIT_S), transaction(self.db):
             self.db.execute(
                 "UPDATE api_keys SET limits = ? WHERE id = ?",
                 (limits.model_dump_json(exclude_none=True), key_id),
@@ -186,7 +188,7 @@ class KeyStore:
 
     def revoke(self, key_id: str) -> KeyInfo:
         self.get(key_id)
-        with transaction(self.db):
+        with named_faults(self.path, WAIT_S), transaction(self.db):
             self.db.execute(
                 "UPDATE api_keys SET revoked = COALESCE(revoked, ?) WHERE id = ?",
                 (time.time(), key_id),
@@ -256,7 +258,7 @@ class KeyStore:
 
 
 def _open(path: Path) -> sqlite3.Connection:
-    db = open_database(path, _SCHEMA)
+    db = open_database(path, _SCHEMA, busy_timeout_s=WAIT_S)
     add_missing_columns(db, "api_keys", {"limits": "TEXT", "last_used": "REAL"})
     return db
 

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from llmops.redis_pool import async_redis
+
 log = logging.getLogger("llmops.access")
 
 # KEYS[1] the bucket; ARGV capacity, refill per second, TTL in ms. Returns
@@ -38,6 +40,16 @@ redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens),
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return {allowed, string.format('%.17g', tokens), string.format('%.17g', now)}
 """
+
+
+REDIS_TIMEOUT_S = 1.0
+"""Per Redis call: a Redis that hangs (frozen, partitioned) costs a request at most this, then
+the request is admitted as when Redis refuses connections."""
+
+
+def redis_client(url: str, max_connections: int = 64) -> Any:
+    """An asyncio Redis client for the limits (``REDIS_TIMEOUT_S`` per call)."""
+    return async_redis(url, max_connections, REDIS_TIMEOUT_S)
 
 
 @dataclass(frozen=True)
@@ -104,13 +116,9 @@ class RedisLimiter:
     """Buckets in Redis, shared by every replica: one EVALSHA per request."""
 
     def __init__(self, url: str, prefix: str = "llmops:limits", max_connections: int = 64) -> None:
-        import redis.asyncio as redis
 
         self.prefix = prefix
-        pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=5
-        )
-        self.client: Any = redis.Redis(connection_pool=pool)
+        self.client = redis_client(url, max_connections)
         self.script = self.client.register_script(TAKE_SCRIPT)
 
     async def take(self, key: str, capacity: int, per_s: float) -> Decision:
@@ -186,11 +194,9 @@ class RedisInFlight:
     warning, as for the rate limiter."""
 
     def __init__(self, url: str, prefix: str = "llmops:limits", lease_s: float = 600.0) -> None:
-        import redis.asyncio as redis
 
         self.prefix, self.lease_s = prefix, lease_s
-        pool = redis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=5)
-        self.client: Any = redis.Redis(connection_pool=pool)
+        self.client = redis_client(url)
         self.script = self.client.register_script(ACQUIRE_SCRIPT)
 
     def _key(self, key: str) -> str:
@@ -216,19 +222,3 @@ class RedisInFlight:
 
     async def close(self) -> None:
         await self.client.aclose()
-
-
-def make_limiter(limiter: str, redis_url: str | None, prefix: str) -> Limiter:
-    """Buckets in memory or in Redis."""
-    if limiter == "redis":
-        assert redis_url is not None  # the config model requires it
-        return RedisLimiter(redis_url, prefix)
-    return MemoryLimiter()
-
-
-def make_in_flight(limiter: str, redis_url: str | None, prefix: str, lease_s: float) -> InFlight:
-    """Requests in flight counted in this process, or in Redis across replicas."""
-    if limiter == "redis":
-        assert redis_url is not None  # the config model requires it
-        return RedisInFlight(redis_url, prefix, lease_s)
-    return MemoryInFlight()

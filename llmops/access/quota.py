@@ -13,7 +13,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
+
+from llmops.access.limits import redis_client
 
 log = logging.getLogger("llmops.access")
 
@@ -70,10 +72,8 @@ class RedisDailyTokens:
     def __init__(
         self, url: str, prefix: str = "llmops:limits", clock: Callable[[], float] = time.time
     ) -> None:
-        import redis.asyncio as redis
-
         self.prefix, self.clock = prefix, clock
-        self.client: Any = redis.Redis.from_url(url)
+        self.client = redis_client(url)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}:tokens:{day_of(self.clock())}:{key}"
@@ -102,10 +102,3 @@ class RedisDailyTokens:
 
     async def close(self) -> None:
         await self.client.aclose()
-
-
-def make_daily_tokens(limiter: str, redis_url: str | None, prefix: str) -> DailyTokens:
-    if limiter == "redis":
-        assert redis_url is not None  # the config model requires it
-        return RedisDailyTokens(redis_url, prefix)
-    return MemoryDailyTokens()

@@ -18,11 +18,13 @@ from llmops.pipelines.eval_retrieval import MODES, BeirReport, evaluate_beir
 app = typer.Typer(
     help="Evaluate against labelled datasets: `eval retrieval` scores search on a BEIR folder; "
     "`eval run SUITE` runs an eval suite (answers, metrics, gates, report, MLflow); "
-    "`eval compare RUN_A RUN_B` tests what changed between two runs.",
+    "`eval compare RUN_A RUN_B` tests what changed between two runs; "
+    "`eval log RUN_DIR` logs a run to MLflow after its tracking failed.",
     no_args_is_help=True,
 )
 app.command("run")(eval_run_cmd.run_cmd)
 app.command("compare")(eval_run_cmd.compare_cmd)
+app.command("log")(eval_run_cmd.log_cmd)
 
 
 def _bars(progress: Progress) -> StageBars:

@@ -1,4 +1,4 @@
-"""llmops eval run / llmops eval compare"""
+"""llmops eval run / llmops eval compare / llmops eval log"""
 
 from __future__ import annotations
 
@@ -92,8 +92,50 @@ def run_cmd(
         console.print(f"report: {result.run_dir / 'report.html'}", markup=False)
         if result.mlflow_run_id:
             console.print(f"mlflow run: {result.mlflow_run_id}", markup=False)
+    if not no_mlflow and result.mlflow_run_id is None:
+        _tracking_failed(result.run_dir)
     if not result.passed:
         raise typer.Exit(1)
+
+
+def _tracking_failed(run_dir: Path) -> None:
+    """Say on stderr that the results are safe and how to log them once MLflow is back."""
+    from llmops.evaluation.tracking import pending
+
+    record = pending(run_dir) or {}
+    typer.echo(
+        f"warning: MLflow tracking failed ({record.get('error', 'unknown error')}); the run's "
+        f"results are in {run_dir} and the gates decided from them. Once the tracking server "
+        f"is back: llmops eval log {run_dir}",
+        err=True,
+    )
+
+
+def log_cmd(
+    run_dir: Path = typer.Argument(..., help="A run folder whose MLflow logging failed."),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", help="Log there instead of where the run tried to (its record)."
+    ),
+) -> None:
+    """Log a finished run to MLflow after its tracking failed (the server was down): uploads
+    the params, metrics and files kept in RUN_DIR/mlflow-pending.json. Exit code 1 while the
+    store still fails (the record stays for the next try).
+
+    Example:
+
+      llmops eval log results/quickstart-20261206-101500-000000
+    """
+    from llmops.evaluation.tracking import PENDING, pending, upload
+
+    record = run(lambda: pending(run_dir))
+    if record is None:
+        typer.echo(f"{run_dir}: nothing to log (no {PENDING}: logged already or never tried)")
+        raise typer.Exit(1)
+    run_id = run(lambda: upload(record, run_dir, tracking_uri))
+    if run_id is None:
+        _tracking_failed(run_dir)
+        raise typer.Exit(1)
+    console.print(f"mlflow run: {run_id}", markup=False)
 
 
 def compare_cmd(

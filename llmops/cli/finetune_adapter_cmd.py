@@ -3,7 +3,6 @@ servers other than hf_local, and a job's manifests for a Kubernetes or Kubeflow 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shlex
 import tempfile
@@ -11,20 +10,24 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 
-from llmops.cli.common import ConfigArg, console, errors, run
+from llmops.cli.common import ConfigArg, console, run
 from llmops.cli.models_cmd import TrackingUriOption, _registry
-from llmops.config import load_finetune_config
-from llmops.errors import RegistryError
-from llmops.finetune.manifests import ClusterSpec, render, to_yaml
-from llmops.models import PRODUCTION
-from llmops.models.adapter_export import (
-    VllmLora,
-    merge_adapter,
-    publish_to_vllm,
-    vllm_lora,
+from llmops.cli.vllm_publish import (
+    ApiKeyOption,
+    DirOption,
+    ServerDirOption,
+    TimeoutOption,
+    UnloadOlderOption,
+    downloaded_lora,
+    publish,
 )
+from llmops.config import load_finetune_config, read_yaml
+from llmops.config.yaml_source import dump_yaml
+from llmops.errors import RegistryError
+from llmops.finetune.manifests import ClusterSpec, render
+from llmops.models import PRODUCTION
+from llmops.models.adapter_export import VllmLora, merge_adapter
 from llmops.models.adapters import base_model_sha256, download_adapter
 
 render_app = typer.Typer(
@@ -104,12 +107,12 @@ def render_k8s(
     Example: llmops finetune render k8s configs/finetune-support.yaml --gpus 4 | kubectl apply -f -
     """
     run(lambda: load_finetune_config(config))  # every problem, located, before rendering
-    raw = yaml.safe_load(Path(config).read_text())
+    raw, _ = read_yaml(Path(config))  # the guarded reader: size, depth and alias limits
     spec = ClusterSpec(image, gpus, nodes, kubeflow, pvc, namespace, grace)
     documents, notes = render(raw, spec)
     header = [f"# rendered by `llmops finetune render k8s {Path(config).name}`"]
     header += [f"# note: {note}" for note in notes]
-    body = to_yaml(documents)
+    body = dump_yaml(documents, explicit_start=True)
     typer.echo("\n".join(header) + "\n" + body, nl=False)
 
 
@@ -117,47 +120,23 @@ def render_k8s(
 def publish_vllm(
     ref: str = RefArgument,
     url: str = typer.Option(..., "--url", help="The vLLM server, e.g. http://vllm:8000."),
-    api_key: str | None = typer.Option(
-        None, "--api-key", envvar="VLLM_API_KEY", help="vLLM's --api-key (env VLLM_API_KEY)."
-    ),
-    into: Path = typer.Option(
-        Path(".llmops/adapters"), "--dir", help="Download the adapter under DIR/NAME/vN."
-    ),
-    server_dir: str | None = typer.Option(
-        None,
-        "--server-dir",
-        help="Where the server sees --dir (a shared volume mounted elsewhere): the path sent "
-        "is SERVER_DIR/NAME/vN.",
-    ),
-    unload_older: bool = typer.Option(
-        False, "--unload-older", help="Unload the server's other versions of this adapter."
-    ),
-    timeout: float = typer.Option(30.0, "--timeout", min=0.1, help="Seconds per request."),
+    api_key: str | None = ApiKeyOption,
+    into: Path = DirOption,
+    server_dir: str | None = ServerDirOption,
+    unload_older: bool = UnloadOlderOption,
+    timeout: float = TimeoutOption,
     tracking_uri: str | None = TrackingUriOption,
 ) -> None:
     """Load a registered adapter into a running vLLM server (`POST /v1/load_lora_adapter`;
     the server needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True) under a versioned name, NAME-vN:
     vLLM caches adapters by name, so reusing a name can serve the old weights. Requests then
     ask for model NAME-vN. Exit 1 with the server's message when it refuses or is down.
+    `llmops models promote NAME --vllm-url URL` does the same right after a promotion.
 
     Example: llmops finetune publish vllm support-lora@production --url http://vllm:8000
     """
-    name, version, _, lora = _vllm_lora(ref, into, tracking_uri)
-    if server_dir is not None:
-        remote = f"{server_dir.rstrip('/')}/{name}/v{version.version}"
-        lora = VllmLora(lora.lora_name, remote, lora.max_lora_rank)
-    done = run(
-        lambda: asyncio.run(
-            publish_to_vllm(
-                url, lora, api_key=api_key, unload_older=unload_older, timeout_s=timeout
-            )
-        )
-    )
-    state = "was already loaded" if done.already_loaded else "loaded"
-    line = f"{done.lora_name} {state} on {url} (from {lora.lora_path})"
-    console.print(line, markup=False, highlight=False, soft_wrap=True)
-    for old in done.unloaded:
-        errors.print(f"unloaded {old}", markup=False, highlight=False)
+    _, _, _, lora = _vllm_lora(ref, into, tracking_uri)
+    publish(lora, url, api_key, server_dir, unload_older, timeout)
 
 
 def merge(
@@ -206,6 +185,5 @@ def _vllm_lora(ref: str, into: Path, tracking_uri: str | None) -> tuple[str, Any
     name, version_ref = _split(ref)
     registry = _registry(tracking_uri)
     version = run(lambda: registry.get(name, version_ref))
-    dst = into / name / f"v{version.version}"
-    folder, manifest, _ = run(lambda: download_adapter(registry, name, str(version.version), dst))
-    return name, version, manifest, run(lambda: vllm_lora(name, version.version, folder, manifest))
+    manifest, lora = downloaded_lora(registry, name, version.version, into)
+    return name, version, manifest, lora

@@ -54,6 +54,10 @@ def run_cmd(
     the adapter then runs through that eval suite as the variant `adapter` beside the base
     model; its gates decide the registration (alias candidate).
 
+    Several processes: `accelerate launch --multi_gpu --num_processes N -m llmops.cli.main
+    finetune run JOB.yaml` (or torchrun; gloo on a CPU) trains with DDP; rank 0 alone logs,
+    writes and registers.
+
     Exit codes: 0 done (or preempted with a checkpoint saved), 1 the job failed, 2 the config
     or the data is invalid (file:line named).
 
@@ -79,7 +83,13 @@ def _run(job: Callable[[], FinetuneResult]) -> FinetuneResult:
 
 @contextmanager
 def _reporter() -> Iterator[Callable[[Progress], None]]:
-    """A progress bar on a terminal, one plain line per logged step elsewhere."""
+    """A progress bar on a terminal, one plain line per logged step elsewhere; nothing in the
+    other DDP ranks (the main one reports)."""
+    from llmops.finetune.distributed import is_main
+
+    if not is_main():
+        yield lambda p: None
+        return
     if not live_terminal():
         yield lambda p: errors.print(p.line(), markup=False, highlight=False)
         return
@@ -93,6 +103,8 @@ def _reporter() -> Iterator[Callable[[Progress], None]]:
 
 
 def _show(result: FinetuneResult) -> None:
+    if not result.main_process:  # another DDP rank: the main process reports for the job
+        return
     for note in result.notes:
         errors.print(f"note: {note}", markup=False, highlight=False)
     if result.preempted:

@@ -121,5 +121,6 @@ def ingest(
     Example: llmops ingest configs/quickstart.yaml
     """
     rag = run(lambda: RAG.from_config(config))
+    run(rag.start)  # a full disk or a locked file at start: one line, no traceback
     with rag:
         ingest_with_progress(rag, full)

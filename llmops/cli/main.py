@@ -7,6 +7,7 @@ import typer
 from llmops.cli import (
     components,
     config_cmd,
+    deploy_cmd,
     drift_cmd,
     eval_cmd,
     experiment_cmd,
@@ -49,6 +50,7 @@ app.add_typer(experiment_cmd.app, name="experiment")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(finetune_cmd.app, name="finetune")
+app.add_typer(deploy_cmd.app, name="deploy")
 
 
 def main() -> None:

@@ -14,6 +14,16 @@ import typer
 from rich.table import Table
 
 from llmops.cli.common import console, errors, run
+from llmops.cli.vllm_publish import (
+    ApiKeyOption,
+    DirOption,
+    ServerDirOption,
+    TimeoutOption,
+    UnloadOlderOption,
+    downloaded_lora,
+    publish,
+)
+from llmops.errors import RegistryError
 from llmops.models import (
     CANDIDATE,
     LATEST,
@@ -124,21 +134,48 @@ def promote(
     name: str = typer.Argument(..., help="The registered model."),
     ref: str = typer.Option(CANDIDATE, "--from", help="Version number or alias to promote."),
     to: str = typer.Option(PRODUCTION, "--to", help="The alias to point at it."),
+    vllm_urls: list[str] = typer.Option(
+        [],
+        "--vllm-url",
+        help="An adapter: then load it into this running vLLM server under its versioned "
+        "name (repeat for several servers).",
+    ),
+    api_key: str | None = ApiKeyOption,
+    into: Path = DirOption,
+    server_dir: str | None = ServerDirOption,
+    unload_older: bool = UnloadOlderOption,
+    timeout: float = TimeoutOption,
     tracking_uri: str | None = TrackingUriOption,
     config: Path | None = ConfigOption,
 ) -> None:
     """Point an alias (production) at a version (the candidate); the version that was in
-    production keeps the alias `previous`.
+    production keeps the alias `previous`. For an adapter, `--vllm-url` then loads the new
+    version into running vLLM servers as `llmops finetune publish vllm` does (versioned name
+    NAME-vN; `--unload-older` drops the others); hf_local servers follow the alias by
+    themselves.
 
     Example: `llmops models promote adult` prints `adult: production 3 -> 4 (previous: 3)`.
     """
     registry = _registry(tracking_uri, config)
+    if vllm_urls:  # before the alias moves: a tabular model or a broken adapter moves nothing
+        chosen = run(lambda: registry.get(name, ref))
+        if _kind(chosen) != "adapter":
+            run(lambda: _not_an_adapter(name, chosen.version))
+        _, lora = downloaded_lora(registry, name, chosen.version, into)
     before = run(lambda: _holder(registry.versions(name), to))
     promoted = run(lambda: registry.promote(name, ref, to))
     line = f"{name}: {to} {before or '-'} -> {promoted.version}"
     if to == PRODUCTION and before not in (None, promoted.version):
         line += f" (previous: {before})"
     console.print(line, markup=False, highlight=False)
+    for url in vllm_urls:
+        publish(lora, url, api_key, server_dir, unload_older, timeout)
+
+
+def _not_an_adapter(name: str, version: int) -> None:
+    raise RegistryError(
+        f"'{name}' version {version} is not a LoRA adapter: --vllm-url loads adapters only"
+    )
 
 
 @app.command()

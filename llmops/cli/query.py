@@ -68,6 +68,7 @@ def query(
     Example: llmops query "How do I add PDF files?" --top-k 5
     """
     rag = run(lambda: RAG.from_config(config))
+    run(rag.start)  # a full disk or a locked file at start: one line, no traceback
     with rag:
         answer = run(
             lambda: rag.query(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 import typer
@@ -78,7 +80,7 @@ def up(
     if not no_ingest and not _index_while_serving(rag, sock, workers):
         return
     _hand_over(config, rag.components.data_dir, workers)
-    _serve_workers(sock, workers)
+    _serve_workers(sock, workers, rag.config.server.shutdown_timeout_s)
 
 
 def check_exposure(auth: AuthConfig, host: str, insecure: bool) -> None:
@@ -122,8 +124,12 @@ def _serve_model_app(config: Path, host: str | None, port: int | None, insecure:
         f"\nserving [bold]{url}/predict/{service.name}[/bold] with the version aliased "
         f"'{service.alias}'  (API docs: {url}/docs)\n"
     )
-    server = uvicorn.Server(uvicorn.Config(create_model_app(service), log_level="info"))
-    server.run(sockets=[sock])
+    settings = uvicorn.Config(
+        create_model_app(service),
+        log_level="info",
+        timeout_graceful_shutdown=serving.shutdown_timeout_s,
+    )
+    _run_draining(uvicorn.Server(settings), sock)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -174,11 +180,28 @@ def _server(rag: RAG, workers: int, first_ingestion: FirstIngestion | None) -> u
     from llmops.server import create_app
 
     app = create_app(rag, workers=workers, first_ingestion=first_ingestion)
-    return uvicorn.Server(uvicorn.Config(app, log_level="info"))
+    drain_s = rag.config.server.shutdown_timeout_s
+    return uvicorn.Server(uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=drain_s))
 
 
 def _serve(rag: RAG, sock: socket.socket, first_ingestion: FirstIngestion | None) -> None:
-    _server(rag, 1, first_ingestion).run(sockets=[sock])
+    _run_draining(_server(rag, 1, first_ingestion), sock)
+
+
+def _run_draining(server: uvicorn.Server, sock: socket.socket) -> None:
+    """Serve until SIGTERM or Ctrl-C, then drain: uvicorn stops accepting, lets the requests in
+    flight finish (up to ``timeout_graceful_shutdown``) and runs the app's shutdown (the request
+    log is written out). uvicorn then raises the signal again so that the default action ends
+    the process; a drained stop is a clean one, so that signal ends it with status 0 instead."""
+    previous = signal.signal(signal.SIGTERM, _exit_cleanly)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def _index_while_serving(rag: RAG, sock: socket.socket, workers: int) -> bool:
@@ -192,18 +215,32 @@ def _index_while_serving(rag: RAG, sock: socket.socket, workers: int) -> bool:
         server.should_exit = True
 
     server = _server(rag, workers, _report_first_ingestion(done))
-    server.run(sockets=[sock.dup()])  # uvicorn closes the socket it is given: the workers' stays
+    _run_draining(server, sock.dup())  # uvicorn closes the socket it is given: the workers' stays
     return outcome == [True]
 
 
-def _serve_workers(sock: socket.socket, workers: int) -> None:
+def _serve_workers(sock: socket.socket, workers: int, drain_s: int) -> None:
+    """uvicorn's supervisor: on SIGTERM it passes the signal to each worker, each drains as
+    one server does (see ``_run_draining``), and the supervisor waits for them and exits 0."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    class Supervisor(Multiprocess):
+        def terminate_all(self) -> None:
+            # the workers close their copies of the listening socket as they drain; were this
+            # one left open, new connections would be accepted into its backlog, then reset
+            for listening in self.sockets:
+                listening.close()
+            super().terminate_all()
+
     settings = uvicorn.Config(
-        "llmops.server.worker:app", factory=True, workers=workers, log_level="info"
+        "llmops.server.worker:app",
+        factory=True,
+        workers=workers,
+        log_level="info",
+        timeout_graceful_shutdown=drain_s,
     )
-    Multiprocess(settings, sockets=[sock]).run()
+    Supervisor(settings, sockets=[sock]).run()
 
 
 def _print_welcome(url: str, workers: int, indexing: bool) -> None:

@@ -57,6 +57,13 @@ class VariantConfig(Strict):
         description="Generators to try in turn when the variant's generator fails (default: "
         "the app's fallbacks; [] for none). Needs the variant's own generator.",
     )
+    adapter: str | None = Field(
+        None,
+        max_length=200,
+        description="The LoRA adapter this variant answers with: a name in its generator's "
+        "`adapters` (hf_local), e.g. one following models:/NAME@candidate; a request naming "
+        "its own adapter keeps it. Variants share one base model.",
+    )
 
     @field_validator("retrieval")
     @classmethod

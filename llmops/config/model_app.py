@@ -27,6 +27,7 @@ from pydantic import Field, field_validator, model_validator
 from llmops.config.auth import AuthConfig, CorsConfig
 from llmops.config.component import AppName, Strict
 from llmops.config.experiment import ExperimentPolicy, RampConfig
+from llmops.config.schema import SHUTDOWN_TIMEOUT
 
 Task = Literal["classification", "regression"]
 Trigger = Literal["drift", "performance", "schedule"]
@@ -269,6 +270,7 @@ class ServingConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     max_body_bytes: int = Field(5_000_000, ge=1024)
+    shutdown_timeout_s: int = SHUTDOWN_TIMEOUT
     auth: AuthConfig = Field(
         default_factory=AuthConfig, description="API keys, scopes and per-key rate limits."
     )

@@ -4,24 +4,46 @@ that component's own settings, which ``llmops.build`` validates against the comp
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from llmops.config.auth import AuthConfig, CorsConfig
 from llmops.config.component import AppName, ComponentSpec, Strict
 from llmops.config.experiment import ExperimentConfig
 from llmops.config.monitoring import MonitoringConfig
+from llmops.confine import Escape, relative_part
 
 __all__ = ["AppConfig", "ComponentSpec", "Strict"]
+
+
+def _inside_the_source(pattern: str) -> str:
+    """A glob stays inside its source folder: a ``..`` step would leave it."""
+    try:
+        relative_part(pattern.lstrip("/"))
+    except Escape as exc:
+        raise ValueError(
+            f"glob '{pattern}' leaves the source folder ({exc.reason}): globs match paths "
+            "inside sources[].path; point path at the folder you mean instead"
+        ) from None
+    return pattern
+
+
+Glob = Annotated[str, AfterValidator(_inside_the_source)]
 
 
 class SourceConfig(Strict):
     """A folder (or single file) of documents to index."""
 
     path: str = Field(description="Folder or file, relative to the config file.")
-    include: list[str] = Field(default_factory=lambda: ["**/*"], description="Glob patterns.")
-    exclude: list[str] = Field(default_factory=list, description="Glob patterns to skip.")
+    include: list[Glob] = Field(default_factory=lambda: ["**/*"], description="Glob patterns.")
+    exclude: list[Glob] = Field(default_factory=list, description="Glob patterns to skip.")
+    max_file_mb: float = Field(
+        100.0,
+        gt=0,
+        description="Files larger than this (megabytes) are skipped unread and reported in the "
+        "ingestion report.",
+    )
     loaders: dict[str, ComponentSpec] = Field(
         default_factory=dict,
         description="Per-extension loader overrides, e.g. "
@@ -81,6 +103,17 @@ class RetrievalConfig(Strict):
     )
 
 
+SHUTDOWN_TIMEOUT = Field(
+    25,
+    ge=0,
+    le=3600,
+    description="On SIGTERM or Ctrl-C, the longest wait for requests in flight to finish "
+    "(new connections are refused meanwhile); then they are cancelled and the app closes. "
+    "Keep it below the orchestrator's grace period (Kubernetes: 30 s).",
+)
+"""``server.shutdown_timeout_s`` and ``serving.shutdown_timeout_s``."""
+
+
 class ServerConfig(Strict):
     """Where ``llmops up`` listens, and the limits every request is held to, on every face
     (HTTP ``/query`` and ``/v1``, the CLI, the Python API)."""
@@ -118,6 +151,7 @@ class ServerConfig(Strict):
         description="Worker processes of `llmops up`, each with its own copy of the models; "
         "more than one needs the index built before serving (POST /ingest is refused).",
     )
+    shutdown_timeout_s: int = SHUTDOWN_TIMEOUT
     auth: AuthConfig = Field(
         default_factory=AuthConfig, description="API keys, scopes and per-key rate limits."
     )

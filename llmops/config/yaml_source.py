@@ -15,6 +15,11 @@ Loc = tuple[str | int, ...]
 # Far above any real config, far below what hurts: without a limit a few hundred bytes of
 # nested aliases ("billion laughs") expand to billions of values.
 MAX_NODES = 100_000
+# Configs hold settings, not data; the size is checked before anything is read or parsed.
+MAX_BYTES = 10_000_000
+# PyYAML composes (and this module builds) nested values recursively; deeper nesting than
+# this is refused with a clear error rather than Python's RecursionError.
+MAX_DEPTH = 64
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -146,11 +151,15 @@ class _Sizer:
         self.file = file
         self._sizes: dict[int, int] = {}
 
-    def size(self, node: yaml.Node, loc: Loc) -> int:
+    def size(self, node: yaml.Node, loc: Loc, depth: int = 0) -> int:
         if id(node) in self._sizes:
             return self._sizes[id(node)]
+        if depth > MAX_DEPTH:
+            raise _too_deep(self.file, _at(node.start_mark))
         self._sizes[id(node)] = 1  # stands while the node is open: a recursive alias adds 1
-        total = 1 + sum(self.size(child, child_loc) for child, child_loc in _children(node, loc))
+        total = 1 + sum(
+            self.size(child, child_loc, depth + 1) for child, child_loc in _children(node, loc)
+        )
         if total > MAX_NODES:
             raise self._too_large(node, loc, total)
         self._sizes[id(node)] = total
@@ -183,21 +192,63 @@ def _fail(file: str, message: str, hint: str, at: tuple[int, int] = (1, 1)) -> C
     return ConfigError([ConfigIssue(file, at[0], at[1], "", message, hint)])
 
 
-def _read_text(path: Path, file: str) -> str:
+def _too_deep(file: str, at: tuple[int, int] = (1, 1)) -> ConfigError:
+    message = f"values are nested more than {MAX_DEPTH} levels deep: refused"
+    return _fail(file, message, "a config nests a few levels; flatten this value", at)
+
+
+def _too_big(file: str, size: int) -> ConfigError:
+    message = f"the file is {size / 1e6:,.1f} MB; a config may be at most {MAX_BYTES / 1e6:g} MB"
+    hint = "configs hold settings, not data: put the data in a file the config points at"
+    return _fail(file, message, hint)
+
+
+def _read_bytes(path: Path, file: str) -> bytes:
+    """The file's bytes; at most ``MAX_BYTES`` are ever read (the size is checked first, and
+    the read is bounded should the file grow meanwhile)."""
     if not path.is_file():
         hint = f"looked at {path.resolve()}; relative paths start from {Path.cwd()}"
         raise _fail(file, "config file not found", hint)
     try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise _fail(file, f"not UTF-8 text (byte {exc.start})", "save it as UTF-8") from None
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise _too_big(file, size)
+        with path.open("rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
     except OSError as exc:
         raise _fail(file, f"cannot read the config file: {exc.strerror}", str(path)) from None
+    if len(data) > MAX_BYTES:
+        raise _too_big(file, len(data))
+    return data
+
+
+def _read_text(path: Path, file: str) -> str:
+    try:
+        return _read_bytes(path, file).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _fail(file, f"not UTF-8 text (byte {exc.start})", "save it as UTF-8") from None
+
+
+def _check_depth(text: str, file: str) -> None:
+    """ConfigError at the first value nested over ``MAX_DEPTH``: PyYAML's event parser is not
+    recursive (its composer is), so this stops a deep file before composing it."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                raise _too_deep(file, (mark.line + 1, mark.column + 1) if mark else (1, 1))
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _compose(text: str, file: str) -> yaml.MappingNode:
     try:
+        _check_depth(text, file)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:  # the depth check comes first; this is a second line of defence
+        raise _too_deep(file) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         context = f" ({exc.context})" if exc.context else ""
@@ -222,8 +273,9 @@ def load_yaml(
 ) -> tuple[dict[Any, Any], SourceMap, list[ConfigIssue]]:
     """Parse a YAML mapping into plain data, a SourceMap and the problems found on the way.
 
-    Raises ConfigError only when nothing usable was read (no file, bad syntax, not a mapping,
-    more than ``MAX_NODES`` once aliases are expanded);
+    Raises ConfigError only when nothing usable was read (no file, over ``MAX_BYTES``, bad
+    syntax, not a mapping, nested over ``MAX_DEPTH``, more than ``MAX_NODES`` once aliases
+    are expanded);
     duplicate keys, bad tags and unreadable values are returned so that later checks still run.
     """
     name = file or str(path)
@@ -240,3 +292,23 @@ def read_yaml(path: Path, file: str | None = None) -> tuple[Any, SourceMap]:
     if issues:
         raise ConfigError(issues)
     return data, source_map
+
+
+def dump_yaml(documents: list[Any], explicit_start: bool = False) -> str:
+    """``documents`` as one YAML stream (``---`` between them, and before the first with
+    ``explicit_start``), keys in their order; multi-line strings as literal blocks, so an
+    embedded config reads as it was written; an object used twice is written out twice, never
+    as an anchor and alias (manifests are read by tools that may not follow them)."""
+
+    class Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump_all(
+        documents, Dumper=Dumper, sort_keys=False, explicit_start=explicit_start, width=100
+    )

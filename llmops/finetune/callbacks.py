@@ -9,6 +9,7 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from llmops.finetune import distributed
 from llmops.finetune.checkpoints import StopFlag
 
 
@@ -37,8 +38,9 @@ class Progress:
 
 
 class ProgressCallback(TrainerCallback):
-    """Calls ``report`` with a ``Progress`` at each log; speed counts this process's steps
-    only, so a resumed job does not claim the earlier run's tokens."""
+    """Calls ``report`` with a ``Progress`` at each log, in the main process only; speed counts
+    this run's steps only, so a resumed job does not claim the earlier run's tokens (and the
+    Trainer's token count sums all ranks, so it is the job's speed, not one rank's)."""
 
     def __init__(self, report: Callable[[Progress], None]) -> None:
         self.report = report
@@ -61,6 +63,8 @@ class ProgressCallback(TrainerCallback):
         logs: dict[str, float] | None = None,
         **kw: Any,
     ) -> None:
+        if not state.is_world_process_zero:
+            return
         logs = dict(logs or {})
         elapsed = max(time.perf_counter() - self._start, 1e-9)
         steps = state.global_step - self._start_step
@@ -81,7 +85,11 @@ class ProgressCallback(TrainerCallback):
 
 class StopCallback(TrainerCallback):
     """When the flag is set (SIGTERM), save a checkpoint after the current optimizer step and
-    stop: the time to exit is bounded by one step plus one checkpoint write."""
+    stop: the time to exit is bounded by one step plus one checkpoint write.
+
+    With several processes the ranks agree on it after every step (one tiny all-reduce): a
+    signal that reached some ranks before their check and others after it would otherwise
+    stop them at different steps, and the ones still training would wait forever."""
 
     def __init__(self, flag: StopFlag) -> None:
         self.flag = flag
@@ -90,7 +98,7 @@ class StopCallback(TrainerCallback):
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
-        if self.flag.is_set():
+        if distributed.any_rank(self.flag.is_set()):
             control.should_save = True
             control.should_training_stop = True
             control.should_evaluate = False

@@ -16,8 +16,15 @@ JOB_COPY = "job.yaml"
 
 
 def manifest(
-    loaded: LoadedFinetune, *, steps: int, dtype: str, quantized: bool, eval_loss: float | None
+    loaded: LoadedFinetune,
+    *,
+    steps: int,
+    dtype: str,
+    quantized: bool,
+    eval_loss: float | None,
+    world_size: int = 1,
 ) -> dict[str, Any]:
+    """``world_size``: the training processes (DDP ranks) of the run that finished."""
     job = loaded.job
     base = loaded.path(job.base_model)
     return {
@@ -32,6 +39,7 @@ def manifest(
         "objective": job.objective.type,
         "steps": steps,
         "final_eval_loss": eval_loss,
+        "world_size": world_size,
     }
 
 

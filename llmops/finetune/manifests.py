@@ -100,7 +100,19 @@ def launch_command(spec: ClusterSpec, output_dir: str) -> list[str]:
         launch += ["--main_process_port", '"$MASTER_PORT"']
     launch += ["-m", "llmops.cli.main", "finetune", "run", JOB_FILE, "--resume"]
     done = f"{output_dir}/manifest.json"
-    script = f'{" ".join(launch)} && {{ test -f "{done}" || exit {EXIT_NOT_DONE}; }}'
+    # the shell is the container's PID 1, which neither dies of nor passes on SIGTERM by
+    # itself: the trap forwards it to the launcher (which forwards it to the ranks), and the
+    # loop waits until the launcher has exited, checkpoint written
+    script = "; ".join(
+        [
+            """trap 'kill -TERM "$pid" 2>/dev/null' TERM""",
+            f"{' '.join(launch)} & pid=$!",
+            'wait "$pid"; status=$?',  # a trapped SIGTERM ends this wait early: wait again
+            'while kill -0 "$pid" 2>/dev/null; do wait "$pid"; status=$?; done',
+            'if [ "$status" -ne 0 ]; then exit "$status"; fi',
+            f'test -f "{done}" || exit {EXIT_NOT_DONE}',
+        ]
+    )
     return ["/bin/sh", "-c", script]
 
 
@@ -118,6 +130,10 @@ def pod_spec(name: str, spec: ClusterSpec, output_dir: str, container: str) -> d
     and a RAM-backed /dev/shm (NCCL and dataloaders need more than the default 64 MiB)."""
     gpus = {"nvidia.com/gpu": str(spec.gpus)} if spec.gpus else {}  # a quantity string
     env = [{"name": k, "value": v} for k, v in OFFLINE_ENV.items()]
+    # how long the launcher lets the ranks finish their checkpoint after a SIGTERM before it
+    # kills them (torch's default, 30 s, is shorter than the grace period)
+    drain = str(max(30, spec.grace_seconds - 30))
+    env.append({"name": "TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "value": drain})
     return {
         "restartPolicy": "OnFailure",
         "terminationGracePeriodSeconds": spec.grace_seconds,
@@ -202,22 +218,6 @@ def render(raw: dict[str, Any], spec: ClusterSpec) -> tuple[list[dict[str, Any]]
     text = yaml.safe_dump(job, sort_keys=False, allow_unicode=True)
     workload = pytorch_job if spec.uses_pytorchjob else batch_job
     return [config_map(name, text, spec), workload(name, spec, output_dir)], notes
-
-
-def to_yaml(documents: list[dict[str, Any]]) -> str:
-    """The documents as one multi-document YAML stream; multi-line strings (the job file in
-    the ConfigMap) as literal blocks, so the job reads as it was written."""
-    import yaml
-
-    class Dumper(yaml.SafeDumper):
-        pass
-
-    def text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-        style = "|" if "\n" in value else None
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-    Dumper.add_representer(str, text)
-    return yaml.dump_all(documents, Dumper=Dumper, sort_keys=False, explicit_start=True, width=100)
 
 
 def _labels(name: str) -> dict[str, str]:

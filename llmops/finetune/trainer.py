@@ -30,6 +30,7 @@ from transformers import (
 from llmops.config import LoadedFinetune
 from llmops.config.finetune import DistillObjective, FinetuneConfig
 from llmops.finetune import datasets as ds
+from llmops.finetune import distributed
 from llmops.finetune.callbacks import Progress, ProgressCallback, StopCallback
 from llmops.finetune.checkpoints import FinetuneError, StopFlag, latest_valid, stop_on_sigterm
 from llmops.finetune.distill import DistillTrainer
@@ -56,6 +57,7 @@ class TrainOutcome:
     dtype: str
     quantized: bool
     notes: list[str] = field(default_factory=list)
+    world_size: int = 1  # training processes (DDP ranks) of this run
 
 
 def load_tokenizer(loaded: LoadedFinetune) -> PreTrainedTokenizerBase:
@@ -214,10 +216,14 @@ def training_arguments(
         bf16=bf16,
         report_to="none",
         disable_tqdm=True,
-        dataloader_num_workers=0,  # one process: the data order is the seed's alone
+        dataloader_num_workers=0,  # the data order is the seed's alone (and the rank's)
         remove_unused_columns=False,
         include_num_input_tokens_seen="non_padding",
         use_cpu=not torch.cuda.is_available(),
+        # DDP: every LoRA weight is in the forward, so no search for unused ones (the peft
+        # wrapper would otherwise get it on, an extra graph walk per step, and it breaks
+        # with gradient checkpointing)
+        ddp_find_unused_parameters=False,
     )
 
 
@@ -234,12 +240,12 @@ def train(
     outcome says ``preempted``). ``resume`` starts from the newest valid checkpoint."""
     job, notes = loaded.job, list[str]()
     output = loaded.path(job.output_dir) / CHECKPOINTS
-    start = _resume_point(output, resume, notes)
     set_seed(job.training.seed)  # the LoRA initialisation, before the Trainer's own seeding
     tokenizer = load_tokenizer(loaded)
     train_rows, valid_rows = build_examples(loaded, tokenizer)
     model, dtype, quantized = load_model(loaded, notes)
     args = training_arguments(job, output, bool(valid_rows), max_steps, dtype == "bfloat16")
+    start = _agreed_resume_point(output, resume, notes)  # args started the process group
     flag = stop or StopFlag()
     stopper = StopCallback(flag)
     extra: list[TrainerCallback] = [stopper, *callbacks]
@@ -254,6 +260,8 @@ def train(
         trainer.train(resume_from_checkpoint=str(start) if start else None)
     preempted = stopper.stopped_at is not None
     metrics = {} if preempted or not valid_rows else _evaluate(trainer)
+    world = args.world_size
+    distributed.close()  # the last collective is behind: no rank waits on another at exit
     return TrainOutcome(
         model=trainer.model,
         tokenizer=tokenizer,
@@ -266,7 +274,25 @@ def train(
         dtype=dtype,
         quantized=quantized,
         notes=notes,
+        world_size=world,
     )
+
+
+def _agreed_resume_point(output: Path, resume: bool, notes: list[str]) -> Path | None:
+    """The resume point, chosen by rank 0 alone (it sets half-written checkpoints aside, which
+    two ranks must not both do) and handed to the others; every rank raises the same error."""
+    found: tuple[str | None, list[str], str | None] = (None, [], None)
+    if distributed.is_main():
+        try:
+            start = _resume_point(output, resume, notes)
+            found = (str(start) if start else None, notes, None)
+        except FinetuneError as exc:
+            found = (None, notes, str(exc))
+    start_text, agreed, error = distributed.from_main(found)
+    if error is not None:
+        raise FinetuneError(error)
+    notes[:] = agreed
+    return Path(start_text) if start_text else None
 
 
 def _resume_point(output: Path, resume: bool, notes: list[str]) -> Path | None:

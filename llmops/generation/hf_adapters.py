@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from llmops.confine import Escape, check_tree, inside
 from llmops.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -215,10 +216,22 @@ class AdapterFollower:
         folder in it and the preflight's verdict."""
         home = Path(tempfile.mkdtemp(prefix=f"{adapter.name}-v{version}-", dir=self._dir))
         folder, manifest = self.source.download(adapter.model, version, home)
-        return home, folder, self.check(manifest)
+        return home, folder, _outside(home, Path(folder)) or self.check(manifest)
 
     def _refusal(self, adapter: Followed, version: int, reason: str) -> str:
         return (
             f"adapter '{adapter.name}' ({PREFIX}{adapter.model}@{adapter.ref}) version {version} "
             f"not loaded: {reason}; still serving version {adapter.version or 'none'}"
         )
+
+
+def _outside(home: Path, folder: Path) -> str | None:
+    """Why a downloaded adapter ``folder`` is refused: it lies, or links, outside ``home``
+    (whatever the source does, the served files come from the download folder only)."""
+    try:
+        if not inside(home, folder):
+            raise Escape(str(folder), f"lies outside the download folder {home}")
+        check_tree(folder)
+    except Escape as exc:
+        return f"download refused: {exc}"
+    return None

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from llmops.deps import require
 from llmops.errors import BackendError
+from llmops.generation.breaker import CircuitBreaker
 from llmops.generation.sampling import HttpBackendConfig, RetryConfig
 
 T = TypeVar("T")
@@ -78,6 +79,11 @@ class HttpBackend:
         self.base_url = (base_url or config.base_url).rstrip("/") + "/"
         self._session: Any = None
         self._slots: asyncio.Semaphore | None = None
+        self.breaker = (
+            None
+            if config.breaker_failures is None
+            else CircuitBreaker(name, config.breaker_failures, config.breaker_open_s)
+        )
 
     async def start(self) -> None:
         aiohttp = _aiohttp()
@@ -130,7 +136,29 @@ class HttpBackend:
             return reply.body, reply.headers
 
         async with slots:
-            return await with_retries(self.name, once, self.config, deadline)
+            return await self._guarded(with_retries(self.name, once, self.config, deadline))
+
+    async def _guarded(self, call: Awaitable[T]) -> T:
+        """``call`` through the circuit breaker, when there is one (it may refuse at once)."""
+        if self.breaker is None:
+            return await call
+        self.breaker.name = self.name  # a generator may rename its backend after start
+        try:
+            probe = self.breaker.admit()
+        except BackendError:
+            if asyncio.iscoroutine(call):
+                call.close()  # never awaited: no "coroutine was never awaited" warning
+            raise
+        try:
+            result = await call
+        except BackendError as exc:
+            self.breaker.record(exc, probe)
+            raise
+        except BaseException:
+            self.breaker.release(probe)
+            raise
+        self.breaker.record(None, probe)
+        return result
 
     async def stream_lines(
         self, path: str, body: dict[str, Any], deadline: float | None = None
@@ -145,7 +173,9 @@ class HttpBackend:
             return await self._open("POST", path, body)
 
         async with slots:
-            response = await with_retries(self.name, open_stream, self.config, deadline)
+            response = await self._guarded(
+                with_retries(self.name, open_stream, self.config, deadline)
+            )
             try:
                 async for line in response.content:
                     yield line.decode("utf-8", "replace").rstrip("\r\n")

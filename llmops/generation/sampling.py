@@ -51,6 +51,15 @@ class HttpBackendConfig(SamplingConfig, RetryConfig):
 
     base_url: str = Field(description="The server's address, e.g. http://127.0.0.1:8001/v1")
     api_key: str | None = Field(None, description="From the environment: ${OPENAI_API_KEY}")
+    breaker_failures: int | None = Field(
+        None,
+        ge=1,
+        description="Circuit breaker: after this many failed requests in a row, fail at once "
+        "(the fallback answers) for breaker_open_s, then let one probe through. Off when unset.",
+    )
+    breaker_open_s: float = Field(
+        10.0, gt=0, description="How long the circuit stays open before a probe."
+    )
 
 
 def _pick(override: Any, configured: Any) -> Any:

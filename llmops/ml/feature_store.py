@@ -11,7 +11,6 @@ from the online store, looked up by the row's entity key(s):
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -34,29 +33,11 @@ class UnknownEntity(InvalidRows):
     never materialized, or its features are older than the feature view's ttl."""
 
 
-PROMETHEUS_ENV = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR")
-"""Set by ``import feast`` (its metrics module) to a temp folder of its own, which would put
-this process's Prometheus metrics into multiprocess mode: every scrape would read feast's
-folder instead of our counters. Restored after the import."""
-
-
 def feast_module() -> Any:
-    """The ``feast`` package, imported with its usage telemetry switched off and the
-    environment as it was (see PROMETHEUS_ENV)."""
+    """The ``feast`` package, imported with its usage telemetry switched off (``require``
+    keeps the Prometheus environment feast's import changes)."""
     os.environ.setdefault("FEAST_USAGE", "False")
-    # prometheus_client picks its value storage once, at import: it must see our
-    # environment, not feast's, or its metrics would look for feast's folder later
-    with contextlib.suppress(ImportError):
-        import prometheus_client  # noqa: F401
-    before = {name: os.environ.get(name) for name in PROMETHEUS_ENV}
-    try:
-        return require("feast", "feast")
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return require("feast", "feast")
 
 
 def open_store(source: FeastSource, base_dir: Path) -> Any:

@@ -23,6 +23,7 @@ from typing import Any
 
 from llmops import model_files
 from llmops.errors import RegistryError
+from llmops.models.artifact_paths import check_upload
 from llmops.models.registry import ModelRegistry, ModelVersion
 
 MANIFEST_FILE = "manifest.json"
@@ -145,6 +146,7 @@ def register_adapter(
     extra file registers nothing."""
     adapter_dir = Path(adapter_dir)
     _adapter_config(adapter_dir)
+    check_upload(adapter_dir, f"registering adapter '{name}' from {adapter_dir}")
     extras = [Path(p) for p in extra_files]
     for path in extras:
         if not path.is_file():

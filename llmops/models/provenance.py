@@ -20,12 +20,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from llmops.config import LoadedModelApp, resolve_path
+from llmops.config import LoadedModelApp, read_yaml, resolve_path
 from llmops.config.model_app import DataConfig
+from llmops.errors import ConfigError
 from llmops.models._mlflow import git_tags
 
 log = logging.getLogger(__name__)
@@ -89,8 +87,8 @@ def dvc_record(path: Path) -> DvcRecord | None:
 def _read(dvc_file: Path, name: str) -> DvcRecord | None:
     """The md5 of the output ``name`` (else the first output) in ``dvc_file``."""
     try:
-        data: Any = yaml.safe_load(dvc_file.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        data, _ = read_yaml(dvc_file)  # the guarded reader: size, depth and alias limits
+    except ConfigError as exc:
         log.warning("cannot read the DVC file %s (%s); the version gets no dvc tags", dvc_file, exc)
         return None
     outs = data.get("outs") if isinstance(data, dict) else None

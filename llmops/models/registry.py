@@ -27,6 +27,7 @@ from llmops.deps import require
 from llmops.errors import RegistryError
 from llmops.models import _mlflow
 from llmops.models._mlflow import MLFLOW_EXTRA
+from llmops.models.artifact_paths import check_download, check_source, check_upload, run_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -122,7 +123,9 @@ class ModelRegistry:
     ) -> ModelVersion:
         """Like ``log_and_register`` for a model that is a folder of files (a LoRA adapter):
         upload ``folder`` as the run's artifact ``artifact`` and register that as the version's
-        source. A failed upload registers nothing (the run is marked FAILED)."""
+        source. A failed upload registers nothing (the run is marked FAILED); a folder with a
+        link leading out of it is refused before anything is logged."""
+        check_upload(Path(folder), f"registering {folder} as a version of '{name}'")
 
         def upload(client: Any, run: str) -> str:
             if client.list_artifacts(run, artifact):
@@ -138,15 +141,25 @@ class ModelRegistry:
 
     def download(self, version: ModelVersion, dst: Path) -> Path:
         """Download ``version``'s model artifact (its source) into ``dst``; returns the local
-        folder (or file)."""
+        folder (or file). A source outside its run's artifacts (a local path elsewhere, a
+        ``..`` step) or a download reaching out of ``dst`` is refused (RegistryError)."""
         artifacts = require("mlflow.artifacts", MLFLOW_EXTRA)
         dst.mkdir(parents=True, exist_ok=True)
-        with self._errors(f"downloading '{version.name}' version {version.version}"):
-            uri = self._client().get_model_version_download_uri(version.name, str(version.version))
+        what = f"'{version.name}' version {version.version}"
+        with self._errors(f"downloading {what}"):
+            uri = self._checked_uri(version, what)
             local = artifacts.download_artifacts(
                 artifact_uri=uri, dst_path=str(dst), tracking_uri=self.tracking_uri
             )
-        return Path(local)
+        return check_download(Path(local), dst, what)
+
+    def _checked_uri(self, version: ModelVersion, what: str) -> str:
+        """``version``'s download URI, once it is known to stay inside its run's artifacts."""
+        client = self._client()
+        uri = str(client.get_model_version_download_uri(version.name, str(version.version)))
+        run_artifacts = client.get_run(version.run_id).info.artifact_uri if version.run_id else None
+        check_source(uri, run_artifacts, what)
+        return uri
 
     def _register(
         self,
@@ -245,12 +258,14 @@ class ModelRegistry:
         version = self.get(name, ref)
         artifacts = require("mlflow.artifacts", MLFLOW_EXTRA)
         sklearn_flavor = require("mlflow.sklearn", MLFLOW_EXTRA)
+        what = f"'{name}' version {version.version}"
         with self._errors(f"loading '{name}@{ref}'"), tempfile.TemporaryDirectory() as tmp:
-            uri = self._client().get_model_version_download_uri(name, str(version.version))
             local = artifacts.download_artifacts(
-                artifact_uri=uri, dst_path=tmp, tracking_uri=self.tracking_uri
+                artifact_uri=self._checked_uri(version, what),
+                dst_path=tmp,
+                tracking_uri=self.tracking_uri,
             )
-            return sklearn_flavor.load_model(local)
+            return sklearn_flavor.load_model(str(check_download(Path(local), Path(tmp), what)))
 
     def log_reference(self, run_id: str, rows: pd.DataFrame) -> None:
         """Keep ``rows`` (a sample of the training rows, features only) with the run: the
@@ -273,8 +288,9 @@ class ModelRegistry:
         """A file the run of ``version`` logged (``reference/reference.parquet``,
         ``onnx/model.onnx``), or None when it has none there."""
         artifacts = require("mlflow.artifacts", MLFLOW_EXTRA)
-        folder, _, _ = path.rpartition("/")
         doing = f"reading {path} of '{version.name}' {version.version}"
+        path = run_path(path, doing)
+        folder, _, _ = path.rpartition("/")
         with self._errors(doing), tempfile.TemporaryDirectory() as tmp:
             listed = self._client().list_artifacts(version.run_id, folder) if version.run_id else []
             if path not in {item.path for item in listed}:
@@ -283,7 +299,7 @@ class ModelRegistry:
                 run_id=version.run_id, artifact_path=path, dst_path=tmp,
                 tracking_uri=self.tracking_uri,
             )  # fmt: skip
-            return Path(local).read_bytes()
+            return check_download(Path(local), Path(tmp), doing).read_bytes()
 
     def names(self) -> list[str]:
         """The registered model names, sorted."""

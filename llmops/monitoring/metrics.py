@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,14 @@ AGREEMENT_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.
 
 
 def multiprocess_dir() -> str | None:
+    """The folder this process writes its samples to when prometheus_client runs in
+    multiprocess mode, else None. The mode is chosen when prometheus_client is first imported;
+    the variable set later (``import feast`` does, by any library that imports it) changes
+    nothing here."""
+    from prometheus_client import values
+
+    if values.ValueClass is values.MutexValue:
+        return None
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 
@@ -46,6 +54,7 @@ class PrometheusMetrics:
         self._prom = require("prometheus_client", extra="monitor")
         self.registry = self._prom.CollectorRegistry(auto_describe=True)
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._multiprocess_dir = multiprocess_dir()
 
     def _child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -59,10 +68,10 @@ class PrometheusMetrics:
         mode."""
         prom = self._prom
         registry = self.registry
-        if multiprocess_dir():
+        if self._multiprocess_dir:
             multiprocess = require("prometheus_client.multiprocess", extra="monitor")
             registry = prom.CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            multiprocess.MultiProcessCollector(registry, path=self._multiprocess_dir)
         return prom.generate_latest(registry), str(prom.CONTENT_TYPE_LATEST)
 
 
@@ -79,8 +88,15 @@ class ExperimentMetrics(PrometheusMetrics):
         self.access_refusals = c(
             "llmops_access_refusals",
             "API-key refusals by reason (missing_key, invalid_key, scope, rate, concurrency, "
-            "tokens); mode shadow: over a limit but admitted (auth.shadow).",
+            "tokens, store); mode shadow: over a limit but admitted (auth.shadow).",
             ["pipeline", "reason", "mode"],
+            registry=r,
+        )
+        self.log_rows_dropped = c(
+            "llmops_log_rows_dropped",
+            "Rows a log could not keep (its writer's backlog full while its file was locked or "
+            "the disk full, or still unwritten at shutdown), by log (requests, predictions).",
+            ["pipeline", "log"],
             registry=r,
         )
         self.canary_share = g(
@@ -103,6 +119,11 @@ class ExperimentMetrics(PrometheusMetrics):
     def access_refusal(self, reason: str, shadow: bool) -> None:
         mode = "shadow" if shadow else "enforced"
         self._child(self.access_refusals, self.pipeline, reason, mode).inc()
+
+    def rows_dropped(self, log: str) -> Callable[[int], None]:
+        """The ``on_drop`` of the log named ``log``: counts what it dropped."""
+        child = self._child(self.log_rows_dropped, self.pipeline, log)
+        return lambda count: child.inc(count)
 
     def canary(self, experiment: str, variant: str, share: float, move: str | None) -> None:
         key = (self.pipeline, experiment, variant)

@@ -39,8 +39,11 @@ class Monitor:
         self.metrics = _metrics(pipeline) if config.metrics else None
         threshold = config.drift.source_threshold
         log_config = config.request_log
+        on_drop = None if self.metrics is None else self.metrics.rows_dropped("requests")
         self.request_log = (
-            RequestLog(data_dir / (log_config.path or "requests.sqlite"), log_config, threshold)
+            RequestLog(
+                data_dir / (log_config.path or "requests.sqlite"), log_config, threshold, on_drop
+            )
             if log_config.enabled
             else None
         )

@@ -12,12 +12,12 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmops.db import QueuedWriter, open_database, transaction
+from llmops.db import QueuedWriter, named_faults, open_database, transaction
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ _INSERT = (
     "features, prediction, score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 PRUNE_EVERY_S = 60.0
+BUSY_TIMEOUT_S = 30.0  # each write waits this long for another process's lock, then retries
 
 
 @dataclass(frozen=True)
@@ -77,18 +78,22 @@ class Joined:
 class PredictionLog:
     """Append-only SQLite log of predicted rows, labels joined later."""
 
-    def __init__(self, path: Path, retention_days: float | None = 30.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        retention_days: float | None = 30.0,
+        on_drop: Callable[[int], None] | None = None,
+    ) -> None:
         self.path = path
         self.retention_days = retention_days
-        self._writer = QueuedWriter("prediction-log", self._write)
+        self._writer = QueuedWriter("prediction-log", self._write, on_drop=on_drop)
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._last_prune = 0.0
 
     def start(self) -> None:
         if self._db is None:
-            self._db = open_database(self.path, SCHEMA, synced=False)
-            self._db.execute("PRAGMA busy_timeout = 30000")
+            self._db = open_database(self.path, SCHEMA, synced=False, busy_timeout_s=BUSY_TIMEOUT_S)
             self._writer.start()
 
     def close(self) -> None:
@@ -104,6 +109,15 @@ class PredictionLog:
     def flush(self) -> None:
         self._writer.flush()
 
+    @property
+    def pending(self) -> int:
+        """Rows kept in memory after a failed write, written on the writer's next round."""
+        return self._writer.pending
+
+    @property
+    def dropped(self) -> int:
+        return self._writer.dropped
+
     def label(self, labels: Sequence[Label]) -> tuple[list[Joined], list[Label]]:
         """Attach each true label to its logged row, and to the shadow's prediction of it (a
         second label for a row replaces the first); returns the predictions joined (served
@@ -112,7 +126,11 @@ class PredictionLog:
         self.flush()
         joined, unknown = [], []
         now = time.time()
-        with self._lock, transaction(self._database()) as db:
+        with (
+            named_faults(self.path, BUSY_TIMEOUT_S),
+            self._lock,
+            transaction(self._database()) as db,
+        ):
             for item in labels:
                 found = db.execute(
                     "UPDATE predictions SET truth = ?, labelled_at = ? WHERE request_id = ? "
@@ -145,16 +163,18 @@ class PredictionLog:
             return int(self._database().execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
 
     def _write(self, requests: list[PredictedRequest]) -> None:
+        """One batch in one transaction; a storage error propagates so the writer keeps the
+        batch for its next round (a busy file or a full disk must not lose predictions)."""
         rows = [_row(r, i, *row) for r in requests for i, row in enumerate(_rows_of(r))]
-        try:
-            with self._lock, transaction(self._database()) as db:
-                db.executemany(_INSERT, rows)
-            if self.retention_days is not None and time.monotonic() - self._last_prune > (
-                PRUNE_EVERY_S
-            ):
+        with self._lock, transaction(self._database()) as db:
+            db.executemany(_INSERT, rows)
+        if self.retention_days is not None and time.monotonic() - self._last_prune > (
+            PRUNE_EVERY_S
+        ):
+            try:
                 self._prune(self.retention_days)
-        except sqlite3.Error as exc:  # a full disk must not take the service down
-            log.error("prediction log %s: could not write %d rows: %s", self.path, len(rows), exc)
+            except sqlite3.Error as exc:  # the rows are in; pruning waits for the next round
+                log.warning("prediction log %s: retention not applied: %s", self.path, exc)
 
     def _prune(self, days: float) -> None:
         self._last_prune = time.monotonic()

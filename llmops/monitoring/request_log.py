@@ -13,12 +13,18 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from llmops.config.monitoring import QuestionMode, RequestLogConfig
-from llmops.db import QueuedWriter, add_missing_columns, open_database, transaction
+from llmops.db import (
+    QueuedWriter,
+    add_missing_columns,
+    named_faults,
+    open_database,
+    transaction,
+)
 from llmops.deps import require
 from llmops.monitoring.events import QueryEvent
 
@@ -52,6 +58,7 @@ _ADDED_COLUMNS = {c: "TEXT" for c in ("correlation_id", "answer", "question_mode
 BATCH = 500
 FLUSH_EVERY_S = 1.0
 PRUNE_EVERY_S = 60.0
+BUSY_TIMEOUT_S = 30.0  # each write waits this long for another process's lock, then retries
 
 
 def stored_question(question: str, mode: QuestionMode) -> str | None:
@@ -65,11 +72,19 @@ def stored_question(question: str, mode: QuestionMode) -> str | None:
 class RequestLog:
     """Append-only log of queries in SQLite; ``record`` never touches the disk itself."""
 
-    def __init__(self, path: Path, config: RequestLogConfig, source_threshold: float = 0.5) -> None:
+    def __init__(
+        self,
+        path: Path,
+        config: RequestLogConfig,
+        source_threshold: float = 0.5,
+        on_drop: Callable[[int], None] | None = None,
+    ) -> None:
         self.path = path
         self.config = config
         self.source_threshold = source_threshold
-        self._writer = QueuedWriter("request-log", self._write, FLUSH_EVERY_S, BATCH)
+        self._writer = QueuedWriter(
+            "request-log", self._write, FLUSH_EVERY_S, BATCH, on_drop=on_drop
+        )
         self._last_prune = 0.0
         self._db: sqlite3.Connection | None = None  # shared by the writer and feedback
         self._lock = threading.Lock()
@@ -79,9 +94,9 @@ class RequestLog:
         if self._db is not None:
             return
         # WAL without an fsync per commit: durable enough for a log
-        self._db = open_database(self.path, SCHEMA, synced=False)
+        # worker processes share the file: a writer waits for another's lock
+        self._db = open_database(self.path, SCHEMA, synced=False, busy_timeout_s=BUSY_TIMEOUT_S)
         add_missing_columns(self._db, "requests", _ADDED_COLUMNS)
-        self._db.execute("PRAGMA busy_timeout = 30000")  # worker processes share the file
         self._writer.start()
 
     def close(self) -> None:
@@ -104,7 +119,11 @@ class RequestLog:
         """Attach a feedback score (1 / 0 for thumbs, or any number) and an optional comment to
         a logged request."""
         self.flush()
-        with self._lock, transaction(self._database()) as db:
+        with (
+            named_faults(self.path, BUSY_TIMEOUT_S),
+            self._lock,
+            transaction(self._database()) as db,
+        ):
             cursor = db.execute(
                 "UPDATE requests SET feedback = ?, feedback_comment = ? WHERE request_id = ?",
                 (score, comment, request_id),
@@ -124,15 +143,28 @@ class RequestLog:
             answer_mode,
         )  # fmt: skip
 
+    @property
+    def pending(self) -> int:
+        """Rows kept in memory after a failed write (the file locked or its disk full), written
+        on the writer's next round."""
+        return self._writer.pending
+
+    @property
+    def dropped(self) -> int:
+        """Rows given up on: more than the writer keeps, or still unwritten at ``close``."""
+        return self._writer.dropped
+
     def _write(self, events: list[QueryEvent]) -> None:
-        try:
-            rows = [self._row(e) for e in events]
-            with self._lock, transaction(self._database()) as db:
-                db.executemany(_INSERT, rows)
-            if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
+        """One batch in one transaction; a storage error propagates so the writer keeps the
+        batch for its next round (a busy file or a full disk must not lose or fail requests)."""
+        rows = [self._row(e) for e in events]
+        with self._lock, transaction(self._database()) as db:
+            db.executemany(_INSERT, rows)
+        if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
+            try:
                 self.prune()
-        except sqlite3.Error as exc:  # a full disk must not take the service down
-            log.error("request log %s: could not write %d rows: %s", self.path, len(events), exc)
+            except sqlite3.Error as exc:  # the rows are in; pruning waits for the next round
+                log.warning("request log %s: retention not applied: %s", self.path, exc)
 
     def prune(self) -> int:
         """Apply ``retention_days`` and ``max_rows``; returns the rows deleted."""

@@ -11,7 +11,8 @@ from llmops.errors import IngestError
 from llmops.protocols import Loader
 from llmops.rag.loaders.directory import discover, loader_for
 
-SourceSpec = tuple[Path, list[str], list[str], Mapping[str, Loader]]
+SourceSpec = tuple[Path, list[str], list[str], Mapping[str, Loader], float]
+"""(root, include globs, exclude globs, loader by extension, max_file_mb) of one source."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def source_key(root: Path, path: Path) -> str:
 @dataclass(frozen=True)
 class Discovery:
     """The files of every source, and the paths refused (key → reason): links out of a
-    source folder."""
+    source folder, files over the source's size limit."""
 
     files: list[SourceFile]
     refused: dict[str, str]
@@ -52,10 +53,10 @@ def discover_files(sources: Sequence[SourceSpec]) -> Discovery:
     """Every file of every source, in a stable order; two files with one key is an error."""
     found: dict[str, SourceFile] = {}
     refused: dict[str, str] = {}
-    for root, include, exclude, loaders in sources:
+    for root, include, exclude, loaders, max_file_mb in sources:
         if not root.exists():
             raise IngestError(f"source path does not exist: {root}")
-        listing = discover(root, include, exclude)
+        listing = discover(root, include, exclude, max_file_mb)
         refused |= {source_key(root, root / path): why for path, why in listing.refused.items()}
         for path in listing.files:
             key = source_key(root, path)

@@ -31,9 +31,10 @@ from llmops.monitoring.monitor import Monitor
 from llmops.pipelines.query import Prepared, QueryOptions, QueryPipeline
 from llmops.protocols import Generator
 from llmops.routing.canary import CanaryState
+from llmops.routing.resilient import redis_state
 from llmops.routing.router import ExperimentRouter
 from llmops.routing.shadow import ShadowRunner
-from llmops.routing.state import RedisRoutingState, RoutingState, SqliteRoutingState
+from llmops.routing.state import RoutingState, SqliteRoutingState
 from llmops.types import Answer
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class Experiment:
                 variant.prompt or prompt,
                 None if name == shadow else monitor,  # shadow answers serve nobody
                 components.variant_generators.get(name),
+                variant.adapter,
             )
             for name, variant in config.variants.items()
         }
@@ -307,9 +309,10 @@ class Experiment:
 
 
 def open_state(config: ExperimentPolicy, data_dir: Path) -> RoutingState:
-    """The experiment's state store: its Redis, or ``routing.sqlite`` in the app's data dir."""
+    """The experiment's state store: its Redis (routing on through an outage, see
+    ``llmops.routing.resilient``), or ``routing.sqlite`` in the app's data dir."""
     if config.redis_url:
-        return RedisRoutingState(config.redis_url)
+        return redis_state(config.redis_url)
     return SqliteRoutingState(data_dir / "routing.sqlite")
 
 

@@ -39,6 +39,7 @@ class FinetuneResult:
     resumed_from: Path | None = None
     run_id: str | None = None
     notes: list[str] = field(default_factory=list)
+    main_process: bool = True  # False in the other DDP ranks: they train, the main one reports
     gates: list[GateResult] = field(default_factory=list)
     version: ModelVersion | None = None  # the registered adapter version (alias candidate)
     eval_gates: list[GateResult] = field(default_factory=list)  # the suite's, on the adapter
@@ -58,8 +59,13 @@ def run_job(
     report: Callable[[Progress], None] | None = None,
 ) -> FinetuneResult:
     """Train ``loaded``'s job; on completion write adapter, tokenizer, job copy and manifest to
-    its output_dir. Raises DatasetError (bad data line), FinetuneError, ConfigError."""
+    its output_dir. Raises DatasetError (bad data line), FinetuneError, ConfigError.
+
+    Under ``accelerate launch`` / ``torchrun`` every rank trains; only the main one (rank 0)
+    tracks in MLflow, writes the adapter and manifest, runs the gates and registers. The
+    others return a result with ``main_process`` False and no manifest."""
     require("peft", "local")
+    from llmops.finetune import distributed
     from llmops.finetune.manifest import manifest, write_output
     from llmops.finetune.trainer import train
 
@@ -68,22 +74,23 @@ def run_job(
         from llmops.pipelines.finetune_suite import check_suite
 
         check_suite(loaded)
-    tracker = _tracker(loaded, output, resume)
+    main = distributed.is_main()
+    tracker = _tracker(loaded, output, resume) if main else None
     callbacks = [tracker] if tracker is not None else []
     outcome = train(loaded, resume=resume, max_steps=max_steps, report=report, callbacks=callbacks)
     metrics = {k: v for k, v in outcome.eval_metrics.items()}
     found: dict[str, Any] = {}
-    if not outcome.preempted:
-        eval_loss = metrics.get("eval_loss")
+    if not outcome.preempted and main:
         found = manifest(
             loaded,
             steps=outcome.steps,
             dtype=outcome.dtype,
             quantized=outcome.quantized,
-            eval_loss=eval_loss,
+            eval_loss=metrics.get("eval_loss"),
+            world_size=outcome.world_size,
         )
         write_output(loaded, output, outcome.model, outcome.tokenizer, found)
-    run_id = tracker.finish(metrics, outcome.steps, outcome.preempted) if tracker else None
+    run_id = tracker.finish(metrics, outcome) if tracker else None
     result = FinetuneResult(
         adapter_dir=output,
         manifest=found,
@@ -94,8 +101,9 @@ def run_job(
         resumed_from=outcome.resumed_from,
         run_id=run_id,
         notes=outcome.notes,
+        main_process=main,
     )
-    if outcome.preempted:
+    if outcome.preempted or not main:
         return result
     return _gate_and_register(loaded, result, output)
 
@@ -175,10 +183,13 @@ def _tracker(loaded: LoadedFinetune, output: Path, resume: bool) -> Any:
                 if isinstance(value, int | float):
                     client.log_metric(run_id, metric_key(key), float(value), step=state.global_step)
 
-        def finish(self, metrics: dict[str, float], steps: int, preempted: bool) -> str:
+        def finish(self, metrics: dict[str, float], outcome: Any) -> str:
+            steps = outcome.steps
             for key, value in metrics.items():
                 client.log_metric(run_id, metric_key("final", key), value, step=steps)
-            if not preempted:
+            # a tag, not a param: a resumed attempt may run on another number of processes
+            client.set_tag(run_id, "finetune.world_size", str(outcome.world_size))
+            if not outcome.preempted:
                 client.log_artifact(run_id, loaded.file)
                 client.set_terminated(run_id, "FINISHED")
             return str(run_id)

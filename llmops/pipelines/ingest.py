@@ -8,7 +8,9 @@ that replaces the old one only when complete. See ``llmops.rag.indexing`` for cr
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from llmops.build import Components
-from llmops.errors import IngestError, LoadError
+from llmops.db import storage_error
+from llmops.errors import IngestError, LoadError, StorageError
 from llmops.pipelines.discovery import SourceFile, discover_files
 from llmops.pipelines.prefetch import prefetched, write_behind
 from llmops.protocols import SparseIndex, Vectors, VectorStore
@@ -111,9 +114,12 @@ def ingestion_lock(data_dir: Path) -> Iterator[None]:
 
 
 def sparse_intact(c: Components, active: IndexTarget) -> bool:
-    """False when the store has chunks in the active collection but the sparse index has no
-    such collection (its files were deleted, or it was switched on after the index was built):
-    the next ingestion then rebuilds everything, as after a settings change."""
+    """False when the vector store lacks the active collection (its folder was moved aside as
+    corrupt, or deleted), or the store has chunks in it but the sparse index has no such
+    collection (its files were deleted, or it was switched on after the index was built): the
+    next ingestion then rebuilds everything, as after a settings change."""
+    if active.collection not in c.store.collections():
+        return False
     if c.sparse is None or active.collection in c.sparse.collections():
         return True
     return c.store.count(active.collection) == 0
@@ -129,7 +135,7 @@ class Ingestion:
 
     def run(self, full: bool = False) -> IngestReport:
         started = time.perf_counter()
-        with ingestion_lock(self.c.data_dir):
+        with ingestion_lock(self.c.data_dir), self._storage_faults():
             target, rebuilding = self._choose_target(full)
             self.report.collection, self.report.rebuilt = target.collection, rebuilding
             self._drop_leftovers(target)
@@ -138,9 +144,28 @@ class Ingestion:
             self._sync(target, discovery.files)
             if rebuilding:
                 self._promote(target)
-        self.report.chunks_total = self.c.store.count(target.collection)
+            self.report.chunks_total = self.c.store.count(target.collection)
         self.report.seconds = time.perf_counter() - started
         return self.report
+
+    @contextmanager
+    def _storage_faults(self) -> Iterator[None]:
+        """A full disk, a locked or damaged file stops the run with one line saying what, where,
+        how far it got and how to go on; every file committed so far stays committed, and files
+        half written are recorded as pending, so the next run redoes exactly those."""
+        try:
+            yield
+        except (StorageError, sqlite3.Error, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise  # not a storage fault of the index (a source that cannot be read, ...)
+            fault = exc if isinstance(exc, StorageError) else storage_error(exc, self.c.data_dir)
+            report = self.report
+            done = report.added + report.updated
+            where = "in the new index (used once complete)" if report.rebuilt else "in the index"
+            raise IngestError(
+                f"ingestion stopped: {fault}. {done} changed files were committed {where} "
+                f"before it stopped; run `llmops ingest` again to index the rest"
+            ) from exc
 
     def _choose_target(self, full: bool) -> tuple[IndexTarget, bool]:
         records, fingerprint = self.c.records, self.c.fingerprint

@@ -50,7 +50,11 @@ class ModelMonitor:
         settings = self.app.monitoring
         self.data_dir = app_data_dir(loaded)
         self.log = (
-            PredictionLog(self.data_dir / "predictions.sqlite", settings.predictions.retention_days)
+            PredictionLog(
+                self.data_dir / "predictions.sqlite",
+                settings.predictions.retention_days,
+                metrics.rows_dropped("predictions"),
+            )
             if settings.predictions.enabled
             else None
         )

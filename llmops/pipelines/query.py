@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from llmops.build import Components
 from llmops.config.schema import Fusion, RetrievalConfig, SearchMode
-from llmops.errors import BackendError, InvalidRequest, NotReady
+from llmops.errors import BackendError, InvalidRequest, NotReady, StorageError
 from llmops.monitoring.events import QueryEvent
 from llmops.monitoring.monitor import Monitor
 from llmops.protocols import Generator
@@ -80,10 +80,13 @@ class QueryPipeline:
         prompt: str,
         monitor: Monitor | None = None,
         generator: Generator | None = None,
+        adapter: str | None = None,
     ) -> None:
-        """``generator`` replaces the app's (an experiment variant's own)."""
+        """``generator`` replaces the app's (an experiment variant's own); ``adapter`` is the
+        LoRA adapter this pipeline answers with when a request names none (a variant's)."""
         self.c = components
         self.generator = generator or components.generator
+        self.adapter = adapter
         self.monitor = monitor
         self.retrieval = retrieval
         self.prompt = prompt
@@ -148,7 +151,14 @@ class QueryPipeline:
         if active is None:
             raise NotReady("the index is empty: run `llmops ingest` (or POST /ingest) first")
         texts = list(dict.fromkeys([question, self.search_text(question, options.history)]))
-        return await self.searcher.search(active.collection, texts, params, trace)
+        try:
+            return await self.searcher.search(active.collection, texts, params, trace)
+        except StorageError:
+            now = self.c.records.active()
+            if now is None or now.collection == active.collection:
+                raise
+            # a rebuild made its new collection active and dropped this one mid-search
+            return await self.searcher.search(now.collection, texts, params, trace)
 
     async def prepare(
         self, question: str, options: QueryOptions | None = None, request_id: str | None = None
@@ -216,11 +226,19 @@ class QueryPipeline:
         """Generate the answer to a prepared request (and report it to the monitor)."""
         try:
             generating = time.perf_counter()
-            generation = await self.generator.generate(prepared.request)
+            generation = await self.generator.generate(self._request(prepared))
         except Exception as exc:
             self._failed(exc)
             raise
         return self._observed(prepared, generation, generating)
+
+    def _request(self, prepared: Prepared) -> GenerationRequest:
+        """The generator's request, with this pipeline's adapter unless the request names one
+        (a request adopted from another variant's pipeline carries that one's options)."""
+        request = prepared.request
+        if self.adapter is None or prepared.options.generation.adapter is not None:
+            return request
+        return replace(request, options=replace(request.options, adapter=self.adapter))
 
     def _observed(self, prepared: Prepared, generation: Generation, generating: float) -> Answer:
         """The answer, reported to the monitor (metrics, request log, drift window; backends
@@ -260,7 +278,7 @@ class QueryPipeline:
         try:
             generating = time.perf_counter()
             generator = self.generator
-            async with aclosing(generator.stream(prepared.request)) as pieces:
+            async with aclosing(generator.stream(self._request(prepared))) as pieces:
                 async for item in pieces:
                     if isinstance(item, Generation):
                         yield self._observed(prepared, item, generating)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmops.db import open_database, transaction
+from llmops.db import named_faults, open_database, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -73,9 +73,11 @@ class RecordTable:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; a full disk, a lock held past the busy timeout or a damaged file
+        raises ``StorageError`` naming this file (the transaction is rolled back)."""
         if self._db is None:
             raise RuntimeError("record table not open")
-        with self._lock, transaction(self._db) as db:
+        with named_faults(self.path), self._lock, transaction(self._db) as db:
             yield db
 
     def _get_state(self, key: str) -> str | None:

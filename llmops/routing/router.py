@@ -143,7 +143,11 @@ class ExperimentRouter:
         if self.config.shadow is not None:
             runs = await self.state.shadow_runs(self.name, limit=SUMMARY_RUNS)
             variants[self.config.shadow.variant]["shadow"] = summarize(runs)
-        return {"experiment": self.name, "strategy": self.config.strategy, "variants": variants}
+        report = {"experiment": self.name, "strategy": self.config.strategy, "variants": variants}
+        health = getattr(self.state, "health", None)  # a shared store says if it is reachable
+        if health is not None:
+            report["state"] = health()
+        return report
 
     async def _canary_report(self) -> dict[str, Any]:
         policy, state = self.canary_policy, await self.state.canary(self.canary_key)

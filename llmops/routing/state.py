@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from llmops.db import open_database, transaction
+from llmops.redis_pool import async_redis
 from llmops.routing.bandit import ArmStats
 from llmops.routing.canary import CanaryState
 
@@ -219,14 +220,16 @@ class RedisRoutingState:
     """One hash per arm (``<prefix>:<experiment>:arm:<arm>``) and a set of an experiment's arms;
     updates are HINCRBY / HINCRBYFLOAT in one MULTI transaction."""
 
-    def __init__(self, url: str, prefix: str = "llmops:routing", max_connections: int = 32) -> None:
-        import redis.asyncio as redis
-
-        # a bounded pool that makes callers wait for a connection instead of failing at a burst
-        pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=10, decode_responses=True
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "llmops:routing",
+        max_connections: int = 32,
+        socket_timeout_s: float | None = 2.0,
+    ) -> None:
+        self.client = async_redis(
+            url, max_connections, socket_timeout_s, wait_s=10, decode_responses=True
         )
-        self.client: Any = redis.Redis(connection_pool=pool)
         self.prefix = prefix
 
     def _arm_key(self, experiment: str, arm: str) -> str:
@@ -267,6 +270,10 @@ class RedisRoutingState:
 
     async def add_reward(self, experiment: str, arm: str, reward: float) -> None:
         await self._add(experiment, arm, ArmStats().observed(reward))
+
+    async def add_stats(self, experiment: str, arm: str, delta: ArmStats) -> None:
+        """Add a whole delta (counts kept during an outage) in one transaction."""
+        await self._add(experiment, arm, delta)
 
     async def stats(self, experiment: str) -> dict[str, ArmStats]:
         arms = sorted(await self.client.smembers(self._arms_key(experiment)))

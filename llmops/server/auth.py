@@ -36,12 +36,15 @@ from llmops.access.limits import (
     Decision,
     InFlight,
     Limiter,
-    make_in_flight,
-    make_limiter,
+    MemoryInFlight,
+    MemoryLimiter,
+    RedisInFlight,
+    RedisLimiter,
     per_minute,
 )
-from llmops.access.quota import DailyTokens, make_daily_tokens, until_day_end
+from llmops.access.quota import DailyTokens, MemoryDailyTokens, RedisDailyTokens, until_day_end
 from llmops.config.auth import BIND_HOST_ENV, AuthConfig, RateLimits
+from llmops.errors import StorageError
 from llmops.server.errors import ErrorResponse, error_response
 from llmops.server.middleware import HttpMiddleware
 from llmops.types import Usage
@@ -86,8 +89,8 @@ def bearer(scope: Scope) -> str | None:
 
 
 OnRefusal = Callable[[str, bool], None]
-"""Called with a refusal's reason (missing_key, invalid_key, scope, rate, concurrency, tokens)
-and whether shadow mode let the request through."""
+"""Called with a refusal's reason (missing_key, invalid_key, scope, rate, concurrency, tokens,
+store) and whether shadow mode let the request through."""
 
 
 class ApiKeyAuth(HttpMiddleware):
@@ -133,7 +136,11 @@ class ApiKeyAuth(HttpMiddleware):
             return
         state = scope.setdefault("state", {})
         token = bearer(scope)
-        info = None if token is None else self.keys.verify(token)
+        try:
+            info = None if token is None else self.keys.verify(token)
+        except StorageError as exc:  # the key store locked past its wait, or its disk full
+            await self._refuse(scope, receive, send, "store", 503, str(exc))
+            return
         if info is None:
             why = (
                 "missing API key: send `Authorization: Bearer <key>`"
@@ -239,7 +246,12 @@ class ApiKeyAuth(HttpMiddleware):
         if self.on_refusal is not None:
             self.on_refusal(reason, False)
         request_id = scope.get("state", {}).get("request_id")
-        code = {401: "invalid_api_key", 403: "insufficient_scope", 429: "rate_limit_exceeded"}
+        code = {
+            401: "invalid_api_key",
+            403: "insufficient_scope",
+            429: "rate_limit_exceeded",
+            503: "key_store_unavailable",
+        }
         response = error_response(scope["path"], status, message, request_id, code=code[status])
         if headers:
             response.headers.update(headers)
@@ -280,20 +292,33 @@ def install(
     host = os.environ.get(BIND_HOST_ENV) or host
     if not config.active(host):
         return False
+    limiter, in_flight, tokens = counters(config)
     app.add_middleware(
         ApiKeyAuth,
         keys=KeyStore(data_dir, server_secret(), config.cache_ttl_s),
         limits=config.limits,
-        limiter=make_limiter(config.limiter, config.redis_url, config.redis_prefix),
-        in_flight=make_in_flight(
-            config.limiter, config.redis_url, config.redis_prefix, config.in_flight_lease_s
-        ),
-        tokens=make_daily_tokens(config.limiter, config.redis_url, config.redis_prefix),
+        limiter=limiter,
+        in_flight=in_flight,
+        tokens=tokens,
         shadow=config.shadow,
         on_refusal=on_refusal,
     )
     document_refusals(app)
     return True
+
+
+def counters(config: AuthConfig) -> tuple[Limiter, InFlight, DailyTokens]:
+    """Where the limits count: in this process, or in Redis for one budget across replicas."""
+    if config.limiter == "redis":
+        url, prefix = config.redis_url, config.redis_prefix
+        assert url is not None  # the config model requires it
+        lease_s = config.in_flight_lease_s
+        return (
+            RedisLimiter(url, prefix),
+            RedisInFlight(url, prefix, lease_s),
+            RedisDailyTokens(url, prefix),
+        )
+    return MemoryLimiter(), MemoryInFlight(), MemoryDailyTokens()
 
 
 _REFUSALS = {

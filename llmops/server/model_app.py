@@ -233,9 +233,7 @@ def create_model_app(service: ModelService) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=service.app.serving.max_body_bytes)
     app.add_middleware(CancelOnDisconnect)
     serving = service.app.serving
-    auth.install(
-        app, serving.auth, service.data_dir, serving.host, service.metrics.access_refusal
-    )
+    auth.install(app, serving.auth, service.data_dir, serving.host, service.metrics.access_refusal)
     app.add_middleware(RequestId)
     install_cors(app, service.app.serving.cors)  # outside the key check: preflights carry no key
     errors.install(app)

@@ -232,6 +232,74 @@ def test_an_experiment_variant_rolls_out_the_candidate_adapter(
     assert len(answers["next"]) == 1 and answers["next"] != answers["stable"]
 
 
+def adapter_variants(
+    registry: ModelRegistry, tiny: dict[str, Path], name: str
+) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
+    """An hf_local generator serving NAME@production (v1) and NAME@candidate (v2) on one base
+    model, and two variants answering with one each."""
+    publish(registry, name, tiny["v1"], tiny["model"])
+    publish(registry, name, tiny["v2"], tiny["model"], promote=False)
+    generator = {
+        "type": "hf_local",
+        "model": str(tiny["model"]),
+        "max_tokens": 8,
+        "adapters": {"prod": f"models:/{name}@production", "cand": f"models:/{name}@candidate"},
+        "registry_uri": registry.tracking_uri,
+    }
+    return generator, {"stable": {"adapter": "prod"}, "next": {"adapter": "cand"}}
+
+
+def test_a_canary_of_an_adapter_variant_rolls_back_with_the_reason(
+    registry: ModelRegistry, tiny: dict[str, Path], write_config: ConfigWriter
+) -> None:
+    """Variants name adapters of one generator (one base model loaded); the candidate's canary
+    breaks its latency bound, is rolled back, and every request is then the production
+    adapter's answer."""
+    from llmops import RAG
+
+    generator, variants = adapter_variants(registry, tiny, "rollback-lora")
+    experiment = {
+        "name": "adapter-rollback",
+        "strategy": "canary",
+        "variants": variants,
+        "canary": {"variant": "next", "stages": [0.5, 1.0], "window": 3, "max_p95_ms": 0.001},
+    }
+    config = write_config(embedder=HASHING, generator=generator, experiment=experiment)
+    answers: dict[str, set[str]] = {}
+    with RAG.from_config(config) as rag:
+        rag.ingest()
+        served = [rag.query("How do I restore a backup?", user=f"u{i}") for i in range(30)]
+        report = rag.experiment_report()
+    assert report is not None
+    for answer in served:
+        answers.setdefault(answer.variant, set()).add(answer.answer)
+    assert set(answers) == {"stable", "next"} and answers["next"] != answers["stable"]
+    assert len(answers["stable"]) == 1  # one adapter, greedy: one answer
+    canary = report["variants"]["next"]["canary"]
+    assert canary["rolled_back"] and "p95" in canary["reason"], canary
+    first_after = next(i for i, a in enumerate(served) if a.variant == "next") + 3
+    assert all(a.variant == "stable" for a in served[first_after + 3 :])
+
+
+def test_thompson_sampling_moves_traffic_to_the_adapter_users_reward(
+    registry: ModelRegistry, tiny: dict[str, Path], write_config: ConfigWriter
+) -> None:
+    from llmops import RAG
+
+    generator, variants = adapter_variants(registry, tiny, "bandit-lora")
+    experiment = {"name": "adapter-bandit", "strategy": "thompson", "variants": variants}
+    config = write_config(embedder=HASHING, generator=generator, experiment=experiment)
+    chosen: list[str] = []
+    with RAG.from_config(config) as rag:
+        rag.ingest()
+        for i in range(40):
+            answer = rag.query("How do I restore a backup?", user=f"u{i}")
+            chosen.append(answer.variant)
+            rag.feedback(answer.request_id, 1.0 if answer.variant == "next" else 0.0)
+    assert "stable" in chosen[:20]  # both were tried
+    assert chosen[20:].count("next") >= 14, chosen
+
+
 def test_render_vllm_prints_versioned_lora_flags(
     registry: ModelRegistry, tiny: dict[str, Path]
 ) -> None:

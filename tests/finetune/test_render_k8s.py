@@ -149,3 +149,62 @@ def _matches_deploy(name: str, text: str, options: str) -> None:
     if os.environ.get("LLMOPS_WRITE_DEPLOY"):
         target.write_text(text)
     assert target.read_text() == text, f"deploy/{name} is stale: rerun with LLMOPS_WRITE_DEPLOY=1"
+
+
+FAKE_LAUNCHER = """#!{python}
+import pathlib, signal, sys, time
+out = pathlib.Path(sys.argv[0]).parent / "launcher.log"
+def stop(signum, frame):
+    time.sleep(0.3)  # a checkpoint being written
+    out.write_text("stopped on SIGTERM")
+    sys.exit(143)
+signal.signal(signal.SIGTERM, stop)
+out.write_text("started")
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("finish", ["sigterm", "done", "not-done", "failed"])
+def test_the_pod_script_forwards_sigterm_and_exits_as_the_job_needs(
+    tmp_path: Path, finish: str
+) -> None:
+    """The rendered command, run by /bin/sh with a stand-in `accelerate` on PATH: SIGTERM to
+    the shell reaches the launcher, the shell waits for it and exits with its status (the pod
+    is retried); a launcher that ends 0 gives 0 with the manifest written, else 75; a failed
+    one, its own status."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from llmops.finetune.manifests import ClusterSpec, launch_command
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    launcher = bin_dir / "accelerate"
+    script = FAKE_LAUNCHER.format(python=sys.executable)
+    if finish != "sigterm":
+        script = script.replace("time.sleep(60)", f"sys.exit({3 if finish == 'failed' else 0})")
+    launcher.write_text(script)
+    launcher.chmod(0o755)
+    output = tmp_path / "run"
+    output.mkdir()
+    if finish == "done":
+        (output / "manifest.json").write_text("{}")
+    spec = ClusterSpec(image="img", gpus=1)
+    command = launch_command(spec, str(output))
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    shell = subprocess.Popen(command, env=env)
+    if finish == "sigterm":
+        log = bin_dir / "launcher.log"
+        deadline = time.monotonic() + 10
+        while not (log.exists() and log.read_text() == "started"):
+            assert time.monotonic() < deadline, "the launcher did not start"
+            time.sleep(0.05)
+        shell.send_signal(signal.SIGTERM)
+    status = shell.wait(timeout=20)
+    if finish == "sigterm":
+        assert (bin_dir / "launcher.log").read_text() == "stopped on SIGTERM"
+        assert status == 143
+    else:
+        assert status == {"done": 0, "not-done": 75, "failed": 3}[finish]

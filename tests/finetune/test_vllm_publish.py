@@ -118,3 +118,36 @@ def test_cli_publishes_a_registered_version_and_unloads_the_previous(tmp_path: P
     assert (Path(behaviour.loaded[name]) / "adapter_config.json").is_file()
     assert refused.exit_code == 1
     assert f"/nowhere/pub-lora/v{versions[1]}" in refused.output
+
+
+def test_promote_with_vllm_urls_loads_the_promoted_adapter_into_each_server(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("peft")
+    from tests.tiny_models import build_lora_adapter, build_tiny_model
+
+    model = build_tiny_model(tmp_path / "model")
+    registry = ModelRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "artifacts"))
+    for seed in (1, 2):
+        adapter = build_lora_adapter(model, tmp_path / f"a{seed}", seed=seed)
+        manifest = AdapterManifest.for_adapter(adapter, model)
+        register_adapter(registry, "pro-lora", adapter, manifest, metrics={}, params={}, tags={})
+    registry.promote("pro-lora", "1")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "model.txt").write_text("not an adapter")
+    registry.register_folder("tabular", plain, metrics={}, params={}, tags={})
+    first, second = Behaviour(loaded={"pro-lora-v1": "/old"}), Behaviour()
+    base = ["models", "promote", "--tracking-uri", registry.tracking_uri,
+            "--dir", str(tmp_path / "dl")]  # fmt: skip
+    with vllm_lora_server.serve(first) as one, vllm_lora_server.serve(second) as two:
+        result = CliRunner().invoke(
+            app, [*base, "pro-lora", "--vllm-url", one, "--vllm-url", two, "--unload-older"]
+        )
+        refused = CliRunner().invoke(app, [*base, "tabular", "--from", "1", "--vllm-url", one])
+    assert result.exit_code == 0, result.output
+    assert "pro-lora: production 1 -> 2 (previous: 1)" in result.stdout
+    assert list(first.loaded) == ["pro-lora-v2"] and list(second.loaded) == ["pro-lora-v2"]
+    assert registry.get("pro-lora", "production").version == 2
+    assert refused.exit_code == 1 and "not a LoRA adapter" in refused.output
+    assert "production" not in registry.get("tabular", "1").aliases  # nothing moved

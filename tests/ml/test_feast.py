@@ -295,16 +295,31 @@ def test_config_names_one_source_of_rows(tmp_path: Path, data: str, message: str
         load_model_app_config(config)
 
 
-def test_importing_feast_leaves_prometheus_in_single_process_mode() -> None:
+@pytest.mark.parametrize(
+    "importing",
+    [
+        "from llmops.ml.feature_store import feast_module\nfeast_module()",
+        # MLflow loads feast's MLflow plugin (a request header provider) by itself, the first
+        # time it talks to a tracking server: found when an eval run's MLflow logging left the
+        # variable set and a training subprocess started later wrote into feast's folder
+        "from llmops.deps import require\nrequire('mlflow', 'eval')\n"
+        "from mlflow.tracking.request_header.registry import resolve_request_headers\n"
+        "resolve_request_headers()",
+    ],
+    ids=["feast", "mlflow"],
+)
+def test_importing_feast_leaves_prometheus_in_single_process_mode(importing: str) -> None:
     """``import feast`` points PROMETHEUS_MULTIPROC_DIR at a folder of its own; left set, every
-    /metrics scrape of the process would read that folder instead of llmops' counters."""
+    /metrics scrape of the process would read that folder instead of llmops' counters, and
+    every process it starts would run in multiprocess mode."""
     import os
     import subprocess
     import sys
 
     code = (
-        "import os\nfrom llmops.ml.feature_store import feast_module\nfeast_module()\n"
-        "print(sorted(k for k in os.environ if k.startswith('PROMETHEUS_MULTIPROC')))\n"
+        f"import os, sys\n{importing}\nassert 'feast' in sys.modules\n"
+        "print(sorted(k for k in os.environ if k.upper().startswith('PROMETHEUS_MULTIPROC')))\n"
+        "from prometheus_client import values\nassert values.ValueClass is values.MutexValue\n"
         "from llmops.monitoring.metrics import Metrics\n"  # its counters must still work
         "Metrics('app').error('x')"
     )

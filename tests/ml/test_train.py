@@ -122,9 +122,11 @@ def test_a_training_killed_during_its_search_resumes_from_the_stored_trials(
     while finished < 3 and time.time() < deadline and process.poll() is None:
         time.sleep(0.2)
         finished = _finished_trials(storage)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    assert 3 <= finished < 12, (finished, log.read_text())
+    ended = process.poll()
+    if ended is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert ended is None and 3 <= finished < 12, (finished, ended, log.read_text())
     result = CliRunner().invoke(app, ["train", str(config)])
     assert result.exit_code == 0, result.output
     resumed = 12 - _finished_trials_at_kill(result.output)

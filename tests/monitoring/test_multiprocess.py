@@ -44,7 +44,12 @@ def test_two_processes_aggregate_into_one_scrape(
     workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(n)], env=env) for n in (3, 5)]
     assert [w.wait(timeout=60) for w in workers] == [0, 0]
 
-    body, _ = Metrics("app").render()  # in multiprocess mode: read every process's files
+    scrape = "import sys; from llmops.monitoring.metrics import Metrics; "
+    scrape += "sys.stdout.buffer.write(Metrics('app').render()[0])"
+    # a third worker answers the scrape: in multiprocess mode it reads every process's files
+    body = subprocess.run(
+        [sys.executable, "-c", scrape], env=env, capture_output=True, check=True, timeout=60
+    ).stdout
     values: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
     for family in text_string_to_metric_families(body.decode()):
         for s in family.samples:
@@ -62,3 +67,16 @@ def test_two_processes_aggregate_into_one_scrape(
     assert get("llmops_query_duration_seconds_sum") == pytest.approx(8 * 0.02)
     assert get("llmops_index_chunks") == 105  # the max over workers
     assert get("llmops_drift_score", statistic="p_value") == 0.5
+
+
+def test_a_multiprocess_folder_named_later_does_not_hide_this_processs_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``import feast`` (by any library) sets PROMETHEUS_MULTIPROC_DIR after prometheus_client
+    was imported in single-process mode; /metrics read that folder instead of its own samples
+    (found when an eval run imported feast before a test's scrape)."""
+    metrics = Metrics("app")
+    metrics.http_request("/query", "POST", 200, 0.02, {"backend": "extractive"})
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    body, _ = metrics.render()
+    assert "llmops_http_requests_total{" in body.decode()

@@ -147,6 +147,26 @@ def test_an_app_without_experiment_says_so(make_client: Any) -> None:
         (experiment(variants={"a": {}, "b": {"retrieval": {"top_kk": 3}}}), "top_kk"),
         (experiment(variants={"a": {}, "b": {"generator": {"type": "gpt"}}}), "gpt"),
         (experiment(variants={"control": {}, "wide": {"fallbacks": []}}), "`generator:` too"),
+        (
+            experiment(variants={"control": {}, "wide": {"adapter": "support"}}),
+            "the extractive generator serves no LoRA adapters",
+        ),
+        (
+            experiment(
+                variants={
+                    "control": {},
+                    "wide": {
+                        "adapter": "nope",
+                        "generator": {
+                            "type": "hf_local",
+                            "model": "missing-model",
+                            "adapters": {"support": "models:/x@production"},
+                        },
+                    },
+                }
+            ),
+            "no adapter 'nope' in the generator's adapters",
+        ),
         (experiment(strategy="canary", weights=None), "'canary' needs a `canary:` section"),
         (experiment(canary={"variant": "wide"}), "needs strategy 'canary'"),
         (

@@ -1,7 +1,8 @@
 """Rate limits hold under concurrency: 2 processes × 8 threads against one Redis bucket and
-one Redis concurrency limit, and 16 threads against the in-process bucket. A token bucket of ``capacity`` refilled at ``per_s``
-may admit at most ``capacity + per_s × (t_j - t_i)`` requests between any two of its own
-decisions i ≤ j; a double admission under a race (litellm#4125, #39713) breaks that."""
+one Redis concurrency limit, and 16 threads against the in-process bucket. A token bucket of
+``capacity`` refilled at ``per_s`` may admit at most ``capacity + per_s × (t_j - t_i)``
+requests between any two of its own decisions i ≤ j; a double admission under a race
+(litellm#4125, #39713) breaks that."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import multiprocessing
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -72,27 +75,32 @@ def check_bucket(decisions: list[tuple[float, bool]]) -> tuple[int, float]:
     return len(admitted), CAPACITY + PER_S * (max(all_times) - min(all_times))
 
 
-@pytest.mark.skipif(not redis_available(), reason="no Redis at 127.0.0.1:6379")
-def test_redis_bucket_admits_no_more_than_its_limit_across_processes() -> None:
+def in_two_processes(target: Callable[..., None], name: str) -> list[Any]:
+    """Run ``target(prefix, until, results)`` in two spawned processes on one fresh Redis
+    prefix (deleted afterwards); their results, joined."""
     import redis
 
-    prefix = f"llmops-test-limits-{uuid.uuid4().hex[:8]}"
+    prefix = f"llmops-test-{name}-{uuid.uuid4().hex[:8]}"
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue = context.Queue()  # type: ignore[type-arg]
     until = time.time() + RUN_S + 2.0  # the spawned processes need a moment to start
-    processes = [
-        context.Process(target=redis_process, args=(prefix, until, results)) for _ in range(2)
-    ]
+    processes = [context.Process(target=target, args=(prefix, until, results)) for _ in range(2)]
     try:
         for process in processes:
             process.start()
-        decisions = [d for _ in processes for d in results.get(timeout=60)]
+        joined = [item for _ in processes for item in results.get(timeout=60)]
         for process in processes:
             process.join(timeout=30)
     finally:
         client = redis.Redis.from_url(REDIS_URL)
         for key in client.scan_iter(f"{prefix}:*"):
             client.delete(key)
+    return joined
+
+
+@pytest.mark.skipif(not redis_available(), reason="no Redis at 127.0.0.1:6379")
+def test_redis_bucket_admits_no_more_than_its_limit_across_processes() -> None:
+    decisions = in_two_processes(redis_process, "limits")
     admitted, bound = check_bucket(decisions)
     assert len(decisions) > 10 * admitted  # the clients really competed for the tokens
     assert admitted >= 0.95 * bound - 1  # and the limiter did not refuse what it had
@@ -182,25 +190,7 @@ def most_at_once(spans: list[tuple[float, float]]) -> int:
 
 @pytest.mark.skipif(not redis_available(), reason="no Redis at 127.0.0.1:6379")
 def test_redis_concurrency_limit_holds_across_processes() -> None:
-    import redis
-
-    prefix = f"llmops-test-inflight-{uuid.uuid4().hex[:8]}"
-    context = multiprocessing.get_context("spawn")
-    results: multiprocessing.Queue = context.Queue()  # type: ignore[type-arg]
-    until = time.time() + RUN_S + 2.0
-    processes = [
-        context.Process(target=in_flight_process, args=(prefix, until, results)) for _ in range(2)
-    ]
-    try:
-        for process in processes:
-            process.start()
-        spans = [s for _ in processes for s in results.get(timeout=60)]
-        for process in processes:
-            process.join(timeout=30)
-    finally:
-        client = redis.Redis.from_url(REDIS_URL)
-        for key in client.scan_iter(f"{prefix}:*"):
-            client.delete(key)
+    spans = in_two_processes(in_flight_process, "inflight")
     assert len(spans) > 50  # the slots were used, and used again
     assert most_at_once(spans) == IN_FLIGHT_LIMIT  # reached, never passed
     assert most_at_once([(0.0, 2.0), (1.0, 3.0), (1.5, 1.6)]) == 3  # the check counts overlaps

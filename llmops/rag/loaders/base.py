@@ -1,7 +1,9 @@
-"""Helpers every loader uses: reading text safely and a settings-free Config."""
+"""Helpers every loader uses: reading text safely, a settings-free Config, and a per-file
+parse deadline."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -27,3 +29,27 @@ def read_text(path: Path, source: str) -> str:
     except UnicodeDecodeError as exc:
         raise LoadError(source, f"not valid UTF-8 text (byte {exc.start})") from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def setting(loader: str, extension: str, key: str) -> str:
+    """Where a user raises a loader's limit ``key``, for error messages."""
+    return f"sources[].loaders['{extension}'] = {{type: {loader}, {key}: ...}}"
+
+
+class Deadline:
+    """A per-file parse time limit, checked between steps (a page, a block of markup). Python
+    cannot stop a parser in the middle of a call, so one step may run past it; the steps are
+    kept small for that reason."""
+
+    def __init__(self, seconds: float, source: str, key: str) -> None:
+        """``key``: where the limit is set (``setting(...)``), named in the error."""
+        self.seconds, self.source, self.key = seconds, source, key
+        self._end = time.monotonic() + seconds
+
+    def check(self) -> None:
+        """LoadError once the time is up."""
+        if time.monotonic() > self._end:
+            raise LoadError(
+                self.source,
+                f"parsing took over {self.seconds:g} s, the limit: skipped (raise it: {self.key})",
+            )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from llmops import registry
+from llmops.confine import OUTSIDE, inside, real
 from llmops.protocols import Loader
 
 
@@ -63,13 +64,21 @@ def _folder_excluded(relative: str, patterns: Sequence[str]) -> bool:
     return _excluded(relative, patterns) or _excluded(f"{relative}/", patterns)
 
 
-OUTSIDE = "symbolic link to a path outside the source folder: refused"
+__all__ = ["OUTSIDE", "Listing", "default_loaders", "discover", "glob_match", "loader_for"]
+
+
+def too_large(size: int, limit_mb: float) -> str:
+    """The reason a file of ``size`` bytes is skipped."""
+    return (
+        f"file is {size / 1e6:,.1f} MB, over the limit of {limit_mb:g} MB: skipped "
+        "(raise sources[].max_file_mb to read it)"
+    )
 
 
 @dataclass(frozen=True)
 class Listing:
-    """The files of a source, and the links refused because they lead out of it (relative
-    posix path → reason)."""
+    """The files of a source, and the paths refused (relative posix path → reason): links that
+    lead out of it, files over the size limit."""
 
     files: list[Path]
     refused: dict[str, str]
@@ -91,11 +100,11 @@ def _entries(root: Path, start: str, walked: set[Path]) -> Iterator[tuple[str, P
     ``root / start``, links not followed, hidden names skipped; a real folder already in
     ``walked`` is skipped, and each folder listed is added to it."""
     for folder, dirs, names in os.walk(root / start):
-        here, real = Path(folder), Path(os.path.realpath(folder))
-        if real in walked:  # reached again through a link
+        here, actual = Path(folder), real(folder)
+        if actual in walked:  # reached again through a link
             dirs[:] = []
             continue
-        walked.add(real)
+        walked.add(actual)
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         base = here.relative_to(root)
         for name in dirs:
@@ -110,35 +119,57 @@ def _walk(root: Path) -> _Walk:
     """Every file under ``root``. Links (to files and folders alike) are followed while their
     target stays inside the root and refused otherwise. Each real folder is walked once, so a
     cycle ends, and the real tree comes first, so a file keeps its own path when it has one."""
-    walk = _Walk(root.resolve())
+    walk = _Walk(real(root))
     pending = ["."]
     while pending:
         for relative, path, folder_link in _entries(root, pending.pop(0), walk.walked):
-            real = Path(os.path.realpath(path))  # pathlib's resolve raises on a link loop
-            if not real.is_relative_to(walk.top):
+            if not inside(walk.top, path):
                 walk.refused.append((relative, folder_link))
             elif folder_link:
                 pending.append(relative)
-            elif real.is_file():
-                walk.files.append((relative, real))
+            elif (target := real(path)).is_file():  # realpath: a link loop does not raise
+                walk.files.append((relative, target))
     return walk
 
 
-def discover(root: Path, include: Sequence[str], exclude: Sequence[str]) -> Listing:
+def _sized(listing: Listing, root: Path, max_file_mb: float | None) -> Listing:
+    """``listing`` with the files over ``max_file_mb`` moved to the refused ones."""
+    if max_file_mb is None:
+        return listing
+    files, refused = [], dict(listing.refused)
+    for path in listing.files:
+        size = path.stat().st_size
+        if size > max_file_mb * 1e6:
+            refused[path.name if path == root else path.relative_to(root).as_posix()] = too_large(
+                size, max_file_mb
+            )
+        else:
+            files.append(path)
+    return Listing(files, refused)
+
+
+def discover(
+    root: Path, include: Sequence[str], exclude: Sequence[str], max_file_mb: float | None = None
+) -> Listing:
     """Files under ``root`` matching an include and no exclude glob (relative to ``root``),
     hidden ones skipped, each real file once, sorted by relative path; links out of ``root``
-    are refused. A file given as ``root`` is returned as is."""
+    and files over ``max_file_mb`` (when given) are refused. A file given as ``root`` is
+    returned as is (or refused for its size)."""
     if root.is_file():
-        return Listing([root], {})
+        return _sized(Listing([root], {}), root, max_file_mb)
+    return _sized(_listing(root, include, exclude), root, max_file_mb)
+
+
+def _listing(root: Path, include: Sequence[str], exclude: Sequence[str]) -> Listing:
     walk = _walk(root)
 
     def wanted(relative: str) -> bool:
         return any(glob_match(relative, p) for p in include) and not _excluded(relative, exclude)
 
     chosen: dict[Path, str] = {}
-    for relative, real in sorted(walk.files, key=lambda f: (walk.top / f[0] != f[1], f[0])):
+    for relative, target in sorted(walk.files, key=lambda f: (walk.top / f[0] != f[1], f[0])):
         if wanted(relative):
-            chosen.setdefault(real, relative)
+            chosen.setdefault(target, relative)
     refused = {
         relative: OUTSIDE
         for relative, folder in walk.refused

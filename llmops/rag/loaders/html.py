@@ -1,4 +1,6 @@
-"""HTML files: the title and the visible text, with block elements as line breaks."""
+"""HTML files: the title and the visible text, with block elements as line breaks. The
+markup is fed to the parser in blocks, and a file still parsing after ``timeout_s`` is skipped
+and reported (Python's HTMLParser is slow on some malformed markup)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,9 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
-from llmops.rag.loaders.base import NoSettings, read_text
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmops.rag.loaders.base import Deadline, read_text, setting
 from llmops.registry import register
 from llmops.types import Document
 
@@ -55,10 +59,16 @@ class _TextExtractor(HTMLParser):
             self.parts.append(data if self._pre else re.sub(r"\s+", " ", data))
 
 
-def html_to_text(markup: str) -> tuple[str, str]:
-    """(title, visible text) of an HTML page."""
+_BLOCK_CHARS = 1 << 16
+
+
+def html_to_text(markup: str, deadline: Deadline | None = None) -> tuple[str, str]:
+    """(title, visible text) of an HTML page; ``deadline`` is checked between blocks."""
     parser = _TextExtractor()
-    parser.feed(markup)
+    for start in range(0, len(markup), _BLOCK_CHARS):
+        if deadline is not None:
+            deadline.check()
+        parser.feed(markup[start : start + _BLOCK_CHARS])
     parser.close()
     lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
@@ -67,14 +77,21 @@ def html_to_text(markup: str) -> tuple[str, str]:
 
 @register("loader", "html", summary="HTML (.html .htm): title and visible text")
 class HtmlLoader:
-    Config = NoSettings
+    class Config(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        timeout_s: float = Field(
+            60.0, gt=0, description="Parsing one file longer than this skips it."
+        )
+
     extensions = (".html", ".htm")
 
-    def __init__(self, config: NoSettings | None = None) -> None:
-        self.config = config or NoSettings()
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or self.Config()
 
     def load(self, path: Path, source: str) -> list[Document]:
-        title, text = html_to_text(read_text(path, source))
+        where = setting("html", path.suffix.lower() or ".html", "timeout_s")
+        deadline = Deadline(self.config.timeout_s, source, where)
+        title, text = html_to_text(read_text(path, source), deadline)
         if not text:
             return []
         body = f"{title}\n\n{text}" if title and not text.startswith(title) else text

@@ -6,14 +6,16 @@ import csv
 import io
 import json
 import string
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmops.errors import LoadError
-from llmops.rag.loaders.base import read_text
+from llmops.rag.loaders.base import read_text, setting
 from llmops.registry import register
 from llmops.types import Document
 
@@ -51,7 +53,11 @@ def _parse_json(text: str, jsonl: bool, source: str) -> Any:
         except json.JSONDecodeError as exc:
             where = number if jsonl else exc.lineno
             raise LoadError(source, f"invalid JSON at line {where}: {exc.msg}") from None
-        except (ValueError, RecursionError) as exc:
+        except RecursionError:
+            at = f" at line {number}" if jsonl else ""
+            message = f"JSON nested too deeply{at} for the parser (about 1,000 levels)"
+            raise LoadError(source, f"{message}: skipped") from None
+        except ValueError as exc:
             raise LoadError(source, f"invalid JSON: {exc}") from None
     return parsed if jsonl else (parsed[0] if parsed else _MISSING)
 
@@ -124,6 +130,21 @@ def template_columns(template: str) -> list[str]:
     return columns
 
 
+_FIELD_LIMIT = threading.Lock()
+
+
+@contextmanager
+def _field_limit(chars: int) -> Iterator[None]:
+    """``csv``'s field size limit is one per process: set it for one parse at a time, and
+    put the old one back."""
+    with _FIELD_LIMIT:
+        old = csv.field_size_limit(chars)
+        try:
+            yield
+        finally:
+            csv.field_size_limit(old)
+
+
 @register("loader", "csv", summary="CSV / TSV rows rendered with a template")
 class CsvLoader:
     class Config(BaseModel):
@@ -133,6 +154,9 @@ class CsvLoader:
         )
         metadata_fields: list[str] = Field(default_factory=list)
         delimiter: str | None = Field(None, min_length=1, max_length=1)
+        max_field_chars: int = Field(
+            1_000_000, ge=1, description="A file with a longer field is skipped and reported."
+        )
 
         @field_validator("template")
         @classmethod
@@ -148,11 +172,20 @@ class CsvLoader:
 
     def _rows(self, path: Path, source: str) -> list[dict[str, str]]:
         delimiter = self.config.delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
+        text = io.StringIO(read_text(path, source))
+        reader = csv.DictReader(text, delimiter=delimiter, strict=True)
+        limit = self.config.max_field_chars
         try:
-            text = io.StringIO(read_text(path, source))
-            reader = csv.DictReader(text, delimiter=delimiter, strict=True)
-            rows = list(reader)
+            with _field_limit(limit):
+                rows = list(reader)
         except csv.Error as exc:
+            if "field larger than field limit" in str(exc):
+                where = setting("csv", path.suffix.lower() or ".csv", "max_field_chars")
+                raise LoadError(
+                    source,
+                    f"a field on line {reader.line_num + 1} is longer than the limit of {limit:,} "
+                    f"characters: skipped (raise it: {where})",
+                ) from None
             raise LoadError(source, f"malformed CSV: {exc}") from None
         columns = [c for c in reader.fieldnames or [] if c]
         if self.config.template is not None and rows:

@@ -2,24 +2,35 @@
 
 llmops always passes its own vectors: Chroma's default embedding function (which downloads a
 model) is never used.
+
+Storage faults of the embedded folder (see ``llmops.rag.stores.chroma_faults``): Chroma waits
+without end for another process's lock on ``chroma.sqlite3``, so every call first waits for
+the lock itself, at most ``LOCK_WAIT_S``, and fails with a ``StorageError`` naming the file;
+Chroma's errors of a full disk or a damaged folder become a ``StorageError`` saying which and
+how to recover; a ``chroma.sqlite3`` that is not a database any more is moved aside at start
+and the next ingestion rebuilds the index from the sources.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmops.deps import require
+from llmops.errors import StorageError
 from llmops.protocols import Vectors
 from llmops.rag.filters import chunk_metadata
+from llmops.rag.stores.chroma_faults import LockProbe, forget_client, map_error, quarantine
 from llmops.registry import register
 from llmops.types import Chunk, ScoredChunk
 
 MAX_BATCH = 5000
+T = TypeVar("T")
 _RESERVED = ("document_id", "source", "index")
 
 
@@ -62,6 +73,7 @@ class ChromaStore:
         self._path = Path(config.path) if config.path else data_dir / "chroma"
         self._client: Any = None
         self._collections: dict[str, Any] = {}
+        self._probe: LockProbe | None = None
 
     def start(self) -> None:
         if self._client is not None:
@@ -72,40 +84,98 @@ class ChromaStore:
             self._client = chromadb.HttpClient(
                 host=self.config.host, port=self.config.port, settings=settings
             )
-        else:
-            self._path.mkdir(parents=True, exist_ok=True)
-            self._client = chromadb.PersistentClient(path=str(self._path), settings=settings)
+            return
+        self._path.mkdir(parents=True, exist_ok=True)
+        self._probe = LockProbe(self._path / "chroma.sqlite3")
+        try:
+            self._client = self._open(chromadb, settings)
+        except StorageError as exc:
+            if not exc.problem.startswith("corrupt"):
+                raise
+            forget_client(self._path)  # Chroma caches the broken client by its path
+            quarantine(self._path, exc)  # the next ingestion rebuilds from the sources
+            self._probe = LockProbe(self._path / "chroma.sqlite3")  # a new file from here on
+            self._client = self._open(chromadb, settings)
+
+    def _open(self, chromadb: Any, settings: Any) -> Any:
+        def open_client() -> Any:
+            client = chromadb.PersistentClient(path=str(self._path), settings=settings)
+            client.list_collections()  # reads the file: a damaged one fails here, not later
+            return client
+
+        return self._call(open_client, write=True)
 
     def close(self) -> None:
         self._collections.clear()
         self._client = None
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
+
+    def _call(self, action: Callable[[], T], write: bool = False) -> T:
+        """Run one Chroma call: first wait (bounded) for another process's lock on the
+        folder's database, then map Chroma's storage errors to a ``StorageError``."""
+        if self._probe is not None:
+            self._probe.wait(write)
+        try:
+            return action()
+        except Exception as exc:
+            mapped = map_error(exc, self._path if self._probe is not None else None)
+            if mapped is None:
+                raise
+            raise mapped from exc
 
     def _get(self, name: str) -> Any:
+        """The collection, created if missing (for writes)."""
         if self._client is None:
             raise RuntimeError("vector store not started: call start() first")
         if name not in self._collections:
-            self._collections[name] = self._client.get_or_create_collection(
-                name=name,
-                embedding_function=None,
-                configuration={"hnsw": {"space": "cosine"}},
+            self._collections[name] = self._call(
+                lambda: self._client.get_or_create_collection(
+                    name=name,
+                    embedding_function=None,
+                    configuration={"hnsw": {"space": "cosine"}},
+                ),
+                write=True,
             )
         return self._collections[name]
+
+    def _find(self, name: str) -> Any | None:
+        """The collection, or None where it does not exist: reads never create one, so that a
+        collection lost with a damaged folder stays missing until ingestion rebuilds it."""
+        if name in self._collections:
+            return self._collections[name]
+        if name not in self.collections():
+            return None
+        return self._get(name)
+
+    def _existing(self, name: str) -> Any:
+        found = self._find(name)
+        if found is None:  # the folder was moved aside as corrupt, or deleted
+            raise StorageError(
+                str(self._path),
+                f"the collection '{name}' is missing",
+                "run `llmops ingest` to rebuild the index from the sources",
+            )
+        return found
 
     def upsert(self, collection: str, chunks: Sequence[Chunk], vectors: Vectors) -> None:
         target = self._get(collection)
         for start in range(0, len(chunks), MAX_BATCH):
             part = chunks[start : start + MAX_BATCH]
-            target.upsert(
+            write = partial(
+                target.upsert,
                 ids=[c.id for c in part],
                 embeddings=vectors[start : start + MAX_BATCH],
                 documents=[c.text for c in part],
                 metadatas=[_metadata(c) for c in part],
             )
+            self._call(write, write=True)
 
     def delete(self, collection: str, ids: Sequence[str]) -> None:
         target = self._get(collection)
         for start in range(0, len(ids), MAX_BATCH):
-            target.delete(ids=list(ids[start : start + MAX_BATCH]))
+            self._call(partial(target.delete, ids=list(ids[start : start + MAX_BATCH])), write=True)
 
     def _query(
         self,
@@ -115,11 +185,14 @@ class ChromaStore:
         where: Mapping[str, Any] | None,
         include: list[str],
     ) -> Any:
-        return self._get(collection).query(
-            query_embeddings=queries,
-            n_results=top_k,
-            where=dict(where) if where else None,
-            include=include,
+        target = self._existing(collection)
+        return self._call(
+            lambda: target.query(
+                query_embeddings=queries,
+                n_results=top_k,
+                where=dict(where) if where else None,
+                include=include,
+            )
         )
 
     def search(
@@ -164,24 +237,28 @@ class ChromaStore:
     def vectors(self, collection: str, ids: Sequence[str]) -> dict[str, Vectors]:
         if not ids:
             return {}
-        found = self._get(collection).get(ids=list(ids), include=["embeddings"])
+        target = self._existing(collection)
+        found = self._call(lambda: target.get(ids=list(ids), include=["embeddings"]))
         return {
             cid: np.asarray(vector, dtype=np.float32)
             for cid, vector in zip(found["ids"], found["embeddings"], strict=True)
         }
 
     def count(self, collection: str) -> int:
-        return int(self._get(collection).count())
+        target = self._find(collection)
+        return 0 if target is None else int(self._call(target.count))
 
     def ids(self, collection: str) -> set[str]:
-        return set(self._get(collection).get(include=[])["ids"])
+        target = self._find(collection)
+        return set() if target is None else set(self._call(lambda: target.get(include=[]))["ids"])
 
     def collections(self) -> list[str]:
         if self._client is None:
             raise RuntimeError("vector store not started: call start() first")
-        return [c if isinstance(c, str) else c.name for c in self._client.list_collections()]
+        found = self._call(self._client.list_collections)
+        return [c if isinstance(c, str) else c.name for c in found]
 
     def drop(self, collection: str) -> None:
         self._collections.pop(collection, None)
         if collection in self.collections():
-            self._client.delete_collection(collection)
+            self._call(lambda: self._client.delete_collection(collection), write=True)

@@ -10,9 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from llmops.server import jobs
-from llmops.service import RAG
-
-NOT_BUILT = "no index yet: run `llmops ingest` (or POST /ingest)"
+from llmops.service import NOT_BUILT, RAG
 
 router = APIRouter(tags=["operations"])
 
@@ -38,10 +36,11 @@ class Readiness(BaseModel):
 )
 async def ready(request: Request) -> JSONResponse:
     rag: RAG = request.app.state.rag
-    is_ready = await asyncio.to_thread(lambda: rag.ready)
-    reason = None if is_ready else (jobs.building(request.app) or NOT_BUILT)
-    body = Readiness(ready=is_ready, reason=reason).model_dump()
-    return JSONResponse(body, status_code=200 if is_ready else 503)
+    reason = await asyncio.to_thread(rag.not_ready_reason)
+    if reason == NOT_BUILT:
+        reason = jobs.building(request.app) or reason
+    body = Readiness(ready=reason is None, reason=reason).model_dump()
+    return JSONResponse(body, status_code=200 if reason is None else 503)
 
 
 @router.get("/stats", summary="Index size, collection, embedder and the last ingestion")
