@@ -181,7 +181,8 @@ class ApiKeyAuth(HttpMiddleware):
             await self._refuse(scope, receive, send, "rate", 429, why, headers)
             return
         most = limits.concurrent
-        request = uuid.uuid4().hex
+        # a slot's own id (a client's X-Request-ID need not be unique), only when one is taken
+        request = "" if most is None else uuid.uuid4().hex
         if most is not None and not await self.in_flight.acquire(key_id, most, request):
             if not self._shadowed(key_id, "concurrency"):
                 why = f"API key {key_id} has {most} requests in flight already"
