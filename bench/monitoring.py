@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import GUIDE_QUESTIONS as QUESTIONS
 from common import ROOT, emit, machine, median, percentile, write_app
 from fastapi.testclient import TestClient
-from query import QUESTIONS  # bench/query.py: questions about the shipped guide
 
 from llmops import RAG
 from llmops.monitoring.events import QueryEvent

@@ -1,6 +1,6 @@
 """Retrieval quality and latency of dense, BM25 and hybrid search, on two BEIR-format collections.
 
-    python bench/retrieval.py [--limit N]
+    python bench/retrieval.py [--limit N] [--workdir DIR]
 
 - SciFact (../shared/datasets/scifact, the BEIR files): 5,183 abstracts, 300 test queries.
 - CLAP-NQ dev as a BEIR folder, built here from ../shared/datasets/clapnq-dev: the 600 gold
@@ -9,10 +9,15 @@
   (general knowledge, natural questions) to check that the defaults were not fitted to SciFact.
 
 Each collection is indexed once by the normal ingestion (app defaults, one chunk per document)
-and searched in every mode on that one index: dense, bm25, hybrid (the default settings:
-weighted fusion) and hybrid_rrf (plain reciprocal-rank fusion, k = 60). Latency is the median
-time of one search (top 100), one query at a time, in the same run. Skips a collection whose
-dataset is absent.
+and searched in every mode on that one index: dense, bm25, hybrid (the default settings),
+and hybrid with each fusion: rrf (reciprocal rank, k = 60), weighted (min-max normalised
+scores, 0.5 each) and adaptive (weights from each ranking's evidence per query). Latency is the
+median time of one search (top 100), one query at a time, in the same run.
+
+On SciFact it also tunes as `llmops eval retrieval --tune --split train` does, on the same
+index: settings chosen on the train queries, then compared with the defaults on the test
+queries (nDCG@10, paired bootstrap 95% CI). ``--workdir`` keeps the indexes for the next run
+(which then only searches). Skips a collection whose dataset is absent.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from typing import Any
 from common import SHARED, emit, machine
 
 from llmops.pipelines.eval_retrieval import evaluate_beir
+from llmops.pipelines.tune_retrieval import tune_beir
 
-MODES = ["dense", "bm25", "hybrid", "hybrid_rrf"]
+MODES = ["dense", "bm25", "hybrid", "hybrid_rrf", "hybrid_weighted", "hybrid_adaptive"]
 
 
 def clapnq_as_beir(source: Path, folder: Path) -> Path:
@@ -44,15 +50,15 @@ def clapnq_as_beir(source: Path, folder: Path) -> Path:
                     qrels.append(f"{record['id']}\t{pid}\t1")
             if kind == "answerable":
                 queries.append({"_id": record["id"], "text": record["input"]})
-    (folder / "qrels").mkdir(parents=True)
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
     (folder / "corpus.jsonl").write_text("".join(json.dumps(c) + "\n" for c in corpus.values()))
     (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
     (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(qrels))
     return folder
 
 
-def measure(folder: Path, limit: int | None) -> dict[str, Any]:
-    report = evaluate_beir(folder, modes=MODES, limit=limit)
+def measure(folder: Path, limit: int | None, workdir: Path | None) -> dict[str, Any]:
+    report = evaluate_beir(folder, modes=MODES, limit=limit, workdir=workdir)
     best_single = max(report.metrics["dense"]["ndcg@10"], report.metrics["bm25"]["ndcg@10"])
     hybrid = report.metrics["hybrid"]["ndcg@10"]
     return {
@@ -67,26 +73,51 @@ def measure(folder: Path, limit: int | None) -> dict[str, Any]:
         ),
         "hybrid_ndcg_gain_over_best_single": round(hybrid - best_single, 4),
         "hybrid_ndcg_gain_over_rrf": round(hybrid - report.metrics["hybrid_rrf"]["ndcg@10"], 4),
-        "ingest_chunks_per_s": round(report.ingest.chunks_embedded / report.ingest.seconds, 1),
+    }
+
+
+def tune(folder: Path, limit: int | None, workdir: Path | None) -> dict[str, Any]:
+    report = tune_beir(folder, split="train", limit=limit, workdir=workdir)
+    return {
+        "tuned_on": report.tuned_on,
+        "evaluated_on": report.evaluated_on,
+        "chosen": report.yaml_section,
+        "ndcg@10_default_vs_tuned": {
+            k: round(v, 4) if isinstance(v, float) else v
+            for k, v in report.comparison.as_dict().items()
+        },
+        "best_tuning_trials": [
+            {**t.settings, "ndcg@10": round(t.score, 4)} for t in report.trials[:5]
+        ],
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--limit", type=int, default=None, help="first N queries only")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="keep the indexes here (default: temporary)"
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {"benchmark": "retrieval", "machine": machine()}
-    if (SHARED / "scifact").exists():
-        results["scifact"] = measure(SHARED / "scifact", args.limit)
-    else:
-        results["scifact"] = {"skipped": f"dataset not found: {SHARED / 'scifact'}"}
-    if (SHARED / "clapnq-dev").exists():
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = clapnq_as_beir(SHARED / "clapnq-dev", Path(tmp) / "clapnq")
-            results["clapnq"] = measure(folder, args.limit)
-    else:
-        results["clapnq"] = {"skipped": f"dataset not found: {SHARED / 'clapnq-dev'}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.workdir or Path(tmp)
+        results.update(scifact(args.limit, work / "scifact"), clapnq=clapnq(args.limit, work))
     emit(results)
+
+
+def scifact(limit: int | None, workdir: Path) -> dict[str, Any]:
+    folder = SHARED / "scifact"
+    if not folder.exists():
+        return {"scifact": {"skipped": f"dataset not found: {folder}"}}
+    return {"scifact": measure(folder, limit, workdir), "tune": tune(folder, limit, workdir)}
+
+
+def clapnq(limit: int | None, work: Path) -> dict[str, Any]:
+    if (SHARED / "clapnq-dev").exists():
+        folder = clapnq_as_beir(SHARED / "clapnq-dev", work / "clapnq-beir")
+        return measure(folder, limit, work / "clapnq")
+    return {"skipped": f"dataset not found: {SHARED / 'clapnq-dev'}"}
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from llmops.config import (
 )
 from llmops.errors import ComponentError, ConfigIssue, UnknownComponent
 from llmops.generation.fallback import FallbackChain
+from llmops.generation.traced import TracedGenerator
 from llmops.models.adapters import RegistryAdapterSource
 from llmops.prompts import PromptLibrary, find_prompt_dirs
 from llmops.protocols import (
@@ -42,6 +43,7 @@ from llmops.protocols import (
 from llmops.rag.embedders import EncoderThread
 from llmops.rag.indexing import RecordTable
 from llmops.rag.loaders.directory import default_loaders
+from llmops.tracing import Tracing
 
 BUILTIN_PACKAGES = (
     "llmops.rag.loaders",
@@ -63,6 +65,8 @@ DEFAULT_TYPES: dict[str, str | None] = {
     "generator": "extractive",
 }
 _loaded = False
+SourceSpec = tuple[Path, list[str], list[str], dict[str, Loader], float]
+"""(root, include globs, exclude globs, loader by extension, max_file_mb) of one source."""
 
 
 def load_components() -> None:
@@ -283,7 +287,7 @@ def load_config(path: str | Path) -> AppSpec:
 class Components:
     """Everything an app is made of, built but not started."""
 
-    sources: list[tuple[Path, list[str], list[str], dict[str, Loader], float]]
+    sources: list[SourceSpec]
     chunker: Chunker
     embedder: EncoderThread
     store: VectorStore
@@ -296,6 +300,10 @@ class Components:
     fingerprint: str
     variant_generators: dict[str, Generator] = field(default_factory=dict)
     """Generators of experiment variants that configure their own (others use ``generator``)."""
+    tracing: Tracing = field(default_factory=Tracing)
+    """Spans of queries and ingestions (``monitoring.tracing``; a no-op tracer when off)."""
+    embed_model: str = ""
+    """The embedding model's name, for spans."""
 
     def start(self) -> None:
         """Open the record table and the indexes, load the models (the generator, async, is
@@ -317,6 +325,7 @@ class Components:
             self.sparse.close()
         self.store.close()
         self.records.close()
+        self.tracing.flush()
 
 
 def check_component(
@@ -345,25 +354,38 @@ def _make_generator(resolved: Resolved, base_dir: Path) -> Generator:
     return _make(resolved, **{key: value for key, value in context.items() if key in wanted})
 
 
-def _chain(spec: AppSpec, primary: str, fallbacks: Sequence[str]) -> Generator:
-    """The generator of section ``primary``, in a fallback chain with those of ``fallbacks``."""
-    first = _make_generator(spec.components[primary], spec.base_dir)
-    if not fallbacks:
-        return first
-    rest = [_make_generator(spec.components[key], spec.base_dir) for key in fallbacks]
-    return FallbackChain([first, *rest])
+def _chain(spec: AppSpec, primary: str, fallbacks: Sequence[str], tracing: Tracing) -> Generator:
+    """The generator of section ``primary``, in a fallback chain with those of ``fallbacks``;
+    with tracing on, each one's calls are spans."""
+    keys = [primary, *fallbacks]
+    chain = [_traced(spec, key, position, tracing) for position, key in enumerate(keys)]
+    return chain[0] if len(chain) == 1 else FallbackChain(chain)
 
 
-def _generator(spec: AppSpec) -> Generator:
+def _traced(spec: AppSpec, key: str, position: int, tracing: Tracing) -> Generator:
+    resolved = spec.components[key]
+    generator = _make_generator(resolved, spec.base_dir)
+    if not tracing.enabled:
+        return generator
+    provider = resolved.entry.name
+    return TracedGenerator(generator, tracing.tracer, provider, _model(resolved), position)
+
+
+def _model(resolved: Resolved) -> str:
+    """The model a component's config names (its type when it names none), for spans."""
+    return str(getattr(resolved.config, "model", None) or resolved.entry.name)
+
+
+def _generator(spec: AppSpec, tracing: Tracing) -> Generator:
     """The configured generator, wrapped in a fallback chain when fallbacks are configured."""
-    return _chain(spec, "generator", _app_fallbacks(spec))
+    return _chain(spec, "generator", _app_fallbacks(spec), tracing)
 
 
 def _app_fallbacks(spec: AppSpec) -> list[str]:
     return [f"fallback.{i}" for i in range(len(spec.loaded.app.fallbacks))]
 
 
-def _variant_generators(spec: AppSpec) -> dict[str, Generator]:
+def _variant_generators(spec: AppSpec, tracing: Tracing) -> dict[str, Generator]:
     """Each experiment variant that sets its own generator: it, in a chain with its own
     fallbacks or else the app's."""
     experiment = spec.loaded.app.experiment
@@ -378,33 +400,55 @@ def _variant_generators(spec: AppSpec) -> dict[str, Generator]:
             if variant.fallbacks is None
             else [f"variant.{name}.fallback.{i}" for i in range(len(variant.fallbacks))]
         )
-        generators[name] = _chain(spec, f"variant.{name}", fallbacks)
+        generators[name] = _chain(spec, f"variant.{name}", fallbacks, tracing)
     return generators
 
 
-def build(spec: AppSpec) -> Components:
-    """Instantiate every component of a validated app (cheap: no I/O, no model loading)."""
+@dataclass
+class IngestParts:
+    """What turns source files into embedded chunks, without any index: what an ingestion
+    worker on another machine (a Ray actor) builds from the same validated config."""
+
+    sources: list[SourceSpec]
+    chunker: Chunker
+    embedder: EncoderThread
+
+
+def build_ingest_parts(spec: AppSpec) -> IngestParts:
+    """The sources (with their loaders), the chunker and the embedder (cheap: nothing loaded)."""
     app = spec.loaded.app
-    data_dir = resolve_path(spec.base_dir, app.data_dir)
     embedder = EncoderThread(_make(spec.components["embedder"], base_dir=spec.base_dir))
     sources = []
     for source, overrides in zip(app.sources, spec.loaders, strict=True):
         loaders = {**default_loaders(), **{ext: _make(r) for ext, r in overrides.items()}}
         root = resolve_path(spec.base_dir, source.path)
         sources.append((root, source.include, source.exclude, loaders, source.max_file_mb))
+    chunker = _make(spec.components["chunker"], token_counter=embedder.count_tokens)
+    return IngestParts(sources, chunker, embedder)
+
+
+def build(spec: AppSpec) -> Components:
+    """Instantiate every component of a validated app (cheap: no I/O, no model loading)."""
+    app = spec.loaded.app
+    data_dir = resolve_path(spec.base_dir, app.data_dir)
+    tracing = Tracing.from_config(app.monitoring.tracing, app.name)
+    parts = build_ingest_parts(spec)
+    embedder = parts.embedder
     return Components(
-        sources=sources,
-        chunker=_make(spec.components["chunker"], token_counter=embedder.count_tokens),
+        sources=parts.sources,
+        chunker=parts.chunker,
         embedder=embedder,
         store=_make(spec.components["store"], data_dir=data_dir, namespace=app.name),
         sparse=_optional(spec, "sparse", data_dir=data_dir, namespace=app.name),
         reranker=_optional(spec, "reranker", base_dir=spec.base_dir),
-        generator=_generator(spec),
+        generator=_generator(spec, tracing),
         prompts=PromptLibrary(find_prompt_dirs(spec.base_dir, app.prompts_dir)),
         records=RecordTable(data_dir / "records.sqlite"),
         data_dir=data_dir,
         fingerprint=_fingerprint(spec, embedder),
-        variant_generators=_variant_generators(spec),
+        variant_generators=_variant_generators(spec, tracing),
+        tracing=tracing,
+        embed_model=_model(spec.components["embedder"]),
     )
 
 

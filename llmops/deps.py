@@ -76,6 +76,7 @@ OFFLINE_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "RAGAS_DO_NOT_TRACK": "true",
     "DO_NOT_TRACK": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
     # a served model is loaded from the registry: no progress bar in the server's log
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }

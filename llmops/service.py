@@ -20,12 +20,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypedDict, TypeVar, Unpack
 
+from opentelemetry.trace import Span
+
+from llmops import tracing
 from llmops.build import AppSpec, Components, build, load_config
 from llmops.config.schema import AppConfig, Fusion, SearchMode
 from llmops.errors import InvalidRequest, LLMOpsError, StorageError
 from llmops.monitoring.monitor import Monitor
+from llmops.monitoring.request_filter import RequestFilter, newest, timeline
+from llmops.monitoring.request_log import RequestLog
 from llmops.pipelines.experiment import Experiment
 from llmops.pipelines.ingest import Ingestion, IngestReport, ProgressFn, sparse_intact
+from llmops.pipelines.ingest_engines import remote_engine
 from llmops.pipelines.policy import RequestPolicy
 from llmops.pipelines.query import QueryOptions, QueryPipeline
 from llmops.pipelines.training_set import ExportReport, export_from_log, index_passages
@@ -210,7 +216,8 @@ class RAG:
         self.start()
         with self._ingest_lock:
             try:
-                report = Ingestion(self.components, progress).run(full=full)
+                engine = remote_engine(self.spec)
+                report = Ingestion(self.components, progress, engine).run(full=full)
             except Exception:
                 self.monitor.ingestion({}, None, ok=False)
                 raise
@@ -251,12 +258,25 @@ class RAG:
         """Answer ``question``; ``options`` are those of ``QueryOptions``. With an experiment,
         ``user`` (a user or session id) keeps a user on one variant. A request outside the
         limits of ``server:`` raises ``InvalidRequest``."""
-        question, admitted = self.policy.admit(question, QueryOptions(**options))
-        await self.astart()
         request_id = request_id or uuid.uuid4().hex
-        if self.experiment is not None:
-            return await self.experiment.run(question, admitted, request_id, user)
-        return await self.pipeline.run(question, admitted, request_id)
+        with tracing.active(self._query_span(request_id, streamed=False)) as span:
+            question, admitted = self.policy.admit(question, QueryOptions(**options))
+            await self.astart()
+            if self.experiment is not None:
+                answer = await self.experiment.run(question, admitted, request_id, user)
+            else:
+                answer = await self.pipeline.run(question, admitted, request_id)
+            _answered(span, answer)
+            return answer
+
+    def _query_span(self, request_id: str, streamed: bool) -> Span:
+        """The span of one query: retrieval, prompt and generation are its children."""
+        attributes: tracing.Attributes = {
+            "llmops.app": self.config.name,
+            "llmops.request_id": request_id,
+            "llmops.streamed": streamed,
+        }
+        return self.components.tracing.tracer.start_span("query", attributes=attributes)
 
     async def afeedback(self, request_id: str, reward: float) -> str | None:
         """Credit ``reward`` to the experiment variant that served ``request_id`` (returns its
@@ -295,9 +315,20 @@ class RAG:
         **options: Unpack[QueryKwargs],
     ) -> AsyncGenerator[str | Answer, None]:
         """The answer's text as it is generated, then the ``Answer`` with its sources."""
-        question, admitted = self.policy.admit(question, QueryOptions(**options))
-        await self.astart()
         request_id = request_id or uuid.uuid4().hex
+        span = self._query_span(request_id, streamed=True)
+        pieces = self._stream(question, QueryOptions(**options), request_id, user)
+        async with aclosing(tracing.within(span, pieces)) as traced:
+            async for item in traced:
+                if isinstance(item, Answer):
+                    _answered(span, item)
+                yield item
+
+    async def _stream(
+        self, question: str, options: QueryOptions, request_id: str, user: str | None
+    ) -> AsyncGenerator[str | Answer, None]:
+        question, admitted = self.policy.admit(question, options)
+        await self.astart()
         pieces = (
             self.experiment.stream(question, admitted, request_id, user)
             if self.experiment is not None
@@ -346,6 +377,38 @@ class RAG:
             passages=lookup,
         )
 
+    def requests(self, where: RequestFilter | None = None) -> list[dict[str, Any]]:
+        """The newest logged requests that ``where`` accepts, newest first (what the console's
+        request page and ``GET /requests`` show); raises InvalidRequest when the log is off."""
+        where = where or RequestFilter()
+        rows = self._request_log().iter_rows(where.since, where.until)
+        return newest(rows, where)
+
+    def request_timeline(self, since: float, until: float, buckets: int = 60) -> dict[str, Any]:
+        """Requests, ratings, rewards and latency per variant in ``buckets`` time buckets
+        between ``since`` and ``until`` (epoch seconds): the experiment over time."""
+        return timeline(self._request_log().iter_rows(since, until), since, until, buckets)
+
+    def drift_report(self) -> dict[str, Any]:
+        """The drift checks of this process (``GET /drift``): its settings and each check
+        kept in memory (oldest first) with every signal's p-value, its level and alerts."""
+        self.start()
+        drift = self.monitor.drift
+        if drift is None:
+            return {"enabled": False, "checks": 0, "history": []}
+        config = drift.config
+        settings: dict[str, float | None] = {"window": config.window, "alpha": config.alpha}
+        settings |= {"every_requests": config.every_requests}
+        settings |= {"every_minutes": config.every_minutes}
+        history = list(drift.history)
+        return {"enabled": True, "checks": drift.checks, "settings": settings, "history": history}
+
+    def _request_log(self) -> RequestLog:
+        self.start()
+        if self.monitor.request_log is None:
+            raise InvalidRequest("the request log is off (monitoring.request_log.enabled: false)")
+        return self.monitor.request_log
+
     def stats(self) -> dict[str, Any]:
         self.start()
         c = self.components
@@ -366,3 +429,16 @@ class RAG:
             "stale": active is None or active.fingerprint != c.fingerprint,
             "last_ingestion": last.to_dict() if last else None,
         }
+
+
+def _answered(span: Span, answer: Answer) -> None:
+    """What a query span says of its answer."""
+    if span.is_recording():
+        attributes: tracing.Attributes = {
+            "llmops.variant": answer.variant,
+            "llmops.generator": answer.generator,
+            "llmops.sources": len(answer.sources),
+            "llmops.abstained": answer.abstained,
+            "llmops.latency_ms": answer.latency_ms,
+        }
+        span.set_attributes(attributes)

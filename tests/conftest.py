@@ -11,6 +11,9 @@ import yaml
 
 from llmops.deps import offline_environment
 
+# fixtures shared across test folders: a fresh PostgreSQL database, a Chroma server, the app
+pytest_plugins = ["tests.postgres", "tests.chroma_server", "tests.app_client"]
+
 offline_environment()
 
 PAGES = {

@@ -38,11 +38,14 @@ def render(
         Path("."), "--root", help="The project folder the image is built from (its /app)."
     ),
 ) -> None:
-    """Render the files that run CONFIG: `compose` (the app, Chroma server, Redis, PostgreSQL
-    + MLflow, Prometheus, Grafana; vLLM / TGI / Ollama profiles) or `k8s` (kustomize base and
-    staging / production overlays). More than one replica is refused for a config whose state
-    cannot be shared (embedded Chroma, SQLite routing state, per-process limits, the request
-    log), with the fix for each.
+    """Render the files that run CONFIG, a RAG app or a model app (kind: model): `compose`
+    (the app, Chroma server, Redis, PostgreSQL + MLflow, Prometheus, Grafana with its
+    datasource and dashboard provisioned; vLLM / TGI / Ollama profiles) or `k8s` (kustomize
+    base and staging / production overlays). More than one replica is refused for a config
+    whose state cannot be shared (embedded Chroma, SQLite routing state, per-process limits,
+    the request log in SQLite; a model app's prediction log, routing state, retraining loop),
+    with the fix for each. Secrets (API-key secret, the request log's PostgreSQL URL) are
+    referenced, never written.
 
     Example: llmops deploy render --target k8s --replicas 3 --max-replicas 10 -o deploy/k8s app.yaml
     """

@@ -13,7 +13,9 @@ from rich.table import Table
 
 from llmops.cli import eval_run_cmd
 from llmops.cli.common import StageBars, console, progress_bars, run
+from llmops.config.yaml_source import dump_yaml
 from llmops.pipelines.eval_retrieval import MODES, BeirReport, evaluate_beir
+from llmops.pipelines.tune_retrieval import METRIC, TuneReport, tune_beir, write_section
 
 app = typer.Typer(
     help="Evaluate against labelled datasets: `eval retrieval` scores search on a BEIR folder; "
@@ -64,7 +66,9 @@ def retrieval(
         "used (its sources and data_dir are not). Default: an app's defaults, one chunk per "
         "document.",
     ),
-    split: str = typer.Option("test", "--split", help="Which qrels/<split>.tsv to evaluate."),
+    split: str = typer.Option(
+        "test", "--split", help="Which qrels/<split>.tsv to evaluate (with --tune: to tune on)."
+    ),
     limit: int | None = typer.Option(
         None, "--limit", min=1, help="Only the first N judged queries (a quick check)."
     ),
@@ -78,6 +82,19 @@ def retrieval(
     ),
     as_json: bool = typer.Option(
         False, "--json", help='Print one JSON object: {"dense": {"ndcg@10": ...}, ...}.'
+    ),
+    tune: bool = typer.Option(
+        False,
+        "--tune",
+        help="Instead of scoring modes, tune mode, fusion, weights and candidate depth on the "
+        "--split queries; the choice is tested against the config's settings on the test "
+        "split (or, tuning on test, on a held-out third) and printed as a retrieval: section.",
+    ),
+    write: Path | None = typer.Option(
+        None,
+        "--write",
+        help="With --tune: put the chosen retrieval: section into this YAML config (the rest "
+        "of its settings are kept, its comments are not).",
     ),
 ) -> None:
     """Score retrieval on a BEIR dataset: nDCG@10, recall@10, recall@100, MRR@10.
@@ -99,10 +116,49 @@ def retrieval(
       llmops eval retrieval --beir ../shared/datasets/scifact
 
       llmops eval retrieval --beir scifact -c app.yaml -m hybrid --limit 50
+
+      llmops eval retrieval --beir scifact -c app.yaml --tune --split train --write app.yaml
     """
+    if write is not None and not tune:
+        raise typer.BadParameter("--write needs --tune", param_hint="--write")
+    if tune:
+        _tune(beir, config, split, limit, as_json, write)
+        return
     with progress_bars() as progress:
         report = run(lambda: evaluate_beir(beir, config, modes, split, limit, _bars(progress)))
     if as_json:
         typer.echo(json.dumps(report.metrics, indent=2))
     else:
         console.print(_table(report, f"{beir.name} ({split})"))
+
+
+def _tune(
+    beir: Path, config: Path | None, split: str, limit: int | None, as_json: bool, out: Path | None
+) -> None:
+    with progress_bars() as progress:
+        report = run(lambda: tune_beir(beir, config, split, limit=limit, progress=_bars(progress)))
+    if out is not None:
+        run(lambda: write_section(out, report.yaml_section))
+    section = dump_yaml([{"retrieval": report.yaml_section}])
+    if as_json:
+        body = {
+            "chosen": report.yaml_section,
+            "tuned_on": report.tuned_on,
+            "evaluated_on": report.evaluated_on,
+            METRIC: report.comparison.as_dict(),
+        }
+        typer.echo(json.dumps(body, indent=2))
+        return
+    console.print(_tune_table(report, f"{beir.name}: tuned on {report.tuned_on}"))
+    typer.echo(section if out is None else f"wrote this section into {out}:\n{section}")
+
+
+def _tune_table(report: TuneReport, title: str) -> Table:
+    c = report.comparison
+    table = Table("settings", f"{METRIC} on {report.evaluated_on}", title=title)
+    table.add_row("the config's", f"{c.mean_a:.4f}")
+    table.add_row("tuned", f"{c.mean_b:.4f}")
+    table.add_row("gain (95% CI)", f"{c.diff:+.4f} [{c.low:+.4f}, {c.high:+.4f}], p={c.p_text}")
+    best = report.trials[0]
+    table.caption = f"best of {len(report.trials)} settings on the tuning queries: {best.score:.4f}"
+    return table

@@ -14,6 +14,7 @@ from llmops.evaluation.run_folder import load_run
 from llmops.evaluation.stats import Comparison
 from llmops.evaluation.suite import BASELINE, OPERATIONAL
 from llmops.evaluation.summary import compare_results
+from llmops.pipelines.eval_ray import EvalEngine, answering_for
 from llmops.pipelines.eval_run import run_suite
 
 
@@ -62,6 +63,12 @@ def run_cmd(
     ),
     no_mlflow: bool = typer.Option(False, "--no-mlflow", help="Do not log to MLflow."),
     as_json: bool = typer.Option(False, "--json", help="Print the run's summary.json."),
+    engine: EvalEngine = typer.Option(
+        EvalEngine.LOCAL, "--engine", help="Where the questions are answered: here or on Ray."
+    ),
+    ray_address: str = typer.Option(
+        "auto", "--ray-address", help="Ray cluster for --engine ray: auto, local or an address."
+    ),
 ) -> None:
     """Run an eval suite: answer its dataset with the app (and each variant), score every
     answer, write a report, log an MLflow run; exit code 1 when a gate fails.
@@ -75,10 +82,20 @@ def run_cmd(
       llmops eval run eval/quickstart.yaml
 
       llmops eval run eval/quickstart.yaml --tracking-uri http://127.0.0.1:5000
+
+      llmops eval run eval/quickstart.yaml --engine ray --ray-address ray://head:10001
+
+    With --engine ray, Ray actors each build the app once and answer a share of the
+    questions; scoring, reports, MLflow and gates run here as they always do.
     """
+    answering = answering_for(engine, suite, ray_address)
     with progress_bars() as progress:
         update = StageBars(progress, lambda _: "samples")
-        result = run(lambda: run_suite(suite, resume, tracking_uri, update, track=not no_mlflow))
+        result = run(
+            lambda: run_suite(
+                suite, resume, tracking_uri, update, track=not no_mlflow, answering=answering
+            )
+        )
     if as_json:
         typer.echo((result.run_dir / "summary.json").read_text())
     else:

@@ -24,6 +24,8 @@ from llmops.cli.common import (
 from llmops.cli.ingest import ProgressLine, print_report
 from llmops.config import config_kind
 from llmops.config.auth import BIND_HOST_ENV, AuthConfig, is_loopback
+from llmops.config.schema import AppConfig
+from llmops.deploy import scale
 from llmops.pipelines.ingest import IngestReport
 from llmops.service import RAG
 
@@ -45,7 +47,9 @@ def up(
         min=1,
         max=64,
         help="Worker processes (default: server.workers). Each loads its own models; use about "
-        "one per CPU core when requests spend their time in this server rather than the LLM.",
+        "one per CPU core when requests spend their time in this server rather than the LLM. "
+        "Refused (exit 2) while the config keeps per-process state (server.auth limits with "
+        "limiter: memory).",
     ),
     insecure: bool = typer.Option(
         False, "--insecure", help="Serve a non-loopback address without API keys."
@@ -72,6 +76,7 @@ def up(
     check_exposure(rag.config.server.auth, host, insecure)
     port = port or rag.config.server.port
     workers = workers or rag.config.server.workers
+    check_workers(rag.config, workers)
     sock = _listen(host, port)
     _print_welcome(f"http://{host}:{port}", workers, indexing=not no_ingest)
     if workers == 1:
@@ -106,6 +111,19 @@ def check_exposure(auth: AuthConfig, host: str, insecure: bool) -> None:
         highlight=False,
     )
     raise typer.Exit(1)
+
+
+def check_workers(config: AppConfig, workers: int) -> None:
+    """Refuse several worker processes for a config whose state one process keeps to itself
+    (the rule ``llmops deploy render`` applies to replicas: ``llmops.deploy.scale``), exit 2,
+    before anything loads."""
+    if workers == 1:
+        return
+    found = scale.problems(config, scale.Scope.HOST)
+    if found:
+        message = scale.refusal(config.name, workers, scale.Scope.HOST, found)
+        errors.print(f"error: {message}", markup=False, highlight=False)
+        raise typer.Exit(2)
 
 
 def _serve_model_app(config: Path, host: str | None, port: int | None, insecure: bool) -> None:

@@ -27,6 +27,7 @@ from pydantic import Field, field_validator, model_validator
 from llmops.config.auth import AuthConfig, CorsConfig
 from llmops.config.component import AppName, Strict
 from llmops.config.experiment import ExperimentPolicy, RampConfig
+from llmops.config.monitoring import TracingConfig
 from llmops.config.schema import SHUTDOWN_TIMEOUT
 
 Task = Literal["classification", "regression"]
@@ -392,6 +393,7 @@ class ModelMonitoringConfig(Strict):
     predictions: PredictionLogConfig = Field(default_factory=lambda: PredictionLogConfig())
     drift: ModelDriftConfig = Field(default_factory=lambda: ModelDriftConfig())
     retrain: RetrainConfig | None = None
+    tracing: TracingConfig = Field(default_factory=lambda: TracingConfig())
 
 
 class ModelAppConfig(Strict):

@@ -1,11 +1,12 @@
-"""The ``monitoring:`` section: Prometheus metrics, the request log and drift checks."""
+"""The ``monitoring:`` section: Prometheus metrics, the request log, drift checks and tracing."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from llmops.config.component import Strict
 
@@ -13,11 +14,17 @@ QuestionMode = Literal["keep", "hash", "redact"]
 
 
 class RequestLogConfig(Strict):
-    """One row per query in SQLite, written off the request path in batches."""
+    """One row per query, written off the request path in batches: in a SQLite file in the
+    data dir, or in PostgreSQL (``url``) so that several replicas keep one log."""
 
     enabled: bool = True
     path: str | None = Field(
         None, description="SQLite file; default: requests.sqlite in data_dir (relative: to it)."
+    )
+    url: str | None = Field(
+        None,
+        description="postgresql://user:${PASSWORD}@host:5432/db: rows and feedback in PostgreSQL "
+        "(the table 'requests' is created if missing), shared by replicas; default: SQLite.",
     )
     retention_days: float | None = Field(30, gt=0, description="Drop rows older than this.")
     max_rows: int | None = Field(100_000, ge=1, description="Keep at most this many rows.")
@@ -33,6 +40,30 @@ class RequestLogConfig(Strict):
     @property
     def answer_mode(self) -> QuestionMode:
         return self.question if self.answer is None else self.answer
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if not value:  # `url: ${REQUEST_LOG_URL:-}` left empty: the SQLite file
+            return None
+        scheme = urlsplit(value).scheme if "://" in value else ""
+        if scheme not in ("postgresql", "postgres"):
+            got = f"a {scheme}:// URL" if scheme else "no scheme"
+            if scheme.startswith("postgresql+"):
+                got += ", SQLAlchemy's form: drop the '+driver'"
+            raise ValueError(
+                "must be a PostgreSQL URL, postgresql://user:${PASSWORD}@host:5432/db (got "
+                f"{got}); for a SQLite file set path instead"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_store(self) -> Self:
+        if self.url and self.path:
+            raise ValueError(
+                "give path (a SQLite file) or url (PostgreSQL), not both: path is for SQLite only"
+            )
+        return self
 
 
 class DriftReference(Strict):
@@ -71,7 +102,43 @@ class DriftConfig(Strict):
     webhook_url: str | None = Field(None, description="POSTed a JSON alert when drift is found.")
 
 
+TracingExporter = Literal["otlp-http", "otlp-grpc", "none"]
+
+
+class TracingConfig(Strict):
+    """OpenTelemetry spans for every request, ingestion, eval run and prediction, exported
+    over OTLP (docs/tracing.md). Off: no SDK is loaded and nothing is recorded."""
+
+    enabled: bool = Field(False, description="Record spans (needs the tracing extra).")
+    exporter: TracingExporter = Field(
+        "otlp-http",
+        description="otlp-http (protobuf over HTTP), otlp-grpc, or none (only the recent "
+        "traces kept in memory for GET /traces).",
+    )
+    endpoint: str | None = Field(
+        None,
+        description="The collector: default http://localhost:4318/v1/traces (otlp-http) or "
+        "http://localhost:4317 (otlp-grpc; an http:// endpoint is plaintext, https:// TLS).",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Sent with every export, e.g. {Authorization: 'Bearer ${OTLP_TOKEN}'}.",
+    )
+    sample_ratio: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Share of new traces recorded (a caller's sampled traceparent is followed).",
+    )
+    service_name: str | None = Field(None, description="service.name; default: the app name.")
+    keep_recent: int = Field(
+        100, ge=0, le=10_000, description="Recent traces kept in memory for GET /traces (0: none)."
+    )
+    timeout_s: float = Field(10, gt=0, description="Time limit of one export.")
+
+
 class MonitoringConfig(Strict):
     metrics: bool = Field(True, description="Prometheus metrics at GET /metrics.")
     request_log: RequestLogConfig = Field(default_factory=lambda: RequestLogConfig())
     drift: DriftConfig = Field(default_factory=lambda: DriftConfig())
+    tracing: TracingConfig = Field(default_factory=lambda: TracingConfig())

@@ -12,6 +12,7 @@ from llmops.config.auth import AuthConfig, CorsConfig
 from llmops.config.component import AppName, ComponentSpec, Strict
 from llmops.config.experiment import ExperimentConfig
 from llmops.config.monitoring import MonitoringConfig
+from llmops.config.ray import IngestConfig
 from llmops.confine import Escape, relative_part
 
 __all__ = ["AppConfig", "ComponentSpec", "Strict"]
@@ -58,7 +59,7 @@ class MMRConfig(Strict):
 
 
 SearchMode = Literal["hybrid", "dense", "sparse"]
-Fusion = Literal["rrf", "weighted"]
+Fusion = Literal["adaptive", "rrf", "weighted"]
 
 
 class RetrievalConfig(Strict):
@@ -68,9 +69,11 @@ class RetrievalConfig(Strict):
         description="hybrid: dense vectors and BM25 keywords fused; dense or sparse: one of them.",
     )
     fusion: Fusion = Field(
-        "weighted",
-        description="How hybrid search merges its two rankings: rrf (reciprocal rank) or "
-        "weighted (normalised scores, weighted by dense_weight).",
+        "adaptive",
+        description="How hybrid search merges its two rankings: adaptive (normalised scores, "
+        "weighted per question by how clearly each ranking's best hits stand out), rrf "
+        "(reciprocal rank) or weighted (normalised scores, weighted by dense_weight). "
+        "`llmops eval retrieval --tune` picks one from labelled queries.",
     )
     rrf_k: int = Field(60, ge=1, le=1000, description="The k of reciprocal-rank fusion.")
     dense_weight: float = Field(
@@ -85,7 +88,7 @@ class RetrievalConfig(Strict):
     score_threshold: float = Field(
         0.0,
         description="Drop hits scoring below: cosine similarity (dense), BM25 score (sparse), "
-        "fused score (hybrid: 0..1 weighted) or the reranker's score.",
+        "fused score (hybrid: 0..1 adaptive or weighted) or the reranker's score.",
     )
     mmr: MMRConfig = Field(default_factory=lambda: MMRConfig())
     max_context_tokens: int | None = Field(
@@ -188,6 +191,10 @@ class AppConfig(Strict):
         None, description="Folder of templates; default: the nearest prompts/ above the config."
     )
     retrieval: RetrievalConfig = Field(default_factory=lambda: RetrievalConfig())
+    ingest: IngestConfig = Field(
+        default_factory=lambda: IngestConfig(),
+        description="Where ingestion loads, chunks and embeds: in this process or on Ray.",
+    )
     server: ServerConfig = Field(default_factory=lambda: ServerConfig())
     monitoring: MonitoringConfig = Field(default_factory=lambda: MonitoringConfig())
     experiment: ExperimentConfig | None = Field(

@@ -16,10 +16,12 @@ from llmops.deploy.app import (
     CONFIG_FILE,
     DATA_DIR,
     OFFLINE_ENV,
+    REQUEST_LOG_ENV,
     SECRET_ENV,
     DeployedApp,
 )
 from llmops.deploy.files import Files, to_yaml
+from llmops.deploy.grafana import DASHBOARDS_DIR, dashboard, datasource, provider
 from llmops.deploy.spec import DeploySpec
 
 # Pinned images; move them together with what you test against.
@@ -37,11 +39,13 @@ IMAGES = {
 CHROMA = ("chroma", 8000)
 REDIS_URL = "redis://redis:6379/0"
 MLFLOW_URL = "http://mlflow:5000"
+PROMETHEUS_URL = "http://prometheus:9090"
 HEADER = "# Rendered by `llmops deploy render --target compose`; edit the app config, not this.\n"
 
 
 def render(deployed: DeployedApp, spec: DeploySpec, root: Path, out: Path) -> Files:
-    """docker-compose.yaml, the container's app.yaml, prometheus.yml and Grafana's datasource;
+    """docker-compose.yaml, the container's app.yaml, prometheus.yml and Grafana's provisioning
+    (the Prometheus datasource, the llmops dashboard);
     ``root`` (the project, the image's build context) is referred to relative to ``out``."""
     app = for_compose(deployed)
     services: dict[str, Any] = {"llmops": app_service(app, spec, _relative(root, out))}
@@ -56,12 +60,16 @@ def render(deployed: DeployedApp, spec: DeploySpec, root: Path, out: Path) -> Fi
     }
     if not app.insecure:
         compose["secrets"] = {"metrics-key": {"file": "./secrets/metrics-key"}}
-    return {
+    files = {
         "docker-compose.yaml": to_yaml(compose, header=HEADER),
         "app.yaml": HEADER + app.config_yaml(),
         "prometheus.yml": to_yaml(prometheus_config(app), header=HEADER),
-        "grafana/datasources/prometheus.yaml": to_yaml(grafana_datasource(), header=HEADER),
+        "grafana/datasources/prometheus.yaml": to_yaml(datasource(PROMETHEUS_URL), header=HEADER),
+        "grafana/dashboards/provider.yaml": to_yaml(provider(), header=HEADER),
     }
+    if app.rag is not None:  # the dashboard charts the RAG app's metrics
+        files["grafana/dashboards/llmops.json"] = dashboard()
+    return files
 
 
 def for_compose(deployed: DeployedApp) -> DeployedApp:
@@ -83,6 +91,10 @@ def for_compose(deployed: DeployedApp) -> DeployedApp:
 def app_service(app: DeployedApp, spec: DeploySpec, context: str) -> dict[str, Any]:
     environment: dict[str, str] = {**OFFLINE_ENV, "MLFLOW_TRACKING_URI": MLFLOW_URL}
     environment[SECRET_ENV] = f"${{{SECRET_ENV}:?set {SECRET_ENV} (see docs/security.md)}}"
+    if app.request_log_in_postgres:
+        environment[REQUEST_LOG_ENV] = (
+            f"${{{REQUEST_LOG_ENV}:?set {REQUEST_LOG_ENV}=postgresql://...@postgres:5432/llmops}}"
+        )
     for name in app.env_names:
         environment.setdefault(name, f"${{{name}:-}}")
     depends = ["mlflow"] + ([CHROMA[0]] if app.chroma_server else [])
@@ -95,7 +107,7 @@ def app_service(app: DeployedApp, spec: DeploySpec, context: str) -> dict[str, A
         "volumes": [f"./app.yaml:{CONFIG_FILE}:ro", f"llmops-data:{DATA_DIR}"],
         "depends_on": {name: {"condition": "service_started"} for name in depends},
         "restart": "unless-stopped",
-        "stop_grace_period": f"{int(app.app.server.shutdown_timeout_s) + 5}s",
+        "stop_grace_period": f"{app.http.shutdown_timeout_s + 5}s",
     }
     if app.insecure:
         service["command"] = ["--insecure"]  # appended to the image's `llmops up ...`
@@ -163,7 +175,10 @@ def observability_services(app: DeployedApp) -> dict[str, Any]:
         "image": IMAGES["grafana"],
         "ports": ["3000:3000"],
         "environment": {"GF_SECURITY_ADMIN_PASSWORD": "${GRAFANA_ADMIN_PASSWORD:?set it}"},
-        "volumes": ["./grafana/datasources:/etc/grafana/provisioning/datasources:ro"],
+        "volumes": [
+            "./grafana/datasources:/etc/grafana/provisioning/datasources:ro",
+            f"./grafana/dashboards:{DASHBOARDS_DIR}:ro",
+        ],
         "depends_on": ["prometheus"],
     }
     return {"prometheus": prometheus, "grafana": grafana}
@@ -206,12 +221,6 @@ def prometheus_config(app: DeployedApp) -> dict[str, Any]:
     if not app.insecure:  # /metrics needs an admin-scoped key when keys are on
         job["authorization"] = {"type": "Bearer", "credentials_file": "/run/secrets/metrics-key"}
     return {"global": {"scrape_interval": "15s"}, "scrape_configs": [job]}
-
-
-def grafana_datasource() -> dict[str, Any]:
-    source = {"name": "Prometheus", "type": "prometheus", "access": "proxy",
-              "url": "http://prometheus:9090", "isDefault": True}  # fmt: skip
-    return {"apiVersion": 1, "datasources": [source]}
 
 
 def _relative(root: Path, out: Path) -> str:

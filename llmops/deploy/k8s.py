@@ -12,11 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from llmops.deploy import grafana
 from llmops.deploy.app import (
     CONFIG_FILE,
     DATA_DIR,
     METRICS_KEY,
     OFFLINE_ENV,
+    REQUEST_LOG_ENV,
     SECRET_ENV,
     DeployedApp,
 )
@@ -45,7 +47,7 @@ class Workload:
 
 
 def secrets_name(app: DeployedApp) -> str:
-    return f"{app.name}-secrets"  # LLMOPS_KEY_SECRET and LLMOPS_METRICS_KEY
+    return f"{app.name}-secrets"  # LLMOPS_KEY_SECRET, LLMOPS_METRICS_KEY, REQUEST_LOG_URL
 
 
 def env_secret_name(app: DeployedApp) -> str:
@@ -63,7 +65,8 @@ def config_map(work: Workload) -> Manifest:
 
 def container(work: Workload, spec: DeploySpec, scaled: bool) -> Manifest:
     app = work.deployed
-    args = (["--no-ingest"] if scaled else []) + (["--insecure"] if app.insecure else [])
+    no_ingest = scaled and app.ingests  # the ingestion Job indexes once
+    args = (["--no-ingest"] if no_ingest else []) + (["--insecure"] if app.insecure else [])
     probe = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10}
     return {
         "name": "llmops",
@@ -89,7 +92,7 @@ def container(work: Workload, spec: DeploySpec, scaled: bool) -> Manifest:
 
 
 def pod_spec(work: Workload, spec: DeploySpec, scaled: bool) -> Manifest:
-    grace = int(work.deployed.app.server.shutdown_timeout_s) + 5  # drain, then close
+    grace = work.deployed.http.shutdown_timeout_s + 5  # drain, then close
     return {
         "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001},
         "terminationGracePeriodSeconds": max(30, grace),
@@ -185,6 +188,18 @@ def service_monitor(app: DeployedApp) -> Manifest:
     }
 
 
+def dashboard_map(app: DeployedApp) -> Manifest:
+    """The llmops dashboard for a Grafana whose dashboard sidecar loads labelled ConfigMaps
+    (kube-prometheus-stack's does); harmless where none runs."""
+    labels = {**app_labels(app.name, "monitoring"), grafana.SIDECAR_LABEL: "1"}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": f"{app.name}-grafana-dashboard", "labels": labels},
+        "data": {"llmops.json": grafana.dashboard()},
+    }
+
+
 def autoscaler(work: Workload, spec: DeploySpec) -> Manifest:
     cpu = {"type": "Utilization", "averageUtilization": 70}
     return {
@@ -211,9 +226,12 @@ def disruption_budget(work: Workload) -> Manifest:
 
 def _env(app: DeployedApp) -> list[Manifest]:
     env: list[Manifest] = [{"name": k, "value": v} for k, v in OFFLINE_ENV.items()]
-    if not app.insecure:
-        ref = {"name": secrets_name(app), "key": SECRET_ENV}
-        env.append({"name": SECRET_ENV, "valueFrom": {"secretKeyRef": ref}})
+    secret = ([] if app.insecure else [SECRET_ENV]) + (
+        [REQUEST_LOG_ENV] if app.request_log_in_postgres else []
+    )
+    for name in secret:
+        ref = {"name": secrets_name(app), "key": name}
+        env.append({"name": name, "valueFrom": {"secretKeyRef": ref}})
     return env
 
 

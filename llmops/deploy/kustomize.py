@@ -28,7 +28,12 @@ def workloads(deployed: DeployedApp, spec: DeploySpec) -> list[tuple[k8s.Workloa
     one per variant of its experiment."""
     if spec.mesh is None:
         return [(k8s.Workload(deployed), 100)]
-    experiment = deployed.app.experiment
+    if deployed.rag is None:
+        raise ValueError(
+            f"--mesh {spec.mesh} splits a RAG app's experiment variants; a model app splits "
+            "traffic among its registered versions itself (routing:): render without --mesh"
+        )
+    experiment = deployed.rag.experiment
     if experiment is None:
         raise ValueError(
             f"--mesh {spec.mesh} splits traffic among the variants of the app's `experiment:` "
@@ -59,9 +64,10 @@ def render(deployed: DeployedApp, spec: DeploySpec, root: Path, out: Path) -> Fi
         ],
         "service.yaml": [k8s.service(deployed)],
         "storage.yaml": [k8s.data_claim(deployed, scaled)],
-        "monitoring.yaml": [k8s.service_monitor(deployed)],
+        "monitoring.yaml": [k8s.service_monitor(deployed)]
+        + ([k8s.dashboard_map(deployed)] if deployed.rag else []),
     }
-    if scaled:
+    if scaled and deployed.ingests:
         base["ingest-job.yaml"] = [k8s.ingest_job(split[0][0], spec)]
     if spec.mesh is not None:
         base["mesh.yaml"] = mesh.MESHES[spec.mesh].objects(deployed, split, spec)

@@ -36,17 +36,18 @@ def shares(experiment: ExperimentConfig) -> dict[str, int]:
 
 def variant_app(deployed: DeployedApp, variant: str) -> DeployedApp:
     """The app as ``variant`` configures it, without the experiment."""
-    experiment = deployed.app.experiment
-    assert experiment is not None
+    rag = deployed.rag
+    assert rag is not None and rag.experiment is not None
+    experiment = rag.experiment
     settings = experiment.variants[variant]
     update: dict[str, Any] = {
         "experiment": None,
-        "retrieval": settings.retrieval_for(deployed.app.retrieval),
+        "retrieval": settings.retrieval_for(rag.retrieval),
     }
     for key in ("prompt", "generator", "fallbacks"):
         if getattr(settings, key) is not None:
             update[key] = getattr(settings, key)
-    app = deployed.app.model_copy(update=update)
+    app = rag.model_copy(update=update)
 
     def apply(raw: dict[str, Any]) -> None:
         variant_raw = raw["experiment"]["variants"][variant] or {}

@@ -10,13 +10,13 @@ Only the queries named in the chosen qrels split are evaluated. Every problem is
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmops.errors import DatasetError
+from llmops.jsonl import json_objects, text_lines
 
 LAYOUT = "corpus.jsonl, queries.jsonl and qrels/<split>.tsv"
 
@@ -69,7 +69,7 @@ class BeirFolder:
     def documents(self) -> Iterator[BeirDocument]:
         """The corpus in file order; a repeated id is an error."""
         seen: set[str] = set()
-        for where, record in _records(self.corpus):
+        for where, record in json_objects(self.corpus):
             doc_id = _string(record, "_id", where)
             if doc_id in seen:
                 raise DatasetError(f"{where}: the id '{doc_id}' appears twice in the corpus")
@@ -81,7 +81,7 @@ class BeirFolder:
     def read_queries(self, wanted: set[str]) -> dict[str, str]:
         """``{query id: text}`` for the ids in ``wanted``; one missing from the file is an error."""
         found = {}
-        for where, record in _records(self.queries):
+        for where, record in json_objects(self.queries):
             query_id = _string(record, "_id", where)
             if query_id in wanted:
                 found[query_id] = _string(record, "text", where)
@@ -96,7 +96,7 @@ class BeirFolder:
     def read_qrels(self) -> dict[str, dict[str, int]]:
         """``{query id: {document id: relevance}}`` in file order (the header is optional)."""
         qrels: dict[str, dict[str, int]] = {}
-        for number, line in _lines(self.qrels):
+        for number, line in text_lines(self.qrels):
             fields = line.rstrip("\r\n").split("\t")
             if not line.strip() or (number == 1 and fields[0] == "query-id"):
                 continue
@@ -117,34 +117,6 @@ def _qrel(fields: list[str], where: str) -> tuple[str, str, int]:
         return fields[0], fields[1], int(fields[2])
     except ValueError:
         raise DatasetError(f"{where}: score '{fields[2]}' is not an integer") from None
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """``(line number, line)`` of a UTF-8 text file, read lazily (corpora can be large)."""
-    number = 0
-    try:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                yield number, line
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot be read ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise DatasetError(f"{path}:{number + 1}: not UTF-8 text") from None
-
-
-def _records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``("file:line", record)`` for each non-empty line of a JSONL file."""
-    for number, line in _lines(path):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{where}: invalid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise DatasetError(f"{where}: expected a JSON object, got {type(record).__name__}")
-        yield where, record
 
 
 def _string(record: dict[str, Any], key: str, where: str, empty: bool = False) -> str:

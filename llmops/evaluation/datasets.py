@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from llmops.errors import DatasetError
-from llmops.evaluation.beir import BeirFolder, _records
+from llmops.evaluation.beir import BeirFolder
+from llmops.jsonl import json_objects
 
 FORMATS = ("jsonl", "squad", "clapnq", "beir")
 
@@ -78,7 +79,7 @@ def _detect(path: Path) -> str:
         return "squad"
     if not path.is_file():
         raise DatasetError(f"{path}: file not found")
-    first = next((record for _, record in _records(path)), {})
+    first = next((record for _, record in json_objects(path)), {})
     return "clapnq" if "input" in first and "passages" in first else "jsonl"
 
 
@@ -93,7 +94,7 @@ def _check_unique(samples: list[Sample], path: Path) -> None:
 def read_jsonl(path: Path) -> list[Sample]:
     """The llmops schema (see the module docstring)."""
     samples = []
-    for number, (where, record) in enumerate(_records(path), 1):
+    for number, (where, record) in enumerate(json_objects(path), 1):
         allowed = {*_JSONL_KEYS, "answer"}
         unknown = sorted(set(record) - allowed)
         if unknown:
@@ -162,7 +163,7 @@ def read_clapnq(path: Path) -> list[Sample]:
     context (its id ``clapnq/<question id>``), ``output[].answer`` the references; an empty or
     null answer marks an unanswerable question (its passage is then not a reference)."""
     samples = []
-    for where, record in _records(path):
+    for where, record in json_objects(path):
         answers = tuple(
             str(o["answer"]).strip()
             for o in record.get("output") or []

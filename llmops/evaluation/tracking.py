@@ -138,8 +138,10 @@ def _experiment(client: Any, name: str, uri: str, data_dir: Path) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
-    local = uri.startswith(("sqlite:", "file:")) or "://" not in uri
-    location = (data_dir / "mlartifacts").resolve().as_uri() if local else None
+    # a database (SQLite, PostgreSQL) or a folder: MLflow's default artifact root would be
+    # ./mlruns wherever the command runs; a tracking server keeps them in its own store
+    server = uri.startswith(("http://", "https://", "databricks"))
+    location = None if server else (data_dir / "mlartifacts").resolve().as_uri()
     return str(client.create_experiment(name, artifact_location=location))
 
 

@@ -5,14 +5,14 @@ chat template arrive as callables, so the masking is testable on its own."""
 
 from __future__ import annotations
 
-import json
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from llmops.errors import DatasetError
+from llmops.jsonl import json_objects
 
 IGNORE_INDEX = -100  # the label transformers' losses skip
 Messages = list[dict[str, str]]
@@ -49,7 +49,7 @@ def read_records(
     if fmt == "completion" and path.suffix not in (".jsonl", ".json"):
         return _text_blocks(path)
     records = []
-    for where, row in _jsonl(path):
+    for where, row in json_objects(path):
         if fmt == "completion":
             records.append(Record(where, segments=_completion(row, where)))
             continue
@@ -60,24 +60,6 @@ def read_records(
             messages = with_context(messages, _passages(context, where), context_header)
         records.append(Record(where, messages=messages))
     return records
-
-
-def _jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: cannot read: {exc}") from exc
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno})") from None
-        if not isinstance(row, dict):
-            raise DatasetError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        yield where, row
 
 
 def _text_blocks(path: Path) -> list[Record]:

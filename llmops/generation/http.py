@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
 
+from opentelemetry import trace
+
+from llmops import tracing
 from llmops.deps import require
 from llmops.errors import BackendError
 from llmops.generation.breaker import CircuitBreaker
@@ -54,6 +57,9 @@ async def with_retries(
                 raise BackendError(
                     name, f"{exc.reason}; no time left to retry before the request's deadline"
                 ) from None
+            # the generator's span (llmops.generation.traced) shows each retry and why
+            retry: tracing.Attributes = {"llmops.attempt": attempt + 1, "llmops.reason": exc.reason}
+            trace.get_current_span().add_event("retry", retry)
         attempt += 1
         await asyncio.sleep(delay)
 

@@ -255,11 +255,15 @@ class ModelRegistry:
 
     def load(self, name: str, ref: str) -> Any:
         """The fitted scikit-learn model of version ``ref`` of ``name``."""
-        version = self.get(name, ref)
+        return self.load_version(self.get(name, ref))
+
+    def load_version(self, version: ModelVersion) -> Any:
+        """The fitted scikit-learn model of ``version`` (resolved once, e.g. on a driver
+        whose workers must all load the same version)."""
         artifacts = require("mlflow.artifacts", MLFLOW_EXTRA)
         sklearn_flavor = require("mlflow.sklearn", MLFLOW_EXTRA)
-        what = f"'{name}' version {version.version}"
-        with self._errors(f"loading '{name}@{ref}'"), tempfile.TemporaryDirectory() as tmp:
+        what = f"'{version.name}' version {version.version}"
+        with self._errors(f"loading {what}"), tempfile.TemporaryDirectory() as tmp:
             local = artifacts.download_artifacts(
                 artifact_uri=self._checked_uri(version, what),
                 dst_path=tmp,

@@ -45,6 +45,7 @@ class SignalDrift:
     p_value: float
     detected: bool
     psi: float | None = None
+    level: float | None = None  # the p-value below which this signal counts as drifted
 
     def scores(self, name: str) -> dict[str, float]:
         out = {("mmd2" if name == EMBEDDING else "ks"): self.statistic, "p_value": self.p_value}
@@ -145,11 +146,11 @@ def compare(
         ref = np.asarray(reference.signals[name], dtype=np.float64)
         cur = np.asarray(current.signals[name], dtype=np.float64)
         statistic, p_value = ks(ref, cur)
-        signals[name] = SignalDrift(statistic, p_value, p_value < level, psi(ref, cur))
+        signals[name] = SignalDrift(statistic, p_value, p_value < level, psi(ref, cur), level)
     if use_embeddings:
         assert reference.embeddings is not None and current.embeddings is not None
         enough = max(permutations, math.ceil(2 / share))  # so that p can fall below the level
         statistic, p_value = mmd_test(reference.embeddings, current.embeddings, enough)
-        signals[EMBEDDING] = SignalDrift(statistic, p_value, p_value < share)
+        signals[EMBEDDING] = SignalDrift(statistic, p_value, p_value < share, level=share)
     detected = any(s.detected for s in signals.values())
     return DriftResult(detected, signals, reference.size, current.size, alpha)

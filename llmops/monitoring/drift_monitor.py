@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,8 @@ log = logging.getLogger("llmops.drift")
 EmbedFn = Callable[[Sequence[str]], np.ndarray]
 ResultFn = Callable[[DriftResult], None]
 MIN_CURRENT = 20
+HISTORY = 500
+"""Checks kept in memory for the console's drift page (``history``)."""
 
 
 def reference_window(
@@ -62,6 +65,8 @@ class DriftMonitor:
         self._thread: threading.Thread | None = None
         self.last: DriftResult | None = None
         self.checks = 0
+        # each check's result with its time and whether it alerted, oldest first
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
 
     def start(self) -> None:
         if self._thread is None:
@@ -124,6 +129,8 @@ class DriftMonitor:
         )
         was = self.last is not None and self.last.detected
         self.last, self.checks = result, self.checks + 1
+        alert = result.detected and not was  # a change to "drift": the webhook's moment
+        self.history.append({"time": time.time(), "alert": alert, **result.to_dict()})
         if self.on_result is not None:
             self.on_result(result)
         if result.detected:

@@ -30,6 +30,7 @@ class QueryEvent:
     completion_tokens: int = 0
     variant: str = "default"
     correlation_id: str | None = None  # the caller's own id for the request, if it sent one
+    trace_id: str | None = None  # the OpenTelemetry trace of the request, when tracing is on
     stages: Mapping[str, float] = field(default_factory=dict)
     vector: Any = None
     time: float = field(default_factory=time.time)

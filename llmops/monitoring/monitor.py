@@ -18,7 +18,7 @@ from llmops.monitoring.drift import DriftResult, Window
 from llmops.monitoring.drift_monitor import DriftMonitor, EmbedFn, reference_window
 from llmops.monitoring.events import SIGNALS, QueryEvent
 from llmops.monitoring.metrics import Metrics
-from llmops.monitoring.request_log import RequestLog
+from llmops.monitoring.request_log import RequestLog, request_store
 
 log = logging.getLogger(__name__)
 QUESTION_FIELDS = ("question", "query", "text")
@@ -41,9 +41,7 @@ class Monitor:
         log_config = config.request_log
         on_drop = None if self.metrics is None else self.metrics.rows_dropped("requests")
         self.request_log = (
-            RequestLog(
-                data_dir / (log_config.path or "requests.sqlite"), log_config, threshold, on_drop
-            )
+            RequestLog(request_store(log_config, data_dir), log_config, threshold, on_drop)
             if log_config.enabled
             else None
         )

@@ -54,21 +54,32 @@ def predict_file(
         if progress is not None:
             progress(done)
     files = sorted(parts.glob("part-*.parquet"))
-    frames = [pandas.read_parquet(f) for f in files]
-    (pandas.concat(frames, ignore_index=True) if frames else pandas.DataFrame()).to_parquet(output)
+    write_joined([pandas.read_parquet(f) for f in files], output)
     shutil.rmtree(parts)
     return BatchReport(rows, len(files), resumed, output)
 
 
+def write_joined(frames: list[Any], output: Path) -> None:
+    """The predicted chunks, in order, as one Parquet file."""
+    pandas = require("pandas", "ml")
+    (pandas.concat(frames, ignore_index=True) if frames else pandas.DataFrame()).to_parquet(output)
+
+
 def _predicted(app: ModelAppConfig, model: Any, columns: list[str], chunk: Any, first: int) -> Any:
-    records = chunk.astype(object).where(chunk.notna(), None).to_dict("records")
     try:
-        frame = rows_frame(records, app, columns)
+        return predicted_chunk(app, model, columns, chunk)
     except InvalidRows as exc:  # row numbers in the whole file, not the chunk
         raise InvalidRows(
             [RowProblem(None if p.row is None else p.row + first, p.column, p.message)
              for p in exc.problems]
         ) from None  # fmt: skip
+
+
+def predicted_chunk(app: ModelAppConfig, model: Any, columns: list[str], chunk: Any) -> Any:
+    """``chunk`` (a DataFrame) with ``prediction`` and ``probability_<class>`` columns;
+    InvalidRows numbering the rows from the chunk's first."""
+    records = chunk.astype(object).where(chunk.notna(), None).to_dict("records")
+    frame = rows_frame(records, app, columns)
     out = chunk.reset_index(drop=True).copy()
     predictions = predict_rows(model, frame)
     out["prediction"] = [p.label for p in predictions]

@@ -23,6 +23,8 @@ class SourceFile:
     path: Path
     loader: Loader | None
     content_hash: str
+    source: int
+    """Which of the config's ``sources`` it belongs to (an engine's worker picks its loader)."""
 
 
 def file_hash(path: Path) -> str:
@@ -53,7 +55,7 @@ def discover_files(sources: Sequence[SourceSpec]) -> Discovery:
     """Every file of every source, in a stable order; two files with one key is an error."""
     found: dict[str, SourceFile] = {}
     refused: dict[str, str] = {}
-    for root, include, exclude, loaders, max_file_mb in sources:
+    for index, (root, include, exclude, loaders, max_file_mb) in enumerate(sources):
         if not root.exists():
             raise IngestError(f"source path does not exist: {root}")
         listing = discover(root, include, exclude, max_file_mb)
@@ -65,5 +67,6 @@ def discover_files(sources: Sequence[SourceSpec]) -> Discovery:
                     f"two sources produce the same document key '{key}': {found[key].path} and "
                     f"{path}; rename one of the source folders"
                 )
-            found[key] = SourceFile(key, path, loader_for(path, loaders), file_hash(path))
+            loader = loader_for(path, loaders)
+            found[key] = SourceFile(key, path, loader, file_hash(path), index)
     return Discovery(list(found.values()), refused)

@@ -16,7 +16,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import yaml
 
@@ -61,13 +63,15 @@ MODES = {
     "bm25": EvalMode("sparse", False, "sparse"),
     "hybrid": EvalMode("hybrid", False, "sparse"),
     "rerank": EvalMode(None, True, "reranker"),
-    # the two fusions side by side, on request (same index: no second ingestion)
+    # the fusions side by side, on request (same index: no second ingestion)
     "hybrid_rrf": EvalMode("hybrid", False, "sparse", "rrf", default=False),
     "hybrid_weighted": EvalMode("hybrid", False, "sparse", "weighted", default=False),
+    "hybrid_adaptive": EvalMode("hybrid", False, "sparse", "adaptive", default=False),
 }
 
 Progress = Callable[[str, int, int], None]
 """Called with (stage, done, total): stage "ingest" counts documents, a mode name queries."""
+Checked = TypeVar("Checked")
 
 
 @dataclass
@@ -89,36 +93,66 @@ def evaluate_beir(
     split: str = "test",
     limit: int | None = None,
     progress: Progress | None = None,
+    workdir: str | Path | None = None,
 ) -> BeirReport:
     """Evaluate retrieval on the ``split`` queries of a BEIR folder (the first ``limit`` judged
     ones, if given) in each of ``modes`` (default: every mode the config supports).
 
     ``config``: an app config whose chunker, embedder, sparse index, reranker and retrieval
     settings are used (its sources and data_dir are replaced); without it, an app's defaults
-    with one chunk per document. The index lives in a temporary folder, removed at the end.
+    with one chunk per document. The index lives in a temporary folder, removed at the end,
+    or in ``workdir``, kept for the next run (which re-indexes only what changed: nothing, for
+    the same corpus and app).
     """
     beir = BeirFolder.open(folder, split)
-    qrels, queries = _judged(beir, limit)
+    qrels, queries = judged_split(beir, limit)
     notify = progress or (lambda stage, done, total: None)
-    with tempfile.TemporaryDirectory(prefix="llmops-beir-", ignore_cleanup_errors=True) as tmp:
-        root = Path(tmp)
-        (root / "corpus").mkdir()
+    check = partial(resolve_modes, modes=modes)
+    with indexed(beir, config, notify, check, workdir) as index:
+        order = list(qrels)
+        search = _search_modes(index.pipeline, queries, order, index.checked, notify)
+        runs, latency = asyncio.run(search)
+    scores = {mode: per_query(run, qrels) for mode, run in runs.items()}
+    metrics = {mode: mean(s, DEFAULT_METRICS) for mode, s in scores.items()}
+    return BeirReport(metrics, scores, latency, index.documents, len(qrels), index.ingest)
+
+
+@dataclass
+class Index(Generic[Checked]):
+    """A BEIR corpus indexed by an app's own ingestion, and the app's query pipeline on it;
+    ``checked`` is what the caller's check of the app returned."""
+
+    spec: AppSpec
+    pipeline: QueryPipeline
+    documents: int
+    ingest: IngestReport
+    checked: Checked
+
+
+@contextmanager
+def indexed(
+    beir: BeirFolder,
+    config: str | Path | None,
+    notify: Progress,
+    check: Callable[[AppSpec], Checked],
+    workdir: str | Path | None = None,
+) -> Iterator[Index[Checked]]:
+    """Index ``beir``'s corpus with the app of ``config`` in ``workdir`` or a temporary folder
+    (see ``evaluate_beir``); ``check`` vets the app before the ingestion starts."""
+    with _root(workdir) as root:
+        (root / "corpus").mkdir(parents=True, exist_ok=True)
         spec = eval_spec(config, root)
-        chosen = resolve_modes(spec, modes)
+        checked = check(spec)
         documents = write_shards(beir, root / "corpus")
         components = build(spec)
         with _started(components):
-            ingest = _ingest(components, documents, notify)
+            ingest = _ingest(components, documents, notify, full=workdir is None)
             app = spec.loaded.app
             pipeline = QueryPipeline(components, app.retrieval, app.prompt)
-            order = list(qrels)
-            runs, latency = asyncio.run(_search_modes(pipeline, queries, order, chosen, notify))
-    scores = {mode: per_query(run, qrels) for mode, run in runs.items()}
-    metrics = {mode: mean(s, DEFAULT_METRICS) for mode, s in scores.items()}
-    return BeirReport(metrics, scores, latency, documents, len(qrels), ingest)
+            yield Index(spec, pipeline, documents, ingest, checked)
 
 
-def _judged(
+def judged_split(
     beir: BeirFolder, limit: int | None
 ) -> tuple[dict[str, dict[str, int]], dict[str, str]]:
     """The qrels of the first ``limit`` queries (qrels order) that have a relevant document,
@@ -184,6 +218,15 @@ def write_shards(beir: BeirFolder, folder: Path) -> int:
 
 
 @contextmanager
+def _root(workdir: str | Path | None) -> Iterator[Path]:
+    if workdir is not None:
+        yield Path(workdir)
+        return
+    with tempfile.TemporaryDirectory(prefix="llmops-beir-", ignore_cleanup_errors=True) as tmp:
+        yield Path(tmp)
+
+
+@contextmanager
 def _started(components: Components) -> Iterator[Components]:
     components.start()
     try:
@@ -192,11 +235,11 @@ def _started(components: Components) -> Iterator[Components]:
         components.close()
 
 
-def _ingest(components: Components, documents: int, notify: Progress) -> IngestReport:
+def _ingest(components: Components, documents: int, notify: Progress, full: bool) -> IngestReport:
     def update(p: IngestProgress) -> None:
         notify("ingest", min(p.files_done * SHARD_DOCS, documents), documents)
 
-    report = Ingestion(components, update).run(full=True)
+    report = Ingestion(components, update).run(full=full)
     if report.skipped:
         shard, reason = next(iter(report.skipped.items()))
         raise IngestError(f"{len(report.skipped)} corpus files were not indexed: {shard}: {reason}")

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from llmops import tracing
 from llmops.build import AppSpec, Components, build, check_component, load_config, make_generator
 from llmops.config import SourceMap, issue_at
 from llmops.errors import ComponentError, ConfigError, ConfigIssue, LLMOpsError
@@ -35,10 +36,11 @@ from llmops.evaluation.run_folder import (
 from llmops.evaluation.scoring import SampleResult, ranking_ids, score_sample
 from llmops.evaluation.suite import BASELINE, LoadedSuite, SuiteSpec, load_suite
 from llmops.evaluation.summary import compare_results, summarize_results
+from llmops.pipelines.eval_answering import Answering, Ask, InProcess
 from llmops.pipelines.eval_scorers import ExtraScorer, make_scorers
 from llmops.pipelines.experiment import Experiment
 from llmops.pipelines.ingest import Ingestion
-from llmops.pipelines.query import QueryOptions, QueryPipeline
+from llmops.pipelines.query import QueryPipeline
 from llmops.prompts import PromptLibrary, find_prompt_dirs
 from llmops.protocols import Generator
 from llmops.types import Answer, ScoredChunk
@@ -139,8 +141,10 @@ def run_suite(
     tracking_uri: str | None = None,
     progress: Progress | None = None,
     track: bool = True,
+    answering: Answering | None = None,
 ) -> EvalRun:
-    """Run a suite (or finish the unfinished run in ``resume``); see the module docstring."""
+    """Run a suite (or finish the unfinished run in ``resume``); see the module docstring.
+    ``answering`` says where the questions are answered (default: in this process)."""
     loaded, app_spec = load_checked_suite(path)
     spec = loaded.spec
     dataset = load_dataset(
@@ -149,10 +153,17 @@ def run_suite(
     run_dir = _run_dir(loaded, app_spec, dataset, resume)
     components = build(app_spec)
     components.start()
+    attributes: tracing.Attributes = {
+        "llmops.eval.suite": spec.name,
+        "llmops.eval.samples": len(dataset),
+    }
+    tracer = components.tracing.tracer
     try:
-        samples, params = asyncio.run(
-            _answer_all(loaded, app_spec, components, dataset, run_dir, progress)
-        )
+        with tracer.start_as_current_span("eval", attributes=attributes):
+            answered = _answer_all(
+                loaded, app_spec, components, dataset, run_dir, progress, answering or InProcess()
+            )
+            samples, params = asyncio.run(answered)
     finally:
         components.close()
     result = finish(loaded, run_dir, samples, params)
@@ -227,9 +238,10 @@ async def _answer_all(
     dataset: Sequence[Sample],
     run_dir: Path,
     progress: Progress | None,
+    answering: Answering,
 ) -> tuple[dict[str, list[SampleResult]], dict[str, Any]]:
     await asyncio.to_thread(Ingestion(components).run)  # incremental: cheap when up to date
-    variants = _variants(loaded, app_spec, components)
+    variants = build_variants(loaded, app_spec, components)
     scorers = make_scorers(loaded, components)
     started: list[Generator] = []
     try:
@@ -241,9 +253,10 @@ async def _answer_all(
         samples = {}
         for variant in variants:
             samples[variant.name] = await _answer_variant(
-                loaded.spec, variant, components, dataset, run_dir, scorers, progress
+                loaded.spec, variant, components, dataset, run_dir, scorers, progress, answering
             )
     finally:
+        answering.close()
         for scorer in scorers:
             await scorer.close()
         for generator in started:
@@ -255,7 +268,9 @@ async def _answer_all(
     return samples, params
 
 
-def _variants(loaded: LoadedSuite, app_spec: AppSpec, components: Components) -> list[_Variant]:
+def build_variants(
+    loaded: LoadedSuite, app_spec: AppSpec, components: Components
+) -> list[_Variant]:
     """The baseline, the suite's variants and (``experiment: true``) the app's experiment
     variants, built as the live service builds them, with the generators already built."""
     app = app_spec.loaded.app
@@ -304,6 +319,7 @@ async def _answer_variant(
     run_dir: Path,
     scorers: Sequence[ExtraScorer],
     progress: Progress | None,
+    answering: Answering,
 ) -> list[SampleResult]:
     path = run_dir / f"samples-{variant.name}.jsonl"
     done = read_samples(path)
@@ -312,12 +328,13 @@ async def _answer_variant(
     notify(variant.name, len(dataset) - len(todo), len(dataset))
     writer, gate = SampleWriter(path), asyncio.Semaphore(spec.concurrency)
     embed = components.embedder.embed_documents
+    ask = await answering.asker(variant.name, variant.pipeline, todo)
     if todo:  # one-off set-up (lazy model init, the scorers' first imports): untimed
-        await _answer_one(spec, variant, todo[0], embed, ())
+        await _answer_one(spec, variant, ask, todo[0], embed, ())
 
     async def one(sample: Sample) -> None:
         async with gate:
-            result = await _answer_one(spec, variant, sample, embed, scorers)
+            result = await _answer_one(spec, variant, ask, sample, embed, scorers)
         await asyncio.to_thread(writer.write, result)
         done[sample.id] = result
         notify(variant.name, len(done), len(dataset))
@@ -329,16 +346,21 @@ async def _answer_variant(
 async def _answer_one(
     spec: SuiteSpec,
     variant: _Variant,
+    ask: Ask,
     sample: Sample,
     embed: Callable[[list[str]], np.ndarray],
     scorers: Sequence[ExtraScorer],
 ) -> SampleResult:
     result = SampleResult(sample.id, sample.question, sample.answerable)
-    try:
-        answer, hits = await variant.pipeline.run_with_context(sample.question, QueryOptions())
-    except LLMOpsError as exc:
-        result.error = str(exc)
-        return result
+    attributes = {"llmops.eval.variant": variant.name, "llmops.eval.sample": sample.id}
+    tracer = variant.pipeline.tracer
+    with tracer.start_as_current_span("eval.sample", attributes=attributes) as span:
+        try:
+            answer, hits = await ask(sample)
+        except LLMOpsError as exc:
+            tracing.error(span, exc)
+            result.error = str(exc)
+            return result
     _fill(result, answer, hits, spec)
     result.scores = await asyncio.to_thread(
         score_sample,

@@ -19,33 +19,18 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from llmops import tracing
 from llmops.build import Components
 from llmops.db import storage_error
-from llmops.errors import IngestError, LoadError, StorageError
+from llmops.errors import IngestError, StorageError
 from llmops.pipelines.discovery import SourceFile, discover_files
-from llmops.pipelines.prefetch import prefetched, write_behind
+from llmops.pipelines.ingest_engines import Batch, IngestEngine, LocalEngine
+from llmops.pipelines.prefetch import write_behind
+from llmops.pipelines.prepare import PreparedFile, no_loader, prepare_file
 from llmops.protocols import SparseIndex, Vectors, VectorStore
 from llmops.rag.indexing import FileRecord, IndexTarget
-from llmops.types import Chunk, Document
 
 BATCH_CHUNKS = 512
-NO_TEXT = "no text"
-
-
-@dataclass
-class PreparedFile:
-    """A file loaded and chunked (or the reason it was skipped), with each chunk's token count
-    and the parser that read it (when its loader names one)."""
-
-    file: SourceFile
-    chunks: list[Chunk]
-    error: str | None = None
-    token_counts: list[int] = field(default_factory=list)
-    parser: str | None = None
-
-
-Batch = list[PreparedFile]
-"""Files embedded and committed together."""
 
 
 @dataclass
@@ -128,12 +113,33 @@ def sparse_intact(c: Components, active: IndexTarget) -> bool:
 class Ingestion:
     """One run of the ingest pipeline over started components."""
 
-    def __init__(self, components: Components, progress: ProgressFn | None = None) -> None:
+    def __init__(
+        self,
+        components: Components,
+        progress: ProgressFn | None = None,
+        engine: IngestEngine | None = None,
+    ) -> None:
+        """``engine`` loads, chunks and embeds the changed files (default: this process's
+        threads, with ``components``)."""
         self.c = components
         self.progress = progress or (lambda _: None)
+        self.engine = engine or LocalEngine(self._prepare, self._embed)
         self.report = IngestReport(token_limit=components.embedder.max_seq_length)
 
     def run(self, full: bool = False) -> IngestReport:
+        """Bring the index in step with the sources; one ``ingest`` span, with a child span
+        per embedded batch."""
+        tracer = self.c.tracing.tracer
+        with tracer.start_as_current_span("ingest", attributes={"llmops.full": full}) as span:
+            report = self._run(full)
+            if span.is_recording():
+                counts = {
+                    k: v for k, v in report.to_dict().items() if isinstance(v, int | float | str)
+                }
+                span.set_attributes({f"llmops.ingest.{k}": v for k, v in counts.items()})
+            return report
+
+    def _run(self, full: bool) -> IngestReport:
         started = time.perf_counter()
         with ingestion_lock(self.c.data_dir), self._storage_faults():
             target, rebuilding = self._choose_target(full)
@@ -226,11 +232,13 @@ class Ingestion:
         self._remove(collection, gone)
         progress = IngestProgress(files_total=len(files), files_done=self.report.unchanged)
         self.progress(progress)
-        # Three stages overlap: the next batch is loaded and chunked while this one embeds, and
-        # the previous one is written to the indexes meanwhile. Writes stay in order.
-        with prefetched(_batches(todo, self._prepare)) as batches, write_behind() as write:
-            for batch in batches:
-                vectors = self._embed(batch)
+        # The engine prepares and embeds the next batches (locally: the next batch is loaded
+        # and chunked while this one embeds) while the previous one is written to the indexes.
+        embedding = self.engine.embedded(todo, BATCH_CHUNKS)
+        with embedding as batches, write_behind() as write:
+            for batch, vectors in batches:
+                if vectors is not None:
+                    self.report.embed_calls += 1
                 write(partial(self._write, collection, batch, vectors, records, progress))
 
     def _remove(self, collection: str, gone: list[FileRecord]) -> None:
@@ -243,30 +251,20 @@ class Ingestion:
 
     def _prepare(self, f: SourceFile) -> PreparedFile:
         """Load and chunk one file (on the prefetch thread, while the encoder works)."""
-        if f.loader is None:
-            return PreparedFile(f, [], _no_loader(f))
-        try:
-            documents = f.loader.load(f.path, f.key)
-        except LoadError as exc:
-            return PreparedFile(f, [], exc.reason)
-        except (OSError, UnicodeError, ValueError) as exc:
-            return PreparedFile(f, [], f"{type(exc).__name__}: {exc}")
-        unique: dict[str, Chunk] = {}
-        for document in documents:
-            for chunk in self.c.chunker.split(document):
-                unique.setdefault(chunk.id, chunk)
-        if not unique:  # empty, blank, or front matter only: recorded, and skipped until it changes
-            return PreparedFile(f, [], NO_TEXT)
-        chunks = list(unique.values())
-        counts = self.c.embedder.count_tokens([c.text for c in chunks])
-        return PreparedFile(f, chunks, None, counts, _parser(documents))
+        return prepare_file(f, self.c.chunker, self.c.embedder.count_tokens)
 
     def _embed(self, batch: Batch) -> Vectors | None:
         texts = [c.text for p in batch for c in p.chunks]
         if not texts:
             return None
-        self.report.embed_calls += 1
-        return self.c.embedder.embed_documents(texts)
+        attributes: tracing.Attributes = {
+            tracing.OPERATION: "embeddings",
+            tracing.REQUEST_MODEL: self.c.embed_model,
+            "llmops.embed.batch_size": len(texts),
+        }
+        name = f"embeddings {self.c.embed_model}".rstrip()
+        with self.c.tracing.tracer.start_as_current_span(name, attributes=attributes):
+            return self.c.embedder.embed_documents(texts)
 
     def _write(
         self,
@@ -323,35 +321,9 @@ class Ingestion:
         report.chunks_deleted += deleted
 
 
-def _no_loader(f: SourceFile) -> str:
-    return f"no loader for '{f.path.suffix or f.path.name}' files"
-
-
 def _unchanged(f: SourceFile, old: FileRecord) -> bool:
     """Indexed as it is now: same content, nothing pending, and not skipped for want of a
     loader that it has now (a format supported since the last run)."""
     if old.content_hash != f.content_hash or old.pending_ids:
         return False
-    return f.loader is None or old.error != _no_loader(f)
-
-
-def _parser(documents: list[Document]) -> str | None:
-    """The parser(s) named in the documents' ``parser`` metadata (a PDF's pages may differ)."""
-    names = sorted({str(d.metadata["parser"]) for d in documents if "parser" in d.metadata})
-    return ", ".join(names) or None
-
-
-def _batches(
-    files: list[SourceFile], prepare: Callable[[SourceFile], PreparedFile]
-) -> Iterator[Batch]:
-    """Group prepared files so that each embedding call gets about BATCH_CHUNKS chunks."""
-    batch: Batch = []
-    size = 0
-    for f in files:
-        batch.append(prepare(f))
-        size += len(batch[-1].chunks)
-        if size >= BATCH_CHUNKS:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
+    return f.loader is None or old.error != no_loader(f)

@@ -10,6 +10,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from llmops import tracing
 from llmops.build import Components
 from llmops.config.schema import Fusion, RetrievalConfig, SearchMode
 from llmops.errors import BackendError, InvalidRequest, NotReady, StorageError
@@ -90,8 +91,14 @@ class QueryPipeline:
         self.monitor = monitor
         self.retrieval = retrieval
         self.prompt = prompt
+        self.tracer = components.tracing.tracer
         self.searcher = Searcher(
-            components.store, components.sparse, components.embedder, components.reranker
+            components.store,
+            components.sparse,
+            components.embedder,
+            components.reranker,
+            self.tracer,
+            components.embed_model,
         )
 
     def params(self, options: QueryOptions) -> SearchParams:
@@ -194,11 +201,20 @@ class QueryPipeline:
         started: float,
         trace: SearchTrace,
     ) -> Prepared:
-        prompt = (
-            self.c.prompts.render(self.prompt, question, hits, options.history)
-            if self.generator.uses_prompt
-            else []
-        )
+        with self.tracer.start_as_current_span("prompt") as span:
+            prompt = (
+                self.c.prompts.render(self.prompt, question, hits, options.history)
+                if self.generator.uses_prompt
+                else []
+            )
+            if span.is_recording():
+                attributes: tracing.Attributes = {
+                    tracing.PROMPT_NAME: self.prompt,
+                    "llmops.prompt.messages": len(prompt),
+                    "llmops.prompt.chars": sum(len(m.content) for m in prompt),
+                    "llmops.context_chunks": len(hits),
+                }
+                span.set_attributes(attributes)
         request = GenerationRequest(
             question, tuple(hits), tuple(prompt), options.generation, options.deadline
         )
@@ -325,6 +341,7 @@ def _event(prepared: Prepared, answer: Answer, pipeline: str) -> QueryEvent:
         completion_tokens=answer.usage.completion_tokens,
         variant=prepared.variant,
         correlation_id=prepared.options.correlation_id,
+        trace_id=tracing.trace_id(),
         stages=prepared.trace.stages,
         vector=prepared.trace.vector,
         retrieved=prepared.retrieved,

@@ -1,16 +1,56 @@
-"""Merging rankings: reciprocal-rank fusion and weighted fusion of normalised scores.
+"""Merging rankings: reciprocal-rank fusion and weighted fusion of normalised scores, and
+``fuse_hybrid``, which merges a dense and a BM25 ranking by the configured method.
 
-Both take several rankings of the same collection (dense, BM25, or one per phrasing of a
-question) and return one ranking. A fused hit carries its fused score, so a threshold or a
-display reads the score that ordered it.
+``rrf_fuse`` and ``weighted_fuse`` take several rankings of the same collection (dense, BM25,
+or one per phrasing of a question) and return one ranking. A fused hit carries its fused
+score, so a threshold or a display reads the score that ordered it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
+from llmops.rag.adaptive_fusion import adaptive_fuse
 from llmops.types import ScoredChunk
+
+
+@dataclass(frozen=True)
+class FusionSettings:
+    """How hybrid search merges its rankings (``retrieval.fusion``, ``rrf_k``,
+    ``dense_weight``)."""
+
+    method: str = "adaptive"
+    rrf_k: int = 60
+    dense_weight: float = 0.5
+
+
+HybridFusion = Callable[
+    [Sequence[ScoredChunk], Sequence[ScoredChunk], int, FusionSettings], list[ScoredChunk]
+]
+
+
+def fuse_hybrid(
+    dense: Sequence[ScoredChunk],
+    sparse: Sequence[ScoredChunk],
+    top_k: int,
+    settings: FusionSettings,
+) -> list[ScoredChunk]:
+    """The first ``top_k`` of the dense and BM25 rankings merged by ``settings.method``.
+
+    A ranking with no evidence (no hits, or none scoring above 0: a question sharing no term
+    with the corpus gets that from BM25) is left out, and the other one is returned as it is:
+    fusing with it could only push the useful ranking's hits around."""
+    if not useful(sparse):
+        return list(dense[:top_k])
+    if not useful(dense):
+        return list(sparse[:top_k])
+    return HYBRID_FUSIONS[settings.method](dense, sparse, top_k, settings)
+
+
+def useful(ranking: Sequence[ScoredChunk]) -> bool:
+    """Whether a ranking holds any evidence: a hit scoring above 0."""
+    return any(hit.score > 0 for hit in ranking)
 
 
 def rrf_fuse(
@@ -62,3 +102,13 @@ def _ranked(
     # ties keep first-seen order: sorted() is stable and dicts keep insertion order
     order = sorted(fused, key=lambda cid: -fused[cid])[:top_k]
     return [replace(chunks[cid], score=fused[cid]) for cid in order]
+
+
+HYBRID_FUSIONS: dict[str, HybridFusion] = {
+    "rrf": lambda dense, sparse, top_k, f: rrf_fuse([dense, sparse], top_k, f.rrf_k),
+    "weighted": lambda dense, sparse, top_k, f: weighted_fuse(
+        [dense, sparse], (f.dense_weight, 1.0 - f.dense_weight), top_k
+    ),
+    "adaptive": lambda dense, sparse, top_k, f: adaptive_fuse(dense, sparse, top_k),
+}
+"""``retrieval.fusion`` → how ``fuse_hybrid`` merges (the config's ``Fusion`` names)."""

@@ -1,14 +1,29 @@
-"""Searches batched across concurrent requests, and maximal marginal relevance (MMR)."""
+"""Searches batched across concurrent requests, searches run side by side, and maximal
+marginal relevance (MMR)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable, Sequence
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from llmops.protocols import Vectors
+
+
+async def all_or_cancelled(*steps: Awaitable[Any]) -> list[Any]:
+    """The results of ``steps`` run side by side, like ``asyncio.gather``; but when one fails,
+    the others are cancelled and awaited before its error is raised, so none is left running
+    (or torn down later, outside its request) once the request has failed."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def mmr_select(query: Vectors, vectors: Vectors, k: int, lambda_: float) -> list[int]:

@@ -5,8 +5,9 @@ whichever paths run:
 
 - each path fetches ``candidates`` hits (at least what the later stages need) under the same
   filter — a Chroma where-clause for dense, the equivalent predicate for BM25;
-- hybrid fuses the two rankings (``weighted``: min-max normalised scores, ``dense_weight`` to
-  the dense side; ``rrf``: reciprocal ranks);
+- hybrid fuses the two rankings (``adaptive``: weights from each ranking's own evidence for
+  the question; ``weighted``: min-max normalised scores, ``dense_weight`` to the dense side;
+  ``rrf``: reciprocal ranks); a ranking with no hit scoring above 0 is left out;
 - several phrasings of one request (the question alone, and with earlier turns) are searched
   each and fused by reciprocal rank, keeping each hit's best score;
 - the reranker re-scores the first ``rerank_top_n`` hits; MMR then diversifies;
@@ -23,17 +24,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Literal
 
 import numpy as np
+from opentelemetry.trace import Span, Tracer
 
+from llmops import tracing
 from llmops.protocols import Reranker, SparseIndex, Vectors, VectorStore
 from llmops.rag import filters
 from llmops.rag.embedders.worker import EncoderThread
-from llmops.rag.fusion import rrf_fuse, weighted_fuse
-from llmops.rag.retrieval import Batcher, mmr_select
+from llmops.rag.fusion import FusionSettings, fuse_hybrid, rrf_fuse
+from llmops.rag.retrieval import Batcher, all_or_cancelled, mmr_select
 from llmops.types import ScoredChunk
 
 
@@ -43,7 +47,7 @@ class SearchParams:
     score_threshold: float = 0.0
     where: filters.Filter | None = None
     mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
-    fusion: Literal["rrf", "weighted"] = "weighted"
+    fusion: Literal["adaptive", "rrf", "weighted"] = "adaptive"
     rrf_k: int = 60
     dense_weight: float = 0.5
     candidates: int = 100
@@ -83,7 +87,8 @@ class _Query:
 
 
 class Searcher:
-    """Runs searches over one app's vector store and sparse index."""
+    """Runs searches over one app's vector store and sparse index; each stage is a span of
+    ``tracer`` (``embed_model`` names the embedding model in them)."""
 
     def __init__(
         self,
@@ -91,8 +96,11 @@ class Searcher:
         sparse: SparseIndex | None,
         encoder: EncoderThread,
         reranker: Reranker | None = None,
+        tracer: Tracer = tracing.NOOP,
+        embed_model: str = "",
     ) -> None:
         self.store, self.sparse, self.encoder, self.reranker = store, sparse, encoder, reranker
+        self.tracer, self.embed_model = tracer, embed_model
         # concurrent requests share store and index calls (see ``Batcher``)
         self._dense_batches = Batcher(self._dense_batch)
         self._sparse_batches = Batcher(self._sparse_batch)
@@ -106,15 +114,29 @@ class Searcher:
         trace: SearchTrace | None = None,
     ) -> list[ScoredChunk]:
         """Search with each of ``texts`` (the first is the question itself) and fuse."""
-        trace = trace or SearchTrace()
+        attributes: tracing.Attributes = {
+            tracing.OPERATION: "retrieval",
+            tracing.DATA_SOURCE: collection,
+            "llmops.search.mode": params.mode,
+            "llmops.search.top_k": params.top_k,
+            "llmops.search.phrasings": len(texts),
+        }
+        with self.tracer.start_as_current_span("retrieval", attributes=attributes) as span:
+            hits = await self._search(collection, texts, params, trace or SearchTrace())
+            _found(span, hits)
+            return hits
+
+    async def _search(
+        self, collection: str, texts: Sequence[str], params: SearchParams, trace: SearchTrace
+    ) -> list[ScoredChunk]:
         clock = time.perf_counter()
         queries = [_Query(t) for t in texts]
         if params.mode != "sparse" or params.mmr:
-            vectors = await asyncio.gather(*(self.encoder.encode_query(t) for t in texts))
+            vectors = await self._embed(texts)
             queries = [_Query(t, v) for t, v in zip(texts, vectors, strict=True)]
             trace.vector = vectors[0]
             clock = _lap(trace, "embed", clock)
-        rankings = await asyncio.gather(*(self._ranking(collection, q, params) for q in queries))
+        rankings = await all_or_cancelled(*(self._ranking(collection, q, params) for q in queries))
         hits = rankings[0] if len(rankings) == 1 else _fuse_phrasings(rankings, params.depth)
         clock = _lap(trace, "retrieve", clock)
         if params.rerank and self.reranker is not None:
@@ -126,6 +148,16 @@ class Searcher:
         _lap(trace, "retrieve", clock)
         return [h for h in hits if h.score >= params.score_threshold]
 
+    async def _embed(self, texts: Sequence[str]) -> list[Vectors]:
+        attributes: tracing.Attributes = {
+            tracing.OPERATION: "embeddings",
+            tracing.REQUEST_MODEL: self.embed_model,
+            "llmops.embed.batch_size": len(texts),
+        }
+        name = f"embeddings {self.embed_model}".rstrip()
+        with self.tracer.start_as_current_span(name, attributes=attributes):
+            return await all_or_cancelled(*(self.encoder.encode_query(t) for t in texts))
+
     async def _ranking(
         self, collection: str, query: _Query, params: SearchParams
     ) -> list[ScoredChunk]:
@@ -134,14 +166,16 @@ class Searcher:
         if params.mode == "sparse":
             return await self._sparse(collection, query.text, params.depth, params)
         depth = max(params.candidates, params.depth)
-        dense, sparse = await asyncio.gather(
+        dense, sparse = await all_or_cancelled(
             self._dense(collection, query, depth, params, chunks_from_sparse=True),
             self._sparse(collection, query.text, depth, params),
         )
-        if params.fusion == "rrf":
-            return rrf_fuse([dense, sparse], params.depth, params.rrf_k)
-        weights = (params.dense_weight, 1.0 - params.dense_weight)
-        return weighted_fuse([dense, sparse], weights, params.depth)
+        with self.tracer.start_as_current_span("fusion") as span:
+            tracing.set_attributes(span, {"llmops.fusion.method": params.fusion})
+            settings = FusionSettings(params.fusion, params.rrf_k, params.dense_weight)
+            fused = fuse_hybrid(dense, sparse, params.depth, settings)
+            _found(span, fused)
+            return fused
 
     async def _dense(
         self,
@@ -153,7 +187,10 @@ class Searcher:
     ) -> list[ScoredChunk]:
         assert query.vector is not None
         key = (collection, depth, params.where, chunks_from_sparse)
-        return await self._dense_batches.ask(key, query.vector)
+        with self._stage_span("search dense", depth) as span:
+            hits = await self._dense_batches.ask(key, query.vector)
+            _found(span, hits)
+            return hits
 
     def _dense_batch(
         self, key: tuple[str, int, filters.Filter | None, bool], vectors: list[Vectors]
@@ -176,7 +213,13 @@ class Searcher:
     ) -> list[ScoredChunk]:
         if self.sparse is None:
             raise RuntimeError("sparse search needs a sparse index (sparse: {type: bm25})")
-        return await self._sparse_batches.ask((collection, depth, params.where), text)
+        with self._stage_span("search sparse", depth) as span:
+            hits = await self._sparse_batches.ask((collection, depth, params.where), text)
+            _found(span, hits)
+            return hits
+
+    def _stage_span(self, name: str, depth: int) -> AbstractContextManager[Span]:
+        return self.tracer.start_as_current_span(name, attributes={"llmops.search.depth": depth})
 
     def _sparse_batch(self, key: _Key, texts: list[str]) -> list[list[ScoredChunk]]:
         assert self.sparse is not None
@@ -192,7 +235,11 @@ class Searcher:
         assert self.reranker is not None
         head, tail = hits[:top_n], hits[top_n:]
         job = partial(self.reranker.rerank, question, head, len(head))
-        return [*await asyncio.wrap_future(self.encoder.submit(job)), *tail]
+        with self.tracer.start_as_current_span("rerank") as span:
+            tracing.set_attributes(span, {"llmops.rerank.candidates": len(head)})
+            reranked = await asyncio.wrap_future(self.encoder.submit(job))
+            _found(span, reranked)
+        return [*reranked, *tail]
 
     async def _diversify(
         self, collection: str, query: _Query, hits: list[ScoredChunk], params: SearchParams
@@ -232,6 +279,16 @@ class Searcher:
     def _vectors_batch(self, collection: str, asked: list[list[str]]) -> list[dict[str, Vectors]]:
         found = self.store.vectors(collection, list(dict.fromkeys(i for ids in asked for i in ids)))
         return [{i: found[i] for i in ids if i in found} for ids in asked]
+
+
+def _found(span: Span, hits: Sequence[ScoredChunk]) -> None:
+    """A stage span's result: how many hits, and the best and worst score."""
+    if span.is_recording():
+        scores = [h.score for h in hits]
+        found: tracing.Attributes = {"llmops.hits": len(hits)}
+        if scores:
+            found.update({"llmops.score.max": max(scores), "llmops.score.min": min(scores)})
+        span.set_attributes(found)
 
 
 def _lap(trace: SearchTrace, stage: str, since: float) -> float:

@@ -70,7 +70,11 @@ class RoutingState(Protocol):
     that memory back (so each request is rewarded at most once) and adds the reward to the arm,
     returning the arm, or None for an unknown (or already rewarded, or expired) request."""
 
-    async def assign(self, experiment: str, request_id: str, arm: str) -> None: ...
+    async def assign(self, experiment: str, request_id: str, arm: str) -> None:
+        """Count a pull of ``arm`` for ``request_id`` and remember it for the reward; the same
+        assignment again (a write replayed after a timed-out reply) is counted once, a move to
+        another arm (a failed canary answered by the serving variant) counts there too."""
+        ...
 
     async def reward(self, experiment: str, request_id: str, reward: float) -> str | None: ...
 
@@ -129,11 +133,16 @@ class SqliteRoutingState:
     def _assign(self, experiment: str, request_id: str, arm: str) -> None:
         now = time.time()
         with self.lock, transaction(self.db) as db:
-            db.execute(_ADD, (experiment, arm, 1, 0, 0.0, 0.0))
-            db.execute(
-                "INSERT OR REPLACE INTO assignments VALUES (?, ?, ?, ?)",
-                (experiment, request_id, arm, now),
-            )
+            held = db.execute(
+                "SELECT arm FROM assignments WHERE experiment = ? AND request_id = ?",
+                (experiment, request_id),
+            ).fetchone()
+            if held is None or held[0] != arm:
+                db.execute(_ADD, (experiment, arm, 1, 0, 0.0, 0.0))
+                db.execute(
+                    "INSERT OR REPLACE INTO assignments VALUES (?, ?, ?, ?)",
+                    (experiment, request_id, arm, now),
+                )
             db.execute("DELETE FROM assignments WHERE time < ?", (now - KEEP_ASSIGNMENTS_S,))
 
     def _reward(self, experiment: str, request_id: str, reward: float) -> str | None:
@@ -216,9 +225,38 @@ class SqliteRoutingState:
             self.db.close()
 
 
+# A request's assignment and its pull in one step, counted once per arm: a write that reached
+# Redis but whose reply timed out is replayed after the outage (llmops.routing.resilient), and
+# the replay must not count the pull again; a request moved to another arm (a failed canary
+# answered by the serving variant) is counted there too. KEYS: request, arms set, arm hash;
+# ARGV: arm, ttl.
+_ASSIGN_ONCE = """
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] or held == '!' .. ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('HINCRBY', KEYS[3], 'pulls', 1)
+return 1
+"""
+# A request's reward, counted once: the assignment is marked rewarded ('!' + arm, same expiry)
+# in the step that counts it, so feedback sent twice (or resent after a timed-out reply) is
+# not counted again. KEYS: request; ARGV: reward, its square, the arm hashes' key prefix.
+_REWARD_ONCE = """
+local arm = redis.call('GET', KEYS[1])
+if (not arm) or string.sub(arm, 1, 1) == '!' then return false end
+redis.call('SET', KEYS[1], '!' .. arm, 'KEEPTTL')
+local key = ARGV[3] .. arm
+redis.call('HINCRBY', key, 'rewards', 1)
+redis.call('HINCRBYFLOAT', key, 'reward_sum', ARGV[1])
+redis.call('HINCRBYFLOAT', key, 'reward_sq_sum', ARGV[2])
+return arm
+"""
+
+
 class RedisRoutingState:
     """One hash per arm (``<prefix>:<experiment>:arm:<arm>``) and a set of an experiment's arms;
-    updates are HINCRBY / HINCRBYFLOAT in one MULTI transaction."""
+    updates are HINCRBY / HINCRBYFLOAT in one MULTI transaction; a request's assignment and
+    its reward each run as one script that counts them once (see ``_ASSIGN_ONCE``)."""
 
     def __init__(
         self,
@@ -231,6 +269,8 @@ class RedisRoutingState:
             url, max_connections, socket_timeout_s, wait_s=10, decode_responses=True
         )
         self.prefix = prefix
+        self._assign_once = self.client.register_script(_ASSIGN_ONCE)
+        self._reward_once = self.client.register_script(_REWARD_ONCE)
 
     def _arm_key(self, experiment: str, arm: str) -> str:
         return f"{self.prefix}:{experiment}:arm:{arm}"
@@ -238,14 +278,10 @@ class RedisRoutingState:
     def _arms_key(self, experiment: str) -> str:
         return f"{self.prefix}:{experiment}:arms"
 
-    async def _add(
-        self, experiment: str, arm: str, delta: ArmStats, request_id: str | None = None
-    ) -> None:
-        """One MULTI: the arm's increments, and the request's assignment when given."""
+    async def _add(self, experiment: str, arm: str, delta: ArmStats) -> None:
+        """The arm's increments in one MULTI."""
         key = self._arm_key(experiment, arm)
         async with self.client.pipeline(transaction=True) as tx:
-            if request_id is not None:
-                tx.set(self._request_key(experiment, request_id), arm, ex=KEEP_ASSIGNMENTS_S)
             tx.sadd(self._arms_key(experiment), arm)
             tx.hincrby(key, "pulls", delta.pulls)
             tx.hincrby(key, "rewards", delta.rewards)
@@ -257,13 +293,18 @@ class RedisRoutingState:
         return f"{self.prefix}:{experiment}:request:{request_id}"
 
     async def assign(self, experiment: str, request_id: str, arm: str) -> None:
-        await self._add(experiment, arm, ArmStats(pulls=1), request_id)
+        keys = [
+            self._request_key(experiment, request_id),
+            self._arms_key(experiment),
+            self._arm_key(experiment, arm),
+        ]
+        await self._assign_once(keys=keys, args=[arm, KEEP_ASSIGNMENTS_S])
 
     async def reward(self, experiment: str, request_id: str, reward: float) -> str | None:
-        arm: str | None = await self.client.getdel(self._request_key(experiment, request_id))
-        if arm is not None:
-            await self.add_reward(experiment, arm, reward)
-        return arm
+        arm_prefix = self._arm_key(experiment, "")
+        args = [repr(float(reward)), repr(float(reward) ** 2), arm_prefix]
+        arm = await self._reward_once(keys=[self._request_key(experiment, request_id)], args=args)
+        return None if arm is None else str(arm)
 
     async def add_pull(self, experiment: str, arm: str) -> None:
         await self._add(experiment, arm, ArmStats(pulls=1))

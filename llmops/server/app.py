@@ -10,9 +10,24 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from llmops.pipelines.ingest import ProgressFn
-from llmops.server import auth, errors, jobs, metrics
-from llmops.server.middleware import BodyLimit, CancelOnDisconnect, RequestId, install_cors
-from llmops.server.routes import feedback, health, ingest, openai_api, query
+from llmops.server import auth, errors, jobs, metrics, ui
+from llmops.server.middleware import (
+    BodyLimit,
+    CancelOnDisconnect,
+    RequestId,
+    install_cors,
+    install_tracing,
+)
+from llmops.server.routes import (
+    drift,
+    feedback,
+    health,
+    ingest,
+    openai_api,
+    query,
+    requests,
+    traces,
+)
 from llmops.service import RAG
 
 
@@ -69,8 +84,11 @@ def create_app(
     install_cors(app, rag.config.server.cors)  # outside the key check: preflights carry no key
     if rag.monitor.metrics is not None:
         app.add_middleware(metrics.HttpMetrics, metrics=rag.monitor.metrics)
+    install_tracing(app, rag.components.tracing)
     errors.install(app)
-    for module in (query, ingest, health, openai_api, metrics, feedback):
+    routes = (query, ingest, health, openai_api, metrics, feedback, requests, traces, drift)
+    for module in routes:
         app.include_router(module.router)
+    ui.install(app)
     openai_api.document_models(app, [rag.config.name])
     return app

@@ -3,11 +3,12 @@
 ``Authorization: Bearer llmk_...`` (what the OpenAI SDK sends for its ``api_key``). Each path
 needs one scope (``scope_for``); a key with ``admin`` has every scope. Open without a key:
 ``/health``, ``/ready`` (probes), ``/docs``, ``/redoc``, ``/openapi.json`` (the API's shape is
-not a secret). ``/metrics`` and any path not listed need ``admin``, so unknown paths cannot be
-probed without a key. Refusals: 401 (no key, or an unknown, wrong, revoked or expired one),
-403 (a missing scope), 429 (rate limit, with ``Retry-After`` and ``RateLimit-*`` headers), in
-the house error shape with the request id. Only a key's id (``request.state.key_id``) is
-logged, never the key.
+not a secret), the console's static pages under ``/ui`` (a browser cannot send a key when it
+loads a page; the data routes they call need their scopes). ``/metrics`` and any path not
+listed need ``admin``, so unknown paths cannot be probed without a key. Refusals: 401 (no
+key, or an unknown, wrong, revoked or expired one), 403 (a missing scope), 429 (rate limit,
+with ``Retry-After`` and ``RateLimit-*`` headers), in the house error shape with the request
+id. Only a key's id (``request.state.key_id``) is logged, never the key.
 
 Each key's limits are the app's (``auth.limits``) with the key's own in their place
 (``llmops keys create --rpm ...``). ``tokens_per_day``: a route that answers with an LLM calls
@@ -51,7 +52,8 @@ from llmops.types import Usage
 
 log = logging.getLogger("llmops.server")
 
-OPEN_PATHS = frozenset({"/health", "/ready", "/docs", "/redoc", "/openapi.json"})
+OPEN_PATHS = frozenset({"/health", "/ready", "/docs", "/redoc", "/openapi.json", "/ui", "/ui/"})
+OPEN_PREFIXES = ("/docs-assets/", "/ui/static/")
 _SCOPE_PREFIXES = (
     ("/v1/", "query"),
     ("/ingest/", "ingest"),
@@ -73,7 +75,7 @@ _SCOPE_PATHS = {
 
 def scope_for(path: str) -> str | None:
     """The scope a request to ``path`` needs; None for the open paths."""
-    if path in OPEN_PATHS or path.startswith("/docs-assets/"):
+    if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
         return None
     if (scope := _SCOPE_PATHS.get(path.rstrip("/") or "/")) is not None:
         return scope

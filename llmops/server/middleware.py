@@ -1,5 +1,5 @@
-"""Pure ASGI middleware (no body copy): request ids, cancelling work the client left, and the
-body-size limit."""
+"""Pure ASGI middleware (no body copy): request ids, traces, cancelling work the client left,
+and the body-size limit."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ from abc import ABC, abstractmethod
 from contextlib import suppress
 
 from fastapi import FastAPI
+from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llmops import tracing
 from llmops.config.auth import CorsConfig
 from llmops.server.errors import error_response
 
@@ -74,6 +77,81 @@ class RequestId(HttpMiddleware):
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class TraceRequests(HttpMiddleware):
+    """A server span per request (OpenTelemetry's HTTP conventions), continuing the caller's
+    W3C ``traceparent``; every span of the request's work is its descendant. A recorded
+    (sampled) trace goes back in ``traceparent`` and ``X-Trace-ID``. Installed only when
+    tracing is on."""
+
+    propagator = TraceContextTextMapPropagator()
+    trace_headers = (b"traceparent", b"tracestate")
+
+    def __init__(self, app: ASGIApp, tracer: Tracer) -> None:
+        super().__init__(app)
+        self.tracer = tracer
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        span = self._start(scope)
+        added = []
+        if (parent := tracing.traceparent(span)) is not None:
+            trace_id = parent.split("-")[1]
+            added = [(b"traceparent", parent.encode()), (b"x-trace-id", trace_id.encode())]
+
+        async def send_traced(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                _responded(span, message["status"])
+                kept = [h for h in message.get("headers", []) if h[0].lower() != b"traceparent"]
+                message = {**message, "headers": [*kept, *added]}
+            await send(message)
+
+        with tracing.active(span):
+            try:
+                await self.app(scope, receive, send_traced)
+            finally:
+                _routed(span, scope)
+
+    def _start(self, scope: Scope) -> Span:
+        carrier = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in scope.get("headers", [])
+            if name.lower() in self.trace_headers
+        }
+        attributes = {
+            "http.request.method": scope["method"],
+            "url.path": scope["path"],
+            "url.scheme": scope.get("scheme", "http"),
+            "network.protocol.version": scope.get("http_version", "1.1"),
+        }
+        client = scope.get("client")
+        if client:
+            attributes["client.address"] = client[0]
+        return self.tracer.start_span(
+            scope["method"],
+            context=self.propagator.extract(carrier),
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+        )
+
+
+def _responded(span: Span, status: int) -> None:
+    span.set_attribute("http.response.status_code", status)
+    if status >= 500:  # a 4xx is the caller's error, not the server span's (HTTP conventions)
+        span.set_status(StatusCode.ERROR)
+        span.set_attribute(tracing.ERROR_TYPE, str(status))
+
+
+def _routed(span: Span, scope: Scope) -> None:
+    """Name the span by the route that served the request (``POST /query``), and tie it to
+    the request id."""
+    route = getattr(scope.get("route"), "path", None)
+    if route:
+        span.set_attribute("http.route", route)
+        span.update_name(f"{scope['method']} {route}")
+    request_id = scope.get("state", {}).get("request_id")
+    if request_id:
+        span.set_attribute("llmops.request_id", request_id)
 
 
 class CancelOnDisconnect(HttpMiddleware):
@@ -170,6 +248,14 @@ class BodyLimit(HttpMiddleware):
         await error_response(scope["path"], 413, message, request_id)(scope, receive, send)
 
 
+def install_tracing(app: FastAPI, traces: tracing.Tracing) -> None:
+    """Keep ``traces`` for ``GET /traces``; with tracing on, a span per request. Add it last
+    (it runs first): the span then covers refusals and every other middleware."""
+    app.state.tracing = traces
+    if traces.enabled:
+        app.add_middleware(TraceRequests, tracer=traces.tracer)
+
+
 def install_cors(app: FastAPI, config: CorsConfig) -> None:
     """Starlette's CORS middleware with ``config``'s origins; nothing when none are listed.
     Add it after the API-key middleware: a browser's preflight carries no key."""
@@ -182,5 +268,5 @@ def install_cors(app: FastAPI, config: CorsConfig) -> None:
         allow_headers=config.allow_headers,
         allow_credentials=config.allow_credentials,
         max_age=config.max_age_s,
-        expose_headers=["X-Request-ID", "X-Correlation-ID", "Retry-After"],
+        expose_headers=["X-Request-ID", "X-Correlation-ID", "X-Trace-ID", "Retry-After"],
     )

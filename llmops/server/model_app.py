@@ -17,13 +17,22 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
+from llmops import tracing
 from llmops.model_service import ModelService
 from llmops.monitoring.prediction_log import Label
 from llmops.server import auth, errors
 from llmops.server.errors import documented
-from llmops.server.middleware import BodyLimit, CancelOnDisconnect, RequestId, install_cors
+from llmops.server.middleware import (
+    BodyLimit,
+    CancelOnDisconnect,
+    RequestId,
+    install_cors,
+    install_tracing,
+)
+from llmops.server.routes import traces as traces_route
 from llmops.server.routes.health import Readiness, health
 from llmops.server.schemas import STRICT, config_limit
+from llmops.tracing import Tracing
 
 router = APIRouter(tags=["models"])
 
@@ -99,7 +108,17 @@ class LabelsResponse(BaseModel):
 async def predict(model: ModelName, body: PredictRequest, request: Request) -> PredictResponse:
     service: ModelService = request.app.state.service
     key = request.headers.get(service.app.routing.key) if service.app.routing else None
-    result = await service.predict(model, body.rows, request.state.request_id, key)
+    tracer = request.app.state.tracing.tracer
+    attributes = {"llmops.model": model, "llmops.rows": len(body.rows)}
+    with tracing.active(tracer.start_span(f"predict {model}", attributes=attributes)) as span:
+        result = await service.predict(model, body.rows, request.state.request_id, key)
+        if span.is_recording():
+            served: tracing.Attributes = {
+                "llmops.version": result.version,
+                "llmops.alias": result.alias,
+                "llmops.variant": result.variant,
+            }
+            span.set_attributes(served)
     return PredictResponse.model_validate(
         {
             "model": result.model,
@@ -214,6 +233,8 @@ async def ready(request: Request) -> JSONResponse:
 def create_model_app(service: ModelService) -> FastAPI:
     """The HTTP app of ``service``; starting the app starts it (and its alias following)."""
 
+    traces = Tracing.from_config(service.app.monitoring.tracing, service.name)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await service.astart()
@@ -221,6 +242,7 @@ def create_model_app(service: ModelService) -> FastAPI:
             yield
         finally:
             await service.aclose()
+            traces.flush()
 
     app = FastAPIOffline(
         title=f"llmops model: {service.name}",
@@ -236,6 +258,8 @@ def create_model_app(service: ModelService) -> FastAPI:
     auth.install(app, serving.auth, service.data_dir, serving.host, service.metrics.access_refusal)
     app.add_middleware(RequestId)
     install_cors(app, service.app.serving.cors)  # outside the key check: preflights carry no key
+    install_tracing(app, traces)
     errors.install(app)
     app.include_router(router)
+    app.include_router(traces_route.router)
     return app

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from llmops.build import load_config
 from llmops.cli.main import app
 from tests.beir_data import write_beir
 from tests.conftest import HASHING, ConfigWriter
@@ -57,11 +58,12 @@ def test_table_limit_and_chosen_modes(tmp_path: Path) -> None:
 def test_both_fusions_side_by_side_on_one_index(tmp_path: Path) -> None:
     beir = write_beir(tmp_path / "tiny")
     args = ["eval", "retrieval", "--beir", str(beir), "--json", "-m", "hybrid_rrf"]
-    result = runner.invoke(app, [*args, "-m", "hybrid_weighted", "-m", "hybrid"])
+    fusions = ["-m", "hybrid_weighted", "-m", "hybrid_adaptive", "-m", "hybrid"]
+    result = runner.invoke(app, [*args, *fusions])
     assert result.exit_code == 0, result.output
     body = _metrics(result.stdout)
-    assert list(body) == ["hybrid_rrf", "hybrid_weighted", "hybrid"]
-    assert body["hybrid_weighted"] == body["hybrid"]  # weighted is the default fusion
+    assert list(body) == ["hybrid_rrf", "hybrid_weighted", "hybrid_adaptive", "hybrid"]
+    assert body["hybrid_adaptive"] == body["hybrid"]  # adaptive is the default fusion
     assert result.stderr.count("ingest (documents)") == 1
 
 
@@ -96,3 +98,39 @@ def test_bad_folder_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["eval", "retrieval", "--beir", str(broken)])
     assert result.exit_code == 1
     assert "queries.jsonl:2: invalid JSON" in result.stderr
+
+
+def test_tune_on_train_tests_on_test_and_writes_a_valid_section(
+    tmp_path: Path, write_config: ConfigWriter
+) -> None:
+    # An 8-dimension hashing embedder makes dense search near random, while BM25 ranks every
+    # query's documents ideally: tuning from the config's dense mode must find a setting that
+    # is perfect on the queries it did not see.
+    config = write_config(
+        embedder={"type": "hashing", "dimension": 8}, retrieval={"mode": "dense", "top_k": 5}
+    )
+    beir = write_beir(tmp_path / "tiny", qrels="q1\tvolc-1\t2\nq1\thike-2\t1\nq2\tbake-3\t2\n")
+    write_beir(beir, qrels="q3\tchess-4\t1\nq4\tbees-6\t2\n", split="train")
+    args = ["eval", "retrieval", "--beir", str(beir), "-c", str(config), "--tune", "--json"]
+    result = runner.invoke(app, [*args, "--split", "train", "--write", str(config)])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["tuned_on"] == "train (2 queries)" and body["evaluated_on"] == "test (2)"
+    gain = body["ndcg@10"]
+    assert gain["mean_a"] < 1.0 and gain["mean_b"] == pytest.approx(1.0)
+    assert gain["diff"] == pytest.approx(gain["mean_b"] - gain["mean_a"])
+    assert gain["low"] <= gain["diff"] <= gain["high"]
+    assert body["chosen"]["top_k"] == 5 and body["chosen"]["mode"] != "dense"
+    written = load_config(config).loaded.app  # the edited config validates
+    assert written.retrieval.model_dump(include=set(body["chosen"])) == body["chosen"]
+    assert written.embedder.type == "hashing"  # the rest of the config is kept
+
+
+def test_tune_holds_out_part_of_a_single_split(tmp_path: Path) -> None:
+    beir = write_beir(tmp_path / "tiny")
+    result = runner.invoke(app, ["eval", "retrieval", "--beir", str(beir), "--tune"])
+    assert result.exit_code == 0, result.output
+    assert "tuned on test, 3 queries" in result.stdout
+    assert "gain (95% CI)" in result.stdout and "retrieval:" in result.stdout
+    result = runner.invoke(app, ["eval", "retrieval", "--beir", str(beir), "--write", "x.yaml"])
+    assert result.exit_code == 2 and "--write needs --tune" in result.output

@@ -100,7 +100,7 @@ def test_k8s_single_replica_for_every_example(config: Path, tmp_path: Path) -> N
         "name": f"{name}-secrets",
         "key": "LLMOPS_KEY_SECRET",
     }
-    (config_map,) = objects(tree, "ConfigMap")
+    (config_map,) = [m for m in objects(tree, "ConfigMap") if "app.yaml" in m["data"]]
     in_pod = yaml.safe_load(config_map["data"]["app.yaml"])
     assert in_pod["data_dir"] == "/var/lib/llmops"
     for source in in_pod["sources"]:

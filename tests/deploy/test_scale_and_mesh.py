@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 import yaml
 from typer.testing import CliRunner
 
 from llmops.cli.main import app
+from llmops.cli.up import check_workers
 from llmops.config import load_app_config
 from llmops.deploy import scale
+from tests.conftest import HASHING
 from tests.deploy.conftest import ROOT
 
 
@@ -24,8 +28,19 @@ def test_embedded_chroma_and_sqlite_log_refuse_replicas(tmp_path: Path) -> None:
     result = invoke(ROOT / "configs" / "quickstart.yaml", tmp_path, "--max-replicas", "2")
     assert result.exit_code == 1
     assert "embedded Chroma" in result.output and "store: {type: chroma, host:" in result.output
+    assert "monitoring.request_log.url: ${REQUEST_LOG_URL}" in result.output
     assert "monitoring.request_log.enabled: false" in result.output
     assert not (tmp_path / "base").exists()  # nothing half-written
+
+
+def test_a_request_log_in_postgresql_is_shared_by_replicas() -> None:
+    quickstart = load_app_config(ROOT / "configs" / "quickstart.yaml").app
+    assert scale.sqlite_request_log(quickstart) is not None
+    shared = quickstart.model_copy(deep=True)
+    shared.monitoring.request_log.url = "postgresql://llmops@postgres:5432/llmops"
+    assert scale.sqlite_request_log(shared) is None
+    (left,) = scale.problems(shared, scale.Scope.CLUSTER)  # the embedded Chroma is still there
+    assert "embedded Chroma" in left.what
 
 
 def test_each_shared_state_has_its_fix(scalable: Any) -> None:
@@ -104,3 +119,39 @@ def test_percentages_sum_to_100(weights: dict[str, float]) -> None:
     shares = _percentages(weights)
     assert sum(shares.values()) == 100 and set(shares) == set(weights)
     assert all(abs(shares[n] - weights[n] * 100) < 1 for n in weights)
+
+
+def test_up_refuses_workers_with_per_process_limits(write_config: Any, tmp_path: Path) -> None:
+    """`llmops up --workers N` runs the renderer's rule for one machine: the memory limiter
+    would give each worker the whole budget. Refused (exit 2) before the port or a model."""
+    limits = {"limits": {"requests_per_minute": 60, "tokens_per_day": 1000}}
+    config = write_config(embedder=HASHING, server={"auth": limits})
+    with socket.socket() as busy:  # were the port taken first, this would be the error
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        for args in (["--workers", "3"], []):
+            if not args:  # the same from the config
+                raw = yaml.safe_load(config.read_text())
+                raw["server"]["workers"] = 3
+                config.write_text(yaml.safe_dump(raw))
+            result = CliRunner().invoke(app, ["up", str(config), "--port", port, *args])
+            assert result.exit_code == 2, result.output
+            assert "refusing 3 worker processes on one machine for app 'testapp'" in result.output
+            assert "server.auth.limiter: redis" in result.output
+            assert "run one worker (--workers 1" in result.output
+            assert "cannot listen" not in result.output
+    assert not (tmp_path / "data").exists()  # nothing was opened
+
+
+def test_workers_allowed_when_nothing_is_per_process(write_config: Any) -> None:
+    shared = {"limiter": "redis", "redis_url": "redis://127.0.0.1:6379/0",
+              "limits": {"requests_per_minute": 60}}  # fmt: skip
+    for auth in ({}, {"limits": {"requests_per_minute": 60}}, shared):
+        config = load_app_config(write_config(embedder=HASHING, server={"auth": auth})).app
+        check_workers(config, 1)  # one process: nothing to share
+        if auth is not shared and auth:
+            with pytest.raises(typer.Exit):
+                check_workers(config, 2)
+        else:
+            check_workers(config, 2)

@@ -484,9 +484,10 @@ def test_with_a_breaker_a_down_backend_is_not_called_until_a_probe_finds_it_back
     behaviour = Behaviour()
     behaviour.fail_times, behaviour.fail_status = 1000, 503
     with serve_stub(behaviour) as url:
+        # open long enough that the ten requests never see a probe, even on a slowed machine
         generator = {
             "type": "openai_compat", "base_url": url, "model": "tiny", "max_retries": 0,
-            "breaker_failures": 3, "breaker_open_s": 0.5,
+            "breaker_failures": 3, "breaker_open_s": 3.0,
         }  # fmt: skip
         config = write_config(
             embedder=HASHING,
@@ -499,7 +500,7 @@ def test_with_a_breaker_a_down_backend_is_not_called_until_a_probe_finds_it_back
             assert {r.json()["generator"] for r in down} == {"extractive"}
             assert len(behaviour.requests) == 3  # then the circuit opened: no more calls
             behaviour.fail_times = 0  # the backend is back
-            time.sleep(0.6)
+            time.sleep(3.1)
             back = [client.post("/query", json=QUESTION).json()["generator"] for _ in range(5)]
             assert "extractive" not in back and len(behaviour.requests) == 3 + 5
 

@@ -278,7 +278,7 @@ def test_requests_during_a_request_log_lock_all_answer_and_all_are_logged(
     rag, client = app
     log = rag.monitor.request_log
     assert log is not None
-    locker = hold_lock(log.path, 3.0)
+    locker = hold_lock(log.store.path, 3.0)
     ids = []
     for _ in range(10):
         response = client.post("/query", json={"question": "How do I restore a backup?"})
@@ -313,7 +313,7 @@ def test_the_request_log_keeps_rows_locked_out_past_its_bound_and_writes_them_la
     log = RequestLog(tmp_path / "requests.sqlite", RequestLogConfig())
     log.start()
     try:
-        locker = hold_lock(log.path, 2.5)
+        locker = hold_lock(log.store.path, 2.5)
         with caplog.at_level(logging.ERROR):
             for n in range(20):
                 log.record(_event(n))

@@ -33,7 +33,7 @@ def test_a_line_that_does_not_parse_names_file_and_line(tmp_path: Path) -> None:
         '{"messages": [{"role": "user", "content": "hi"}, '
         '{"role": "assistant", "content": "yo"}]}\n\n{"messages": [oops\n'
     )
-    with pytest.raises(DatasetError, match=rf"{path}:3: not valid JSON"):
+    with pytest.raises(DatasetError, match=rf"{path}:3: invalid JSON"):
         ds.read_records(path, "chat")
 
 

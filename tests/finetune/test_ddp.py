@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from llmops.deps import OFFLINE_ENV
 from llmops.evaluation.tracking import default_tracking_uri
 from tests.finetune.jobs import tiny_model, write_job
 
@@ -25,11 +26,7 @@ STEPS = 24
 EVERY = 2
 ENV = {
     **os.environ,
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "ANONYMIZED_TELEMETRY": "False",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "TOKENIZERS_PARALLELISM": "false",
+    **OFFLINE_ENV,
     "CUDA_VISIBLE_DEVICES": "",  # two CPU ranks over gloo, even on a machine with a GPU
     "OMP_NUM_THREADS": "1",
 }

@@ -67,7 +67,7 @@ def test_a_bad_data_line_exits_2_naming_file_and_line(model: Path, tmp_path: Pat
         handle.write("{not json\n")
     result = CliRunner().invoke(app, ["finetune", "run", str(job)])
     assert result.exit_code == 2
-    assert "train.jsonl:49: not valid JSON" in result.output
+    assert "train.jsonl:49: invalid JSON" in result.output
 
 
 @pytest.mark.slow

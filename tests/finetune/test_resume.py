@@ -14,20 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from llmops.deps import OFFLINE_ENV
 from llmops.finetune.checkpoints import latest_valid
 from tests.finetune.jobs import tiny_model, write_job
 
 pytestmark = pytest.mark.slow
 STEPS = 20
 TOLERANCE = 1e-5
-ENV = {
-    **os.environ,
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "ANONYMIZED_TELEMETRY": "False",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "TOKENIZERS_PARALLELISM": "false",
-}
+ENV = {**os.environ, **OFFLINE_ENV}
 
 
 def _start(job: Path, *args: str) -> subprocess.Popen[str]:

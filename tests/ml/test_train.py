@@ -102,13 +102,17 @@ def test_a_failing_gate_exits_1_and_registers_nothing(tmp_path: Path) -> None:
     assert registry(tmp_path).names() == []
 
 
+# enough trials that the watcher sees 3 finished well before the search ends, on a fast machine
+KILLED_TRIALS = 24
+
+
 @pytest.mark.slow
 def test_a_training_killed_during_its_search_resumes_from_the_stored_trials(
     tmp_path: Path,
 ) -> None:
     forest = ("{type: random_forest, params: {n_estimators: 60, n_jobs: 1}}",
               "{max_depth: {low: 2, high: 12, integer: true}}")  # fmt: skip
-    config = write_app(tmp_path, trials=12, kind=forest)
+    config = write_app(tmp_path, trials=KILLED_TRIALS, kind=forest)
     llmops = str(Path(sys.executable).parent / "llmops")
     log = tmp_path / "train.log"
     with log.open("w") as out:
@@ -126,11 +130,11 @@ def test_a_training_killed_during_its_search_resumes_from_the_stored_trials(
     if ended is None:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    assert ended is None and 3 <= finished < 12, (finished, ended, log.read_text())
+    assert ended is None and 3 <= finished < KILLED_TRIALS, (finished, ended, log.read_text())
     result = CliRunner().invoke(app, ["train", str(config)])
     assert result.exit_code == 0, result.output
-    resumed = 12 - _finished_trials_at_kill(result.output)
-    assert "12 in the study" in result.output and resumed > 0
+    resumed = KILLED_TRIALS - _finished_trials_at_kill(result.output)
+    assert f"{KILLED_TRIALS} in the study" in result.output and resumed > 0
 
 
 def _finished_trials(storage: Path) -> int:
@@ -149,7 +153,7 @@ def _finished_trials(storage: Path) -> int:
 
 def _finished_trials_at_kill(output: str) -> int:
     now = output.split(" trials now, ")[0].rsplit("(", 1)[1]
-    return 12 - int(now)
+    return KILLED_TRIALS - int(now)
 
 
 def test_a_gate_against_production_compares_with_the_promoted_version(tmp_path: Path) -> None:

@@ -206,16 +206,20 @@ def test_dedupe_abstained_and_missing_passages(request_log: RequestLog, tmp_path
 
     # a system prompt, and the file path instead of an open log
     report = export_from_log(
-        request_log.path, out, include_context=False, system_prompt="Be brief.", min_feedback=2
+        request_log.store.path,
+        out,
+        include_context=False,
+        system_prompt="Be brief.",
+        min_feedback=2,
     )
     assert report.written == 0 and report.below_feedback == 6
     report = export_from_log(
-        request_log.path, out, include_context=False, system_prompt="Be brief."
+        request_log.store.path, out, include_context=False, system_prompt="Be brief."
     )
     assert lines(out)[0]["messages"][0] == {"role": "system", "content": "Be brief."}
     assert report.written == 4
     with pytest.raises(ValueError, match="passages lookup"):
-        export_from_log(request_log.path, out)
+        export_from_log(request_log.store.path, out)
 
 
 OLD_SCHEMA = """CREATE TABLE requests (

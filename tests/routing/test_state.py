@@ -59,13 +59,16 @@ async def test_state_survives_a_restart(opener: tuple[str, object]) -> None:
 async def test_a_request_is_rewarded_once_on_its_arm(opener: tuple[str, object]) -> None:
     _, make = opener
     state: RoutingState = make()  # type: ignore[operator]
+    await state.assign("exp", "r1", "a")  # a canary that failed: "b" answered it
     await state.assign("exp", "r1", "b")
+    await state.assign("exp", "r1", "b")  # replayed after a reply that timed out
     assert await state.reward("exp", "r1", 1.0) == "b"
     assert await state.reward("exp", "r1", 1.0) is None  # already rewarded
     assert await state.reward("exp", "unknown", 1.0) is None
     stats = await state.stats("exp")
     await state.close()
     assert (stats["b"].pulls, stats["b"].rewards, stats["b"].reward_sum) == (1, 1, 1.0)
+    assert (stats["a"].pulls, stats["a"].rewards) == (1, 0)
 
 
 async def test_concurrent_canary_steps_lose_nothing(opener: tuple[str, object]) -> None:

@@ -1,10 +1,23 @@
-"""Fusing rankings: reciprocal rank, weighted normalised scores, phrasings of one question."""
+"""Fusing rankings: reciprocal rank, weighted normalised scores, adaptive weights, the
+query-time check for a ranking without evidence, phrasings of one question."""
 
 from __future__ import annotations
 
+from typing import get_args
+
+import numpy as np
 import pytest
 
-from llmops.rag.fusion import min_max, rrf_fuse, weighted_fuse
+from llmops.config.schema import Fusion
+from llmops.rag.adaptive_fusion import adaptive_fuse, evidence
+from llmops.rag.fusion import (
+    HYBRID_FUSIONS,
+    FusionSettings,
+    fuse_hybrid,
+    min_max,
+    rrf_fuse,
+    weighted_fuse,
+)
 from llmops.rag.search import SearchParams, _fuse_phrasings
 from llmops.types import Chunk, ScoredChunk
 
@@ -66,3 +79,43 @@ def test_search_depth_covers_every_later_stage() -> None:
     assert SearchParams(top_k=4).depth == 4
     assert SearchParams(top_k=4, mmr=True, fetch_k=20).depth == 20
     assert SearchParams(top_k=4, rerank=True, rerank_top_n=30, mmr=True, fetch_k=20).depth == 30
+
+
+@pytest.mark.parametrize("method", sorted(HYBRID_FUSIONS))
+def test_a_ranking_without_evidence_leaves_the_other_as_it_is(method: str) -> None:
+    dense = [hit("a", 0.8), hit("b", 0.6), hit("c", 0.5)]
+    settings = FusionSettings(method)
+    # BM25 found nothing, or only chunks sharing no term with the question (score 0)
+    for sparse in ([], [hit("c", 0.0), hit("d", 0.0)]):
+        assert fuse_hybrid(dense, sparse, 2, settings) == dense[:2]
+    sparse = [hit("d", 7.0), hit("a", 3.0)]
+    assert fuse_hybrid([], sparse, 5, settings) == sparse
+    assert fuse_hybrid([hit("a", 0.0)], sparse, 5, settings) == sparse
+
+
+def test_every_configurable_fusion_has_an_implementation() -> None:
+    assert set(HYBRID_FUSIONS) == set(get_args(Fusion))
+
+
+def test_adaptive_fusion_trusts_the_ranking_whose_best_hit_stands_out() -> None:
+    # dense: ten near-equal similarities (no clear winner); BM25: one chunk far ahead
+    dense = [hit(f"d{i}", 0.60 - 0.001 * i) for i in range(10)]
+    sparse = [hit("s0", 30.0)] + [hit(f"s{i}", 5.0 - 0.1 * i) for i in range(1, 10)]
+    assert evidence(np.array([h.score for h in sparse])) > evidence(
+        np.array([h.score for h in dense])
+    )
+    fused = fuse_hybrid(dense, sparse, 3, FusionSettings("adaptive"))
+    assert ids(fused)[0] == "s0"
+    # the mirror image: a flat BM25 list and a dense list with a clear winner
+    flat = [hit(f"s{i}", 5.0 - 0.01 * i) for i in range(10)]
+    peaked = [hit("d0", 0.9)] + [hit(f"d{i}", 0.40 - 0.001 * i) for i in range(1, 10)]
+    assert ids(fuse_hybrid(peaked, flat, 3, FusionSettings("adaptive")))[0] == "d0"
+
+
+def test_adaptive_scores_stay_in_the_unit_range() -> None:
+    dense = [hit("a", 0.9), hit("b", 0.3), hit("c", -0.2)]
+    sparse = [hit("b", 11.0), hit("d", 2.0)]
+    fused = adaptive_fuse(dense, sparse, 4)
+    assert sorted(ids(fused)) == ["a", "b", "c", "d"]
+    assert all(0.0 <= h.score <= 1.0 for h in fused)
+    assert [h.score for h in fused] == sorted((h.score for h in fused), reverse=True)

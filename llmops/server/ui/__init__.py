@@ -1,0 +1,37 @@
+"""The web console at ``/ui``: static pages shipped in the package (no build step, nothing
+from a CDN) whose JavaScript calls the app's own JSON routes. The pages and their assets are
+open; the data routes they call keep their scopes, and the console sends the API key the user
+typed in (kept in the tab's sessionStorage) as ``Authorization: Bearer``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+STATIC = Path(__file__).parent / "static"
+PREFIX = "/ui"
+# the pages may only talk to their own origin and run their own scripts
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+
+
+def install(app: FastAPI) -> None:
+    """Serve the console: ``/ui`` (the page; its sections are ``#playground`` and the like)
+    and ``/ui/static/...`` (its script and style sheet). Not in the OpenAPI document."""
+
+    @app.get(PREFIX, include_in_schema=False)
+    async def console_page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers=SECURITY_HEADERS)
+
+    @app.get(PREFIX + "/", include_in_schema=False)
+    async def console_slash() -> RedirectResponse:
+        return RedirectResponse(PREFIX)
+
+    app.mount(PREFIX + "/static", StaticFiles(directory=STATIC), name="console-static")

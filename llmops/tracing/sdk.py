@@ -1,0 +1,61 @@
+"""The OpenTelemetry SDK side of tracing, imported only when tracing is on: a provider of the
+app's own with ParentBased(TraceIdRatio) sampling, a ``BatchSpanProcessor`` exporting over
+OTLP (HTTP or gRPC), and the recent traces kept for ``GET /traces``."""
+
+from __future__ import annotations
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+from llmops.config.monitoring import TracingConfig
+from llmops.deps import require
+from llmops.tracing import Tracing
+from llmops.tracing.recent import RecentTraces
+
+SCOPE = "llmops"
+DEFAULT_ENDPOINTS = {
+    "otlp-http": "http://localhost:4318/v1/traces",
+    "otlp-grpc": "http://localhost:4317",
+}
+_EXPORTER_MODULES = {
+    "otlp-http": "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "otlp-grpc": "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+}
+
+
+def make_tracing(config: TracingConfig, service_name: str) -> Tracing:
+    """The provider, exporter and recent-trace store ``config`` asks for (no I/O: the
+    exporter connects when it first exports)."""
+    provider = TracerProvider(
+        sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
+        resource=Resource.create({"service.name": service_name}),
+    )
+    exporter = make_exporter(config)
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    recent = RecentTraces(config.keep_recent) if config.keep_recent else None
+    if recent is not None:
+        provider.add_span_processor(recent)
+    return Tracing(provider.get_tracer(SCOPE), provider, recent)
+
+
+def make_exporter(config: TracingConfig) -> SpanExporter | None:
+    """The OTLP exporter of ``config.exporter`` (None for ``none``); a missing exporter
+    package raises MissingDependency naming the ``tracing`` extra."""
+    if config.exporter == "none":
+        return None
+    module = require(_EXPORTER_MODULES[config.exporter], "tracing")
+    endpoint = config.endpoint or DEFAULT_ENDPOINTS[config.exporter]
+    headers = dict(config.headers) or None
+    if config.exporter == "otlp-grpc":
+        insecure = endpoint.startswith("http://")
+        exporter: SpanExporter = module.OTLPSpanExporter(
+            endpoint=endpoint, insecure=insecure, headers=headers, timeout=config.timeout_s
+        )
+    else:
+        exporter = module.OTLPSpanExporter(
+            endpoint=endpoint, headers=headers, timeout=config.timeout_s
+        )
+    return exporter
