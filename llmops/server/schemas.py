@@ -79,7 +79,7 @@ class QueryRequest(BaseModel):
     )
     mmr: bool | None = Field(None, description="Diversify results with MMR.")
     mode: SearchMode | None = Field(None, description="hybrid, dense or sparse (BM25).")
-    fusion: Fusion | None = Field(None, description="Hybrid fusion: weighted or rrf.")
+    fusion: Fusion | None = Field(None, description="Hybrid fusion: adaptive, weighted or rrf.")
     rerank: bool | None = Field(None, description="Rerank with the configured cross-encoder.")
     stream: bool = Field(False, description="Send the answer as Server-Sent Events.")
     temperature: float | None = Field(None, ge=0, le=2, description="Override the generator's.")
