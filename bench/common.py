@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from llmops.deps import offline_environment
+from llmops.rag.embedders.onnx_int8 import cpu_flags, int8_mode
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LLMOPS_SHARED", ROOT.parent / "shared")) / "datasets"
@@ -78,7 +79,13 @@ def cpu() -> dict[str, Any]:
     fields = dict(line.split(":", 1) for line in lines if ":" in line)
     fields = {k.strip(): v.strip() for k, v in fields.items()}
     flags = set(fields.get("flags", "").split())
-    return {"model": fields.get("model name"), "flags": [f for f in SIMD_FLAGS if f in flags]}
+    seen = cpu_flags()  # what llmops acts on: /proc/cpuinfo, or bench/avx2_only.py's mask
+    return {
+        "model": fields.get("model name"),
+        "flags": [f for f in SIMD_FLAGS if f in flags],
+        "flags_seen": [f for f in SIMD_FLAGS if f in seen],
+        "int8_weights": int8_mode(seen).name,
+    }
 
 
 def machine() -> dict[str, Any]:

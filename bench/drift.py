@@ -20,6 +20,7 @@ import csv
 import json
 import random
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from common import dataset, emit, machine
 from llmops.config.monitoring import DriftConfig
 from llmops.deps import require
 from llmops.monitoring.drift import Window, compare
+from llmops.monitoring.drift_history import HISTORY_FILE, DriftHistory
 from llmops.monitoring.drift_monitor import DriftMonitor, reference_window
 from llmops.monitoring.events import QueryEvent
 
@@ -79,7 +81,10 @@ def stream_run(
     every: int, window: int,
 ) -> dict[str, object]:  # fmt: skip
     config = DriftConfig(window=window, every_requests=every, every_minutes=None)
-    monitor = DriftMonitor(config, lambda: reference)
+    folder = tempfile.TemporaryDirectory()  # each check is kept there, as in the service
+    history = DriftHistory(Path(folder.name) / HISTORY_FILE, 10_000, None)
+    history.open()
+    monitor = DriftMonitor(config, lambda: reference, history)
     alarms_before, detected_after, check_seconds = 0, None, []
     for n, question in enumerate([*before, *after], 1):
         monitor.observe(QueryEvent(str(n), question, "bench", "none", vector=vectors[question]))
@@ -95,6 +100,8 @@ def stream_run(
         elif detected_after is None:
             detected_after = n - len(before)
             break
+    history.close()
+    folder.cleanup()
     return {
         "queries_before_switch": len(before),
         "checks_before_switch": len(before) // every,

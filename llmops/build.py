@@ -305,14 +305,22 @@ class Components:
     embed_model: str = ""
     """The embedding model's name, for spans."""
 
-    def start(self) -> None:
+    def start(self, models: bool = True) -> None:
         """Open the record table and the indexes, load the models (the generator, async, is
-        started by its owner)."""
+        started by its owner). ``models=False`` (an ingestion) leaves them to ``load_models``,
+        and the embedding model to its first use: an ingestion that finds nothing changed
+        loads no model and imports no model library."""
         self.records.open()
         self.store.start()
         if self.sparse is not None:
             self.sparse.start()
-        self.embedder.start()
+        self.embedder.start(load=False)
+        if models:
+            self.load_models()
+
+    def load_models(self) -> None:
+        """Load the embedding model and the reranker (after ``start``; idempotent)."""
+        self.embedder.load()
         if self.reranker is not None:
             self.embedder.run(self.reranker.start)  # torch models share the encoder thread
 

@@ -10,11 +10,13 @@ LLMOpsError
 ├── DatasetError           an evaluation dataset is missing a file or has a malformed line
 ├── InvalidRequest         a query or request that cannot be served as asked (HTTP 4xx)
 │   ├── InvalidRows        rows to predict that break the model's schema (HTTP 422, per row)
-│   └── UnknownModel       a model (or alias) this server does not serve (HTTP 404)
+│   ├── UnknownModel       a model (or alias) this server does not serve (HTTP 404)
+│   └── NotFound           a named record (an eval run) that does not exist (HTTP 404)
 ├── NotReady               the service is not started or its index is not open (HTTP 503)
 │   └── StorageError       a database or index folder is full, locked or corrupt (names it)
 ├── BackendError           a model backend failed, refused or timed out after retries (HTTP 503)
-└── RegistryError          the model registry is unreachable or lacks a model, version or alias
+└── RegistryError          the model registry is unreachable or refused an action (HTTP 503)
+    └── UnknownVersion     it lacks the model, version or alias asked for (HTTP 404)
 """
 
 from __future__ import annotations
@@ -101,6 +103,11 @@ class UnknownModel(InvalidRequest):
     """A model (or alias) this server does not serve."""
 
 
+class NotFound(InvalidRequest):
+    """A named record the request asks for (an eval run) does not exist; the message says
+    where it was looked for."""
+
+
 @dataclass(frozen=True)
 class RowProblem:
     """One problem of one row (``row`` None: the whole batch) in one column (or none)."""
@@ -147,3 +154,7 @@ class BackendError(LLMOpsError):
 
 class RegistryError(LLMOpsError):
     """The model registry is unreachable or lacks a model, version or alias (says what exists)."""
+
+
+class UnknownVersion(RegistryError):
+    """The registry has no such model, version or alias (the message says what it has)."""

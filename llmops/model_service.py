@@ -3,7 +3,8 @@ the one ``serving.alias`` points at), micro-batched on one thread, every predict
 watched for drift, labels joined later, and the retraining loop when the app configures it.
 Versions follow their aliases: when ``llmops models promote`` or ``rollback`` (or the
 retraining loop) moves one, the running service loads the new version and swaps it in between
-two batches, without a restart.
+two batches, without a restart; a move through ``registered`` (the HTTP promote and rollback
+routes) is served before the call returns.
 
     service = ModelService.from_config("configs/adult.yaml")
     await service.astart()
@@ -41,6 +42,7 @@ from llmops.monitoring.model_metrics import ModelMetrics
 from llmops.monitoring.prediction_log import Joined, Label
 from llmops.pipelines.model_monitor import ModelMonitor
 from llmops.pipelines.model_routing import ModelRouting
+from llmops.pipelines.registered_models import RegisteredModels
 from llmops.pipelines.retrain import Retrainer
 from llmops.pipelines.served_versions import Served, ServedVersions
 from llmops.pipelines.train import app_data_dir, app_registry
@@ -74,6 +76,10 @@ class ModelService:
         self.monitor = ModelMonitor(loaded, self.metrics, self._alert)
         self.versions = ServedVersions(self.registry, self.app, self.monitor.prepare)
         self.checker = RowChecker(self.app)
+        headline = self.app.search.metric if self.app.search is not None else None
+        self.registered = RegisteredModels(  # versions, promote and rollback, served at once
+            self.registry, self.name, self.alias, headline, self._served, self.refresh
+        )
         self.routing: ModelRouting | None = None  # the app's `routing:`
         self.rollout: ModelRouting | None = None  # the retraining loop's canary, while out
         self.retrainer = (
@@ -355,6 +361,11 @@ class ModelService:
             "variants": variants,
             "retraining": self.retrainer.status() if self.retrainer else None,
         }
+
+    def _served(self) -> dict[str, int]:
+        """``{reference: version number}`` of the versions answering now."""
+        refs = self._refs(self.rollout or self.routing)
+        return {r: self.versions.get(r).version.version for r in refs if self.versions.loaded(r)}
 
     async def routing_report(self) -> dict[str, Any] | None:
         routing = self.rollout or self.routing

@@ -24,8 +24,10 @@ from opentelemetry.trace import Span
 
 from llmops import tracing
 from llmops.build import AppSpec, Components, build, load_config
+from llmops.config import resolve_path
 from llmops.config.schema import AppConfig, Fusion, SearchMode
 from llmops.errors import InvalidRequest, LLMOpsError, StorageError
+from llmops.evaluation.runs import EvalRuns
 from llmops.monitoring.monitor import Monitor
 from llmops.monitoring.request_filter import RequestFilter, newest, timeline
 from llmops.monitoring.request_log import RequestLog
@@ -105,7 +107,8 @@ class RAG:
             if experiment is not None
             else None
         )
-        self._started = False
+        self._opened = False  # the indexes (``open``)
+        self._started = False  # and the models (``start``)
         self._generator_started = False
         self._start_lock = threading.Lock()
         self._ingest_lock = threading.Lock()
@@ -146,18 +149,41 @@ class RAG:
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
-        """Open the record table and the store and load the embedding model (idempotent)."""
+        """Open the record table and the store and load the models (idempotent): what must
+        be done before the app answers (``ready``)."""
         with self._start_lock:
             if self._started:
                 return
-            self.monitor.start()  # first: a missing drift reference fails before models load
+            opened_here = self._open()
             try:
-                self.components.start()
+                self.components.load_models()
             except BaseException:
-                self.monitor.close()
+                if opened_here:
+                    self._shut()
                 raise
             self._started = True
-            self._report_index_size()
+
+    def open(self) -> None:
+        """Open what an ingestion needs (the record table, the store, the sparse index) and
+        load no model (idempotent). The embedding model then loads when the first changed
+        chunk needs it, so an ingestion that finds nothing changed imports no model library;
+        ``start`` loads the models (what a server does before it accepts requests)."""
+        with self._start_lock:
+            self._open()
+
+    def _open(self) -> bool:
+        """Open unless open (under the start lock); True when this call opened."""
+        if self._opened:
+            return False
+        self.monitor.start()  # first: a missing drift reference fails before models load
+        try:
+            self.components.start(models=False)
+        except BaseException:
+            self.monitor.close()
+            raise
+        self._opened = True
+        self._report_index_size()
+        return True
 
     async def astart(self) -> None:
         if self._started and self._generator_started:
@@ -188,11 +214,13 @@ class RAG:
 
     def _close_sync(self) -> None:
         with self._start_lock:
-            if not self._started:
-                return
-            self.monitor.close()
-            self.components.close()
-            self._started = False
+            if self._opened:
+                self._shut()
+
+    def _shut(self) -> None:
+        self.monitor.close()
+        self.components.close()
+        self._opened = self._started = False
 
     def __enter__(self) -> RAG:
         self.start()
@@ -212,8 +240,9 @@ class RAG:
 
     # work ------------------------------------------------------------------------------------
     def ingest(self, full: bool = False, progress: ProgressFn | None = None) -> IngestReport:
-        """Bring the index in step with the sources (only what changed, unless ``full``)."""
-        self.start()
+        """Bring the index in step with the sources (only what changed, unless ``full``);
+        opens the app if needed, and loads the embedding model only if something changed."""
+        self.open()
         with self._ingest_lock:
             try:
                 engine = remote_engine(self.spec)
@@ -242,7 +271,7 @@ class RAG:
 
         Changed files are only found by an ingestion, which skips unchanged files cheaply.
         """
-        self.start()
+        self.open()
         c = self.components
         active = c.records.active()
         return active is None or active.fingerprint != c.fingerprint or not sparse_intact(c, active)
@@ -289,6 +318,17 @@ class RAG:
     def feedback(self, request_id: str, reward: float) -> str | None:
         """Sync ``afeedback``: credit a rating to the variant that answered ``request_id``."""
         return self._portal.run(self.afeedback(request_id, reward))
+
+    async def alog_feedback(
+        self, request_id: str, reward: float, comment: str | None = None, others_write: bool = False
+    ) -> bool:
+        """Store a rating (and comment) on the request's row in the request log; False when
+        the log is off or holds no such request. ``others_write``: other processes answer
+        too, so the row may still be on its way (see ``RequestLog.set_feedback``)."""
+        log = self.monitor.request_log
+        if log is None:
+            return False
+        return await asyncio.to_thread(log.set_feedback, request_id, reward, comment, others_write)
 
     async def aexperiment_report(self) -> dict[str, Any] | None:
         """What ``GET /experiments`` shows: traffic, rewards, posteriors, the canary's ramp
@@ -390,18 +430,19 @@ class RAG:
         return timeline(self._request_log().iter_rows(since, until), since, until, buckets)
 
     def drift_report(self) -> dict[str, Any]:
-        """The drift checks of this process (``GET /drift``): its settings and each check
-        kept in memory (oldest first) with every signal's p-value, its level and alerts."""
+        """The drift checks (``GET /drift``): the settings, the checks kept across restarts
+        (the newest, oldest first) with every signal's p-value, its level and the alerts."""
         self.start()
         drift = self.monitor.drift
         if drift is None:
-            return {"enabled": False, "checks": 0, "history": []}
-        config = drift.config
-        settings: dict[str, float | None] = {"window": config.window, "alpha": config.alpha}
-        settings |= {"every_requests": config.every_requests}
-        settings |= {"every_minutes": config.every_minutes}
-        history = list(drift.history)
-        return {"enabled": True, "checks": drift.checks, "settings": settings, "history": history}
+            return {"enabled": False, "checks": 0, "kept": 0, "history": []}
+        return drift.report()
+
+    @property
+    def eval_runs(self) -> EvalRuns:
+        """The app's eval runs (``evaluation.runs_dir``): listed, read and compared."""
+        runs_dir = self.config.evaluation.runs_dir
+        return EvalRuns(resolve_path(self.spec.base_dir, runs_dir), runs_dir)
 
     def _request_log(self) -> RequestLog:
         self.start()

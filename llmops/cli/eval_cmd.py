@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -16,6 +17,7 @@ from llmops.cli.common import StageBars, console, progress_bars, run
 from llmops.config.yaml_source import dump_yaml
 from llmops.pipelines.eval_retrieval import MODES, BeirReport, evaluate_beir
 from llmops.pipelines.tune_retrieval import METRIC, TuneReport, tune_beir, write_section
+from llmops.pipelines.tune_suite import tune_suite
 
 app = typer.Typer(
     help="Evaluate against labelled datasets: `eval retrieval` scores search on a BEIR folder; "
@@ -55,8 +57,14 @@ def _table(report: BeirReport, title: str) -> Table:
 
 @app.command()
 def retrieval(
-    beir: Path = typer.Option(
-        ..., "--beir", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv."
+    beir: Path | None = typer.Option(
+        None, "--beir", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv."
+    ),
+    suite: Path | None = typer.Option(
+        None,
+        "--suite",
+        help="With --tune, instead of --beir: tune on an eval suite's labelled questions (their "
+        "context_ids), searching the suite's app and its own index.",
     ),
     config: Path | None = typer.Option(
         None,
@@ -118,11 +126,26 @@ def retrieval(
       llmops eval retrieval --beir scifact -c app.yaml -m hybrid --limit 50
 
       llmops eval retrieval --beir scifact -c app.yaml --tune --split train --write app.yaml
+
+      llmops eval retrieval --suite eval/quickstart.yaml --tune
     """
     if write is not None and not tune:
         raise typer.BadParameter("--write needs --tune", param_hint="--write")
+    if suite is not None and not tune:
+        hint = "--suite needs --tune (`llmops eval run SUITE` scores a suite)"
+        raise typer.BadParameter(hint, param_hint="--suite")
+    if (beir is None) == (suite is None):
+        raise typer.BadParameter("give one of --beir FOLDER and --suite SUITE", param_hint="--beir")
+    if suite is not None:
+        _tune(lambda bars: tune_suite(suite, bars), suite.stem, as_json, write)
+        return
+    assert beir is not None
     if tune:
-        _tune(beir, config, split, limit, as_json, write)
+
+        def tuning(bars: StageBars) -> TuneReport:
+            return tune_beir(beir, config, split, limit=limit, progress=bars)
+
+        _tune(tuning, beir.name, as_json, write)
         return
     with progress_bars() as progress:
         report = run(lambda: evaluate_beir(beir, config, modes, split, limit, _bars(progress)))
@@ -133,10 +156,10 @@ def retrieval(
 
 
 def _tune(
-    beir: Path, config: Path | None, split: str, limit: int | None, as_json: bool, out: Path | None
+    tuning: Callable[[StageBars], TuneReport], name: str, as_json: bool, out: Path | None
 ) -> None:
     with progress_bars() as progress:
-        report = run(lambda: tune_beir(beir, config, split, limit=limit, progress=_bars(progress)))
+        report = run(lambda: tuning(_bars(progress)))
     if out is not None:
         run(lambda: write_section(out, report.yaml_section))
     section = dump_yaml([{"retrieval": report.yaml_section}])
@@ -146,10 +169,11 @@ def _tune(
             "tuned_on": report.tuned_on,
             "evaluated_on": report.evaluated_on,
             METRIC: report.comparison.as_dict(),
+            "best_trial_on_tuning_queries": report.tuning_gain.as_dict(),
         }
         typer.echo(json.dumps(body, indent=2))
         return
-    console.print(_tune_table(report, f"{beir.name}: tuned on {report.tuned_on}"))
+    console.print(_tune_table(report, f"{name}: tuned on {report.tuned_on}"))
     typer.echo(section if out is None else f"wrote this section into {out}:\n{section}")
 
 
@@ -159,6 +183,10 @@ def _tune_table(report: TuneReport, title: str) -> Table:
     table.add_row("the config's", f"{c.mean_a:.4f}")
     table.add_row("tuned", f"{c.mean_b:.4f}")
     table.add_row("gain (95% CI)", f"{c.diff:+.4f} [{c.low:+.4f}, {c.high:+.4f}], p={c.p_text}")
-    best = report.trials[0]
-    table.caption = f"best of {len(report.trials)} settings on the tuning queries: {best.score:.4f}"
+    g = report.tuning_gain
+    kept = "" if g.significant and g.diff > 0 else "; not significant, so the config's is kept"
+    table.caption = (
+        f"best of {len(report.trials)} settings on the tuning queries: {g.mean_b:.4f}, "
+        f"{g.diff:+.4f} over the config's (p={g.p_text}){kept}"
+    )
     return table

@@ -10,10 +10,9 @@ from rich.table import Table
 
 from llmops.cli.common import StageBars, console, progress_bars, run
 from llmops.evaluation.results import EvalRun
-from llmops.evaluation.run_folder import load_run
+from llmops.evaluation.runs import compare_runs
 from llmops.evaluation.stats import Comparison
-from llmops.evaluation.suite import BASELINE, OPERATIONAL
-from llmops.evaluation.summary import compare_results
+from llmops.evaluation.suite import BASELINE
 from llmops.pipelines.eval_ray import EvalEngine, answering_for
 from llmops.pipelines.eval_run import run_suite
 
@@ -163,22 +162,8 @@ def compare_cmd(
 ) -> None:
     """Compare two runs sample by sample: B − A for every metric, its 95% bootstrap CI and a
     paired permutation p-value (significant: p < 0.05), so noise is not read as progress."""
-    comparisons = run(lambda: _compare(run_a, run_b, variant))
+    comparisons = run(lambda: compare_runs(run_a, run_b, variant))
     if as_json:
         typer.echo(json.dumps({m: c.as_dict() for m, c in comparisons.items()}, indent=2))
     else:
         console.print(_comparison_table(comparisons, f"{run_b.name} (B) vs {run_a.name} (A)"))
-
-
-def _compare(run_a: Path, run_b: Path, variant: str) -> dict[str, Comparison]:
-    from llmops.errors import InvalidRequest
-
-    summary_a, samples_a = load_run(run_a)
-    _, samples_b = load_run(run_b)
-    for folder, samples in ((run_a, samples_a), (run_b, samples_b)):
-        if variant not in samples:
-            raise InvalidRequest(
-                f"{folder}: no variant '{variant}'; it has: {', '.join(samples) or 'none'}"
-            )
-    metrics = [m for m in summary_a["variants"][variant]["metrics"] if m not in OPERATIONAL]
-    return compare_results(samples_a[variant], samples_b[variant], metrics)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -121,6 +121,8 @@ def ingest(
     Example: llmops ingest configs/quickstart.yaml
     """
     rag = run(lambda: RAG.from_config(config))
-    run(rag.start)  # a full disk or a locked file at start: one line, no traceback
-    with rag:
+    # open, not start: the model loads only if a file changed (see ``RAG.open``); a full disk
+    # or a locked file at open: one line, no traceback
+    run(rag.open)
+    with closing(rag):
         ingest_with_progress(rag, full)

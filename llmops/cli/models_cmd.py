@@ -34,6 +34,7 @@ from llmops.models import (
     onnx_export,
 )
 from llmops.models.adapters import KIND_TAG
+from llmops.models.registry import holder
 
 app = typer.Typer(
     help="Registered models and their aliases: `candidate` (newest version), `production` "
@@ -162,7 +163,7 @@ def promote(
         if _kind(chosen) != "adapter":
             run(lambda: _not_an_adapter(name, chosen.version))
         _, lora = downloaded_lora(registry, name, chosen.version, into)
-    before = run(lambda: _holder(registry.versions(name), to))
+    before = run(lambda: holder(registry.versions(name), to))
     promoted = run(lambda: registry.promote(name, ref, to))
     line = f"{name}: {to} {before or '-'} -> {promoted.version}"
     if to == PRODUCTION and before not in (None, promoted.version):
@@ -189,7 +190,7 @@ def rollback(
     Example: `llmops models rollback adult` prints `adult: production 4 -> 3 (rolled back 4)`.
     """
     registry = _registry(tracking_uri, config)
-    before = run(lambda: _holder(registry.versions(name), PRODUCTION))
+    before = run(lambda: holder(registry.versions(name), PRODUCTION))
     restored = run(lambda: registry.rollback(name))
     line = f"{name}: {PRODUCTION} {before or '-'} -> {restored.version}"
     console.print(
@@ -294,11 +295,6 @@ def _print_versions(name: str, versions: list[ModelVersion], as_json: bool) -> N
 def _kind(version: ModelVersion) -> str:
     """``adapter`` for a LoRA adapter (tag llmops.kind), else ``model``."""
     return version.tags.get(KIND_TAG, "model")
-
-
-def _holder(versions: list[ModelVersion], alias: str) -> int | None:
-    """The version number that holds ``alias``, if any."""
-    return next((v.version for v in versions if alias in v.aliases), None)
 
 
 def _summary_aliases(versions: list[ModelVersion]) -> dict[str, int]:

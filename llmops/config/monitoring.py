@@ -100,6 +100,13 @@ class DriftConfig(Strict):
         0.5, description="A source 'counts' when its score is at least this."
     )
     webhook_url: str | None = Field(None, description="POSTed a JSON alert when drift is found.")
+    keep_checks: int = Field(
+        5000,
+        ge=1,
+        le=1_000_000,
+        description="Checks kept in drift.sqlite in data_dir for the console (across restarts).",
+    )
+    keep_days: float | None = Field(90, gt=0, description="Drop kept checks older than this.")
 
 
 TracingExporter = Literal["otlp-http", "otlp-grpc", "none"]
@@ -135,6 +142,12 @@ class TracingConfig(Strict):
         100, ge=0, le=10_000, description="Recent traces kept in memory for GET /traces (0: none)."
     )
     timeout_s: float = Field(10, gt=0, description="Time limit of one export.")
+    export_process: bool = Field(
+        False,
+        description="Encode and send the spans from a child process, off the app's GIL (helps "
+        "on a saturated CPU; not measurably on a calm one); false: from a thread of the app, "
+        "as the SDK does.",
+    )
 
 
 class MonitoringConfig(Strict):

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, Field
 
 from llmops.config.auth import AuthConfig, CorsConfig
 from llmops.config.component import AppName, ComponentSpec, Strict
+from llmops.config.evaluation import EvaluationConfig
 from llmops.config.experiment import ExperimentConfig
 from llmops.config.monitoring import MonitoringConfig
 from llmops.config.ray import IngestConfig
@@ -80,7 +81,8 @@ class RetrievalConfig(Strict):
         0.5,
         ge=0.0,
         le=1.0,
-        description="Weighted fusion: share of the dense score (BM25 gets the rest).",
+        description="Weighted fusion: share of the dense score (BM25 gets the rest). Adaptive "
+        "fusion: the dense prior that each question's evidence moves (0.5: none).",
     )
     candidates: int = Field(
         100, ge=1, le=1000, description="How many hits each path contributes before fusion."
@@ -197,6 +199,10 @@ class AppConfig(Strict):
     )
     server: ServerConfig = Field(default_factory=lambda: ServerConfig())
     monitoring: MonitoringConfig = Field(default_factory=lambda: MonitoringConfig())
+    evaluation: EvaluationConfig = Field(
+        default_factory=lambda: EvaluationConfig(),
+        description="Where the app finds its eval runs (GET /evals, the console).",
+    )
     experiment: ExperimentConfig | None = Field(
         None, description="Variants of the app and how traffic is split among them."
     )

@@ -16,6 +16,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -55,6 +56,14 @@ class GateResult:
     value: float | None  # None: the run has no such metric
     passed: bool
     note: str = ""  # e.g. the baseline's value, or that there is no baseline yet
+
+    def as_dict(self) -> dict[str, Any]:
+        """The gate, its parts, the value it was checked against and the verdict (what an eval
+        run's summary.json keeps under ``gate_results``)."""
+        gate = self.gate
+        parts = {"metric": gate.metric, "op": gate.op, "threshold": gate.threshold}
+        verdict = {"value": self.value, "passed": self.passed, "note": self.note}
+        return {"gate": str(gate), **parts, "baseline": gate.baseline, **verdict}
 
     def describe(self) -> str:
         shown = "missing" if self.value is None else f"{self.value:.4g}"

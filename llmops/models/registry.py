@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops.deps import require
-from llmops.errors import RegistryError
+from llmops.errors import RegistryError, UnknownVersion
 from llmops.models import _mlflow
 from llmops.models._mlflow import MLFLOW_EXTRA
 from llmops.models.artifact_paths import check_download, check_source, check_upload, run_path
@@ -220,7 +220,7 @@ class ModelRegistry:
         numbers = ", ".join(str(v.version) for v in versions) or "none"
         held = [(alias, v.version) for v in versions for alias in v.aliases]
         aliases = ", ".join(f"{alias} ({number})" for alias, number in held) or "none"
-        raise RegistryError(
+        raise UnknownVersion(
             f"model '{name}' has no version or alias '{ref}'; versions: {numbers}; "
             f"aliases: {aliases}{_did_you_mean(ref, [alias for alias, _ in held])}"
         )
@@ -244,7 +244,7 @@ class ModelRegistry:
             client = self._client()
             aliases = self._aliases(client, name)
             if PREVIOUS not in aliases:
-                raise RegistryError(
+                raise UnknownVersion(
                     f"model '{name}' has no previous version to roll back to (production: "
                     f"{aliases.get(PRODUCTION, 'none')}); `previous` is set when a promotion "
                     "replaces the production version"
@@ -343,7 +343,7 @@ class ModelRegistry:
             if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
             names = self.names()
-            raise RegistryError(
+            raise UnknownVersion(
                 f"no model '{name}' in the registry at {self.tracking_uri}; registered: "
                 f"{', '.join(names) or 'none'}{_did_you_mean(name, names)}"
             ) from None
@@ -369,6 +369,11 @@ class ModelRegistry:
             _mlflow.save_sklearn_model(model, path, example)
             client.log_artifacts(run_id, str(path), MODEL_ARTIFACT)
         return f"{client.get_run(run_id).info.artifact_uri}/{MODEL_ARTIFACT}"
+
+
+def holder(versions: list[ModelVersion], alias: str) -> int | None:
+    """The number of the version among ``versions`` that holds ``alias``, if any."""
+    return next((v.version for v in versions if alias in v.aliases), None)
 
 
 def _did_you_mean(word: str, options: list[str]) -> str:

@@ -1,6 +1,7 @@
 """Background drift checks: the last ``window`` queries against the reference, every N
 requests or M minutes, on one daemon thread. A detection sets the Prometheus gauges, logs a
-warning and POSTs a JSON alert to the webhook (once per change from "no drift" to "drift")."""
+warning and POSTs a JSON alert to the webhook (once per change from "no drift" to "drift").
+Each check is kept in the app's ``DriftHistory`` (across restarts)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from llmops.config.monitoring import DriftConfig
+from llmops.db import RETRYABLE
 from llmops.monitoring.drift import DriftResult, Window, compare
+from llmops.monitoring.drift_history import DriftHistory
 from llmops.monitoring.events import SIGNALS, QueryEvent
 
 log = logging.getLogger("llmops.drift")
@@ -24,8 +27,8 @@ log = logging.getLogger("llmops.drift")
 EmbedFn = Callable[[Sequence[str]], np.ndarray]
 ResultFn = Callable[[DriftResult], None]
 MIN_CURRENT = 20
-HISTORY = 500
-"""Checks kept in memory for the console's drift page (``history``)."""
+REPORT_CHECKS = 500
+"""The newest kept checks ``report`` returns (the console's drift page)."""
 
 
 def reference_window(
@@ -42,12 +45,13 @@ def reference_window(
 
 
 class DriftMonitor:
-    """Keeps the current window and runs checks in the background."""
+    """Keeps the current window, runs checks in the background and keeps each in ``history``."""
 
     def __init__(
         self,
         config: DriftConfig,
         load_reference: Callable[[], Window],
+        history: DriftHistory,
         embed: EmbedFn | None = None,
         on_result: ResultFn | None = None,
         pipeline: str = "",
@@ -64,11 +68,11 @@ class DriftMonitor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last: DriftResult | None = None
-        self.checks = 0
-        # each check's result with its time and whether it alerted, oldest first
-        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
+        self.checks = 0  # made by this process
+        self.history = history
 
     def start(self) -> None:
+        self.history.open()
         if self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(target=self._loop, name="drift-check", daemon=True)
@@ -80,6 +84,7 @@ class DriftMonitor:
             self._wake.set()
             self._thread.join()
             self._thread = None
+        self.history.close()
 
     def observe(self, event: QueryEvent) -> None:
         """Called per query: a deque append, and every N requests a wake-up of the checker."""
@@ -128,9 +133,9 @@ class DriftMonitor:
             self.reference(), self.current(), self.config.alpha, self.config.permutations
         )
         was = self.last is not None and self.last.detected
-        self.last, self.checks = result, self.checks + 1
         alert = result.detected and not was  # a change to "drift": the webhook's moment
-        self.history.append({"time": time.time(), "alert": alert, **result.to_dict()})
+        self._keep({"time": time.time(), "alert": alert, **result.to_dict()})
+        self.last, self.checks = result, self.checks + 1
         if self.on_result is not None:
             self.on_result(result)
         if result.detected:
@@ -143,6 +148,27 @@ class DriftMonitor:
             if not was and self.config.webhook_url:
                 send_alert(self.config.webhook_url, result, self.pipeline)
         return result
+
+    def report(self, limit: int = REPORT_CHECKS) -> dict[str, Any]:
+        """The settings, the checks this process made, how many are kept, and the newest
+        ``limit`` kept checks (oldest first, across restarts)."""
+        config = self.config
+        settings: dict[str, float | None] = {"window": config.window, "alpha": config.alpha}
+        settings |= {"every_requests": config.every_requests, "every_minutes": config.every_minutes}
+        return {
+            "enabled": True,
+            "checks": self.checks,
+            "kept": self.history.count(),
+            "settings": settings,
+            "history": self.history.recent(limit),
+        }
+
+    def _keep(self, check: dict[str, Any]) -> None:
+        """Add the check to the history; a storage fault loses this check's row only."""
+        try:
+            self.history.add(check)
+        except RETRYABLE as exc:
+            log.error("%s: drift check not kept in the history: %s", self.pipeline or "app", exc)
 
 
 def send_alert(url: str, result: DriftResult, pipeline: str = "", timeout: float = 5.0) -> bool:

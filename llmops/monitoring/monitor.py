@@ -15,6 +15,7 @@ from llmops.deps import available
 from llmops.errors import DatasetError
 from llmops.monitoring.context import tag_request
 from llmops.monitoring.drift import DriftResult, Window
+from llmops.monitoring.drift_history import HISTORY_FILE, DriftHistory
 from llmops.monitoring.drift_monitor import DriftMonitor, EmbedFn, reference_window
 from llmops.monitoring.events import SIGNALS, QueryEvent
 from llmops.monitoring.metrics import Metrics
@@ -45,10 +46,15 @@ class Monitor:
             if log_config.enabled
             else None
         )
-        reference = config.drift.reference
+        drift, reference = config.drift, config.drift.reference
         self.drift = (
             DriftMonitor(
-                config.drift, lambda: self.load_reference(reference), embed, self._drifted, pipeline
+                drift,
+                lambda: self.load_reference(reference),
+                DriftHistory(data_dir / HISTORY_FILE, drift.keep_checks, drift.keep_days),
+                embed,
+                self._drifted,
+                pipeline,
             )
             if reference is not None
             else None

@@ -61,6 +61,8 @@ _INSERT = (
 )
 BATCH = 500
 FLUSH_EVERY_S = 1.0
+LATE_ROW_S = 2 * FLUSH_EVERY_S  # another process's writer has had its turn by then
+LATE_ROW_POLL_S = 0.25
 PRUNE_EVERY_S = 60.0
 BUSY_TIMEOUT_S = 30.0  # each write waits this long for another process's lock, then retries
 
@@ -116,13 +118,25 @@ class RequestLog:
     def record(self, event: QueryEvent) -> None:
         self._writer.put(event)
 
-    def set_feedback(self, request_id: str, score: float, comment: str | None = None) -> bool:
+    def set_feedback(
+        self, request_id: str, score: float, comment: str | None = None, others_write: bool = False
+    ) -> bool:
         """Attach a feedback score (1 / 0 for thumbs, or any number) and an optional comment to
         a logged request; False when no logged request has that id. The store unusable (locked
-        past the wait, disk full, server down): ``StorageError``."""
+        past the wait, disk full, server down): ``StorageError``.
+
+        The row may not be there yet when another process answered (another worker or replica
+        writes its rows once a second): where others write to the store (``others_write``, or
+        a shared store), a missing row is looked for again until that writer has had its turn."""
         self._require_started()
         self.flush()
-        return self.store.set_feedback(request_id, score, comment)
+        wait_s = LATE_ROW_S if others_write or self.store.shared else 0.0
+        deadline = time.monotonic() + wait_s
+        while not self.store.set_feedback(request_id, score, comment):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(LATE_ROW_POLL_S)
+        return True
 
     @property
     def pending(self) -> int:

@@ -205,6 +205,7 @@ def finish(
             n: {m: c.as_dict() for m, c in cs.items()} for n, cs in comparisons.items()
         },
         "gates": {n: [g.describe() for g in gs] for n, gs in gates.items()},
+        "gate_results": {n: [g.as_dict() for g in gs] for n, gs in gates.items()},
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     write_reports(result, run_dir)

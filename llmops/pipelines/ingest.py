@@ -124,7 +124,7 @@ class Ingestion:
         self.c = components
         self.progress = progress or (lambda _: None)
         self.engine = engine or LocalEngine(self._prepare, self._embed)
-        self.report = IngestReport(token_limit=components.embedder.max_seq_length)
+        self.report = IngestReport()  # its token limit once chunks are counted (``_count``)
 
     def run(self, full: bool = False) -> IngestReport:
         """Bring the index in step with the sources; one ``ingest`` span, with a child span
@@ -242,7 +242,9 @@ class Ingestion:
                 write(partial(self._write, collection, batch, vectors, records, progress))
 
     def _remove(self, collection: str, gone: list[FileRecord]) -> None:
-        ids = sorted(set().union(*(r.stale_ids for r in gone))) if gone else []
+        if not gone:
+            return
+        ids = sorted(set().union(*(r.stale_ids for r in gone)))
         for index in self._chunk_indexes():
             index.delete(collection, ids)
         self.c.records.remove(collection, [r.source for r in gone])
@@ -305,6 +307,10 @@ class Ingestion:
 
     def _count(self, batch: Batch, records: dict[str, FileRecord], deleted: int) -> None:
         report = self.report
+        if not report.token_limit and any(p.token_counts for p in batch):
+            # read now, not at the start: the model loads at its first use, and an ingestion
+            # that counts no chunk must not load it for this
+            report.token_limit = self.c.embedder.max_seq_length
         for p in batch:
             old = records.get(p.file.key)
             if old and old.content_hash:

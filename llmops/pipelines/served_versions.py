@@ -40,6 +40,7 @@ class ServedVersions:
         self._served: dict[str, Served] = {}
         self._refs: set[str] = set()
         self.errors: dict[str, str] = {}
+        self._refreshing = asyncio.Lock()  # the follower's and a promotion's, one at a time
 
     def follow(self, *refs: str) -> None:
         self._refs.update(refs)
@@ -63,17 +64,22 @@ class ServedVersions:
 
     async def refresh(self) -> None:
         """Load what each followed reference points at now (off the event loop); a reference
-        that cannot be resolved keeps what it had loaded and records why."""
-        for ref in sorted(self._refs):
-            try:
-                version = await asyncio.to_thread(self.registry.get, self.name, ref)
-                current = self._served.get(ref)
-                if current is None or current.version.version != version.version:
-                    await self._load(ref, version, current)
-                self.errors.pop(ref, None)
-            except RegistryError as exc:
-                self.errors[ref] = f"{exc}; run `llmops models promote {self.name}` to serve one"
-                log.warning("model registry: %s (still serving what was loaded)", exc)
+        that cannot be resolved keeps what it had loaded and records why. Refreshes run one
+        at a time, so a slow one cannot swap in a version an alias no longer points at."""
+        async with self._refreshing:
+            for ref in sorted(self._refs):
+                await self._refresh(ref)
+
+    async def _refresh(self, ref: str) -> None:
+        try:
+            version = await asyncio.to_thread(self.registry.get, self.name, ref)
+            current = self._served.get(ref)
+            if current is None or current.version.version != version.version:
+                await self._load(ref, version, current)
+            self.errors.pop(ref, None)
+        except RegistryError as exc:
+            self.errors[ref] = f"{exc}; run `llmops models promote {self.name}` to serve one"
+            log.warning("model registry: %s (still serving what was loaded)", exc)
 
     def _model(self, version: ModelVersion) -> Any:
         """The version's fitted model; its ONNX export with ``serving.runtime: onnx``."""

@@ -4,8 +4,9 @@ rank a BEIR folder's judged queries best.
 Every judged query is searched once per retriever (dense and BM25, ``MAX_CANDIDATES`` deep)
 on the app's own index; each candidate setting is then scored by re-fusing those lists in
 memory with the searcher's own ``fuse_hybrid``, so a grid of settings costs one retrieval pass.
-The best setting on the tuning queries is compared with the app's current one on queries it
-was not tuned on (the test split, or a held-out part of the split), with a bootstrap CI.
+The best setting on the tuning queries replaces the app's current one only when it beats it
+significantly there; the choice is then compared with the app's setting on queries it was not
+tuned on (the test split, or a held-out part of the split), with a bootstrap CI.
 
     tune_beir("datasets/scifact", split="train").yaml -> "retrieval:\\n  fusion: rrf\\n ..."
 """
@@ -46,7 +47,7 @@ RRF_KS = (10, 30, 60, 100)
 DENSE_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 HOLDOUT = 1 / 3  # share of the split held out when there is no other split to test on
 SEED = 0
-FUSION_FIELDS = {"rrf": ["rrf_k"], "weighted": ["dense_weight"], "adaptive": []}
+FUSION_FIELDS = {"rrf": ["rrf_k"], "weighted": ["dense_weight"], "adaptive": ["dense_weight"]}
 """The settings each fusion reads, besides ``candidates``."""
 
 
@@ -87,7 +88,7 @@ def settings_grid(base: RetrievalConfig) -> list[RetrievalConfig]:
     changes: list[dict[str, Any]] = [{"mode": "dense"}, {"mode": "sparse"}]
     for candidates in CANDIDATE_DEPTHS:
         hybrid = {"mode": "hybrid", "candidates": candidates}
-        changes.append({**hybrid, "fusion": "adaptive"})
+        changes += [{**hybrid, "fusion": "adaptive", "dense_weight": w} for w in DENSE_WEIGHTS]
         changes += [{**hybrid, "fusion": "rrf", "rrf_k": k} for k in RRF_KS]
         changes += [{**hybrid, "fusion": "weighted", "dense_weight": w} for w in DENSE_WEIGHTS]
     return [base, *(base.model_copy(update=c) for c in changes)]
@@ -101,12 +102,19 @@ def tuned(setting: RetrievalConfig) -> dict[str, Any]:
     return setting.model_dump(include=set(names))
 
 
+DocumentId = Callable[[ScoredChunk], str]
+"""The id of a hit's document as the labels name it (chunks of one document share it)."""
+
+
 def score(
-    setting: RetrievalConfig, lists: Mapping[str, Lists], qrels: Mapping[str, Mapping[str, int]]
+    setting: RetrievalConfig,
+    lists: Mapping[str, Lists],
+    qrels: Mapping[str, Mapping[str, int]],
+    doc_id: DocumentId = document_id,
 ) -> dict[str, float]:
     """``{query id: METRIC}`` of ``setting`` on the cached lists of ``qrels``' queries."""
     rank = RANKERS[setting.mode]
-    run = {qid: list(dict.fromkeys(map(document_id, rank(lists[qid], setting)))) for qid in qrels}
+    run = {qid: list(dict.fromkeys(map(doc_id, rank(lists[qid], setting)))) for qid in qrels}
     return {qid: values[METRIC] for qid, values in per_query(run, qrels, [METRIC]).items()}
 
 
@@ -123,6 +131,7 @@ class TuneReport:
     chosen: RetrievalConfig
     yaml_section: dict[str, Any]  # the app's retrieval section with the chosen settings
     comparison: Comparison  # A: the app's setting, B: the chosen one, on the held-out queries
+    tuning_gain: Comparison  # A: the app's setting, B: the best trial, on the tuning queries
     tuned_on: str  # e.g. "train (809 queries)"
     evaluated_on: str
     trials: list[Trial] = field(default_factory=list)  # best first
@@ -132,16 +141,23 @@ def pick(
     grid: Sequence[RetrievalConfig],
     lists: Mapping[str, Lists],
     qrels: Mapping[str, Mapping[str, int]],
-) -> tuple[RetrievalConfig, list[Trial]]:
-    """The setting with the best mean METRIC on ``qrels``' queries (the first on a tie, so
-    the app's own setting wins ties: ``settings_grid`` lists it first), and every trial."""
-    scored = []
-    for setting in grid:
-        values = score(setting, lists, qrels)
-        scored.append((sum(values.values()) / len(values), setting))
-    best = max(scored, key=lambda pair: pair[0])[1]
-    trials = [Trial(tuned(s), m) for m, s in sorted(scored, key=lambda pair: -pair[0])]
-    return best, trials
+    doc_id: DocumentId = document_id,
+) -> tuple[RetrievalConfig, list[Trial], Comparison]:
+    """The setting with the best mean METRIC on ``qrels``' queries (the first on a tie), every
+    trial, and that setting against the app's own (``grid[0]``) on these queries.
+
+    The best replaces the app's setting only when it beats it significantly there (paired
+    permutation test): among a few hundred settings one always looks a little better on the
+    tuning queries by chance, and moving off the config for such a gain loses on new queries
+    as often as it wins."""
+    values = [score(setting, lists, qrels, doc_id) for setting in grid]
+    means = [sum(v.values()) / len(v) for v in values]
+    best = max(range(len(grid)), key=means.__getitem__)  # max keeps the first of equals
+    order = list(qrels)
+    gain = paired([values[0][q] for q in order], [values[best][q] for q in order])
+    chosen = grid[best] if gain.significant and gain.diff > 0 else grid[0]
+    ranked = sorted(range(len(grid)), key=lambda i: -means[i])
+    return chosen, [Trial(tuned(grid[i]), means[i]) for i in ranked], gain
 
 
 def tune_beir(
@@ -161,27 +177,56 @@ def tune_beir(
     tune_qrels, test_qrels, queries, names = _splits(Path(folder), split, test_split, limit)
     notify = progress or (lambda stage, done, total: None)
     beir = BeirFolder.open(folder, split)
-    with indexed(beir, config, notify, _needs_sparse, workdir) as index:
-        lists = asyncio.run(_collect(index.pipeline, queries, notify))
+    with indexed(beir, config, notify, needs_sparse, workdir) as index:
+        lists = asyncio.run(collect(index.pipeline, queries, notify))
         base = index.spec.loaded.app.retrieval
-    chosen, trials = pick(settings_grid(base), lists, tune_qrels)
-    before, after = score(base, lists, test_qrels), score(chosen, lists, test_qrels)
+    return tune(base, lists, (tune_qrels, test_qrels), names)
+
+
+Qrels = dict[str, dict[str, int]]
+
+
+def tune(
+    base: RetrievalConfig,
+    lists: Mapping[str, Lists],
+    qrels: tuple[Qrels, Qrels],
+    names: tuple[str, str],
+    doc_id: DocumentId = document_id,
+) -> TuneReport:
+    """Pick a setting on the first ``qrels`` (tuning) and compare it with ``base`` on the
+    second (held out); ``names`` describe the two sets of queries."""
+    tune_qrels, test_qrels = qrels
+    chosen, trials, tuning_gain = pick(settings_grid(base), lists, tune_qrels, doc_id)
+    before = score(base, lists, test_qrels, doc_id)
+    after = score(chosen, lists, test_qrels, doc_id)
     order = list(test_qrels)
     comparison = paired([before[q] for q in order], [after[q] for q in order])
     section = {**base.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
     section.update(tuned(chosen))
-    return TuneReport(chosen, section, comparison, *names, trials)
+    return TuneReport(chosen, section, comparison, tuning_gain, *names, trials)
 
 
-def _needs_sparse(spec: AppSpec) -> None:
+def hold_out(qrels: Qrels, split: str) -> tuple[Qrels, Qrels, tuple[str, str]]:
+    """``qrels`` cut into queries to tune on and a held-out ``HOLDOUT`` share (seeded), and
+    how each part is described."""
+    order = sorted(qrels)
+    random.Random(SEED).shuffle(order)
+    held = set(order[: max(1, round(len(order) * HOLDOUT))])
+    test_qrels = {q: r for q, r in qrels.items() if q in held}
+    tune_qrels = {q: r for q, r in qrels.items() if q not in held}
+    names = (
+        f"{split}, {len(tune_qrels)} queries",
+        f"{split}, the {len(test_qrels)} other queries (held out)",
+    )
+    return tune_qrels, test_qrels, names
+
+
+def needs_sparse(spec: AppSpec) -> None:
     if "sparse" not in spec.components:
         raise InvalidRequest(
             f"tuning compares dense, BM25 and hybrid search: add a 'sparse: {{type: bm25}}' "
             f"section to {spec.loaded.file}"
         )
-
-
-Qrels = dict[str, dict[str, int]]
 
 
 def _splits(
@@ -195,15 +240,7 @@ def _splits(
         tune_qrels = {q: r for q, r in tune_qrels.items() if q not in test_qrels}
         names = (f"{split} ({len(tune_qrels)} queries)", f"{test_split} ({len(test_qrels)})")
     else:
-        order = sorted(tune_qrels)
-        random.Random(SEED).shuffle(order)
-        held = set(order[: max(1, round(len(order) * HOLDOUT))])
-        test_qrels = {q: r for q, r in tune_qrels.items() if q in held}
-        tune_qrels = {q: r for q, r in tune_qrels.items() if q not in held}
-        names = (
-            f"{split}, {len(tune_qrels)} queries",
-            f"{split}, the {len(test_qrels)} other queries (held out)",
-        )
+        tune_qrels, test_qrels, names = hold_out(tune_qrels, split)
     if not tune_qrels:
         raise InvalidRequest(
             f"{folder}: no judged query of '{split}' is left to tune on; "
@@ -212,7 +249,7 @@ def _splits(
     return tune_qrels, test_qrels, queries, names
 
 
-async def _collect(
+async def collect(
     pipeline: QueryPipeline, queries: Mapping[str, str], notify: Progress
 ) -> dict[str, Lists]:
     """Each query's dense and BM25 rankings, ``MAX_CANDIDATES`` deep: one search per

@@ -26,13 +26,16 @@ FLOOR = 1e-3  # smallest evidence a ranking with hits is given
 
 
 def adaptive_fuse(
-    dense: Sequence[ScoredChunk], sparse: Sequence[ScoredChunk], top_k: int
+    dense: Sequence[ScoredChunk],
+    sparse: Sequence[ScoredChunk],
+    top_k: int,
+    prior: float = 0.5,
 ) -> list[ScoredChunk]:
     """The first ``top_k`` chunks by ``w * dense + (1 - w) * sparse`` (normalised scores, 0
-    for a chunk missing from a ranking), ``w = e_d**POWER / (e_d**POWER + e_s**POWER)`` from
-    the rankings' ``evidence``. Fused scores lie in 0..1."""
+    for a chunk missing from a ranking), ``w`` from the rankings' ``evidence`` and the dense
+    ``prior`` (see ``dense_share``). Fused scores lie in 0..1."""
     d, s = _scores(dense), _scores(sparse)
-    weight = dense_share(evidence(d), evidence(s))
+    weight = dense_share(evidence(d), evidence(s), prior)
     fused: dict[str, float] = {}
     chunks: dict[str, ScoredChunk] = {}
     for ranking, scores, share in ((dense, d, weight), (sparse, s, 1.0 - weight)):
@@ -44,9 +47,13 @@ def adaptive_fuse(
     return [replace(chunks[cid], score=fused[cid]) for cid in order]
 
 
-def dense_share(dense_evidence: float, sparse_evidence: float) -> float:
-    """The dense ranking's weight, 0..1."""
-    d, s = dense_evidence**POWER, sparse_evidence**POWER
+def dense_share(dense_evidence: float, sparse_evidence: float, prior: float = 0.5) -> float:
+    """The dense ranking's weight, 0..1: ``p e_d**POWER / (p e_d**POWER + (1 - p) e_s**POWER)``
+    with ``p`` the ``prior`` (0.5: the evidences alone decide; labels can move it, see
+    ``llmops eval retrieval --tune``)."""
+    d, s = prior * dense_evidence**POWER, (1.0 - prior) * sparse_evidence**POWER
+    if d + s <= 0.0:  # a prior of 0 or 1 against no evidence: the prior decides
+        return prior
     return d / (d + s)
 
 

@@ -18,7 +18,7 @@ from llmops.types import ScoredChunk
 @dataclass(frozen=True)
 class FusionSettings:
     """How hybrid search merges its rankings (``retrieval.fusion``, ``rrf_k``,
-    ``dense_weight``)."""
+    ``dense_weight``: the dense share of ``weighted``, the dense prior of ``adaptive``)."""
 
     method: str = "adaptive"
     rrf_k: int = 60
@@ -109,6 +109,6 @@ HYBRID_FUSIONS: dict[str, HybridFusion] = {
     "weighted": lambda dense, sparse, top_k, f: weighted_fuse(
         [dense, sparse], (f.dense_weight, 1.0 - f.dense_weight), top_k
     ),
-    "adaptive": lambda dense, sparse, top_k, f: adaptive_fuse(dense, sparse, top_k),
+    "adaptive": lambda dense, sparse, top_k, f: adaptive_fuse(dense, sparse, top_k, f.dense_weight),
 }
 """``retrieval.fusion`` → how ``fuse_hybrid`` merges (the config's ``Fusion`` names)."""

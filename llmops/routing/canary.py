@@ -5,17 +5,40 @@ The canary serves ``stages[i]`` of the traffic (``CanaryConfig``). Its requests 
 windows of ``window`` requests: when a window is full and its error rate and p95 latency are
 within bounds, the canary moves to the next stage (a fresh window); when they are not, it is
 rolled back to 0 % and stays there. A window that already holds more errors than the bound
-allows is judged at once, without waiting for it to fill. Every move records its reason.
+allows is judged at once, without waiting for it to fill. Every move records its reason and
+the numbers that decided it (``CanaryMove``); the state store keeps a bounded history of them.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from llmops.config.experiment import CanaryConfig
+
+
+@dataclass(frozen=True)
+class CanaryMove:
+    """One move of a ramp, with the window that decided it: stages count from 1 (as
+    ``GET /experiments`` shows them); ``p95_ms`` is that of the requests judged."""
+
+    time: float
+    move: Literal["advanced", "rolled_back"]
+    from_stage: int
+    from_share: float
+    to_stage: int
+    to_share: float
+    reason: str
+    requests: int
+    errors: int
+    error_rate: float
+    p95_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -28,13 +51,25 @@ class CanaryState:
     cause: str = ""  # why it rolled back: error_rate or p95_latency (a metric label)
     errors: int = 0
     latencies_ms: tuple[float, ...] = field(default_factory=tuple)
+    last_move: CanaryMove | None = None  # the move that led here (None: none yet)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CanaryState:
-        return cls(**{**data, "latencies_ms": tuple(data["latencies_ms"])})
+        move = data.get("last_move")  # absent in states stored before moves were kept
+        return cls(
+            **{
+                **data,
+                "latencies_ms": tuple(data["latencies_ms"]),
+                "last_move": CanaryMove(**move) if move else None,
+            }
+        )
+
+    def move_since(self, before: CanaryState) -> CanaryMove | None:
+        """The move that led from ``before`` to this state; None when it did not move."""
+        return self.last_move if self.last_move != before.last_move else None
 
     @property
     def window_requests(self) -> int:
@@ -44,9 +79,12 @@ class CanaryState:
     def share(self, policy: CanaryConfig) -> float:
         return 0.0 if self.rolled_back else policy.stages[self.stage]
 
-    def observe(self, policy: CanaryConfig, ok: bool, latency_ms: float) -> CanaryState:
-        """The state after one more canary request (unchanged once rolled back or at 100 %; a
-        last stage below 100 % keeps being judged, window after window)."""
+    def observe(
+        self, policy: CanaryConfig, ok: bool, latency_ms: float, now: float | None = None
+    ) -> CanaryState:
+        """The state after one more canary request at ``now`` (epoch seconds; default: the
+        clock), unchanged once rolled back or at 100 %; a last stage below 100 % keeps being
+        judged, window after window."""
         if self.rolled_back or self._final(policy):
             return self
         seen = replace(
@@ -55,36 +93,56 @@ class CanaryState:
             latencies_ms=(*self.latencies_ms, latency_ms),
         )
         allowed = math.floor(policy.max_error_rate * policy.window)
+        now = time.time() if now is None else now
         if seen.errors > allowed:
-            return seen._rollback(
-                "error_rate",
+            why = (
                 f"error rate {seen.errors}/{len(seen.latencies_ms)} requests exceeds "
-                f"{policy.max_error_rate:.1%} of the {policy.window}-request window",
+                f"{policy.max_error_rate:.1%} of the {policy.window}-request window"
             )
+            return seen._rollback(policy, "error_rate", why, now)
         if len(seen.latencies_ms) < policy.window:
             return seen
         p95 = _p95(seen.latencies_ms)
         if p95 > policy.max_p95_ms:
-            return seen._rollback(
-                "p95_latency",
+            why = (
                 f"p95 latency {p95:.0f} ms exceeds {policy.max_p95_ms:.0f} ms over "
-                f"{policy.window} requests",
+                f"{policy.window} requests"
             )
+            return seen._rollback(policy, "p95_latency", why, now)
         verdict = f"{seen.errors} errors in {policy.window} requests, p95 {p95:.0f} ms"
         share = policy.stages[self.stage]
         if self.stage == len(policy.stages) - 1:
             held = f"held at {share:.0%} (the last stage): {verdict}"
-            return CanaryState(self.stage, reason=held)
-        return CanaryState(
-            stage=self.stage + 1,
-            reason=f"advanced {share:.0%} -> {policy.stages[self.stage + 1]:.0%}: {verdict}",
-        )
+            return CanaryState(self.stage, reason=held, last_move=self.last_move)
+        reason = f"advanced {share:.0%} -> {policy.stages[self.stage + 1]:.0%}: {verdict}"
+        advanced = CanaryState(stage=self.stage + 1, reason=reason)
+        return replace(advanced, last_move=seen._move(policy, advanced, now))
 
     def _final(self, policy: CanaryConfig) -> bool:
         return policy.stages[self.stage] >= 1.0
 
-    def _rollback(self, cause: str, why: str) -> CanaryState:
-        return CanaryState(self.stage, rolled_back=True, reason=f"rolled back: {why}", cause=cause)
+    def _rollback(self, policy: CanaryConfig, cause: str, why: str, now: float) -> CanaryState:
+        rolled = CanaryState(
+            self.stage, rolled_back=True, reason=f"rolled back: {why}", cause=cause
+        )
+        return replace(rolled, last_move=self._move(policy, rolled, now))
+
+    def _move(self, policy: CanaryConfig, to: CanaryState, now: float) -> CanaryMove:
+        """The move from this state (its window holding the requests judged) to ``to``."""
+        requests = len(self.latencies_ms)
+        return CanaryMove(
+            time=now,
+            move="rolled_back" if to.rolled_back else "advanced",
+            from_stage=self.stage + 1,
+            from_share=self.share(policy),
+            to_stage=to.stage + 1,
+            to_share=to.share(policy),
+            reason=to.reason,
+            requests=requests,
+            errors=self.errors,
+            error_rate=round(self.errors / requests, 4) if requests else 0.0,
+            p95_ms=round(_p95(self.latencies_ms), 3) if requests else 0.0,
+        )
 
 
 def _p95(values: Sequence[float]) -> float:

@@ -11,7 +11,8 @@ While the store is unreachable (a refused connection, or no reply within the soc
   counted) and written to the store as soon as it answers again, before anything else;
 - what only the store knows cannot be done: feedback for a request assigned before the
   outage is refused with ``StateUnavailable`` (HTTP 503: send it again later), and a canary
-  outcome is dropped and counted (the ramp must not move on one replica's view).
+  outcome is dropped and counted (the ramp must not move on one replica's view), and a
+  ramp's history is the one last read from the store.
 
 The store is tried again at most every ``retry_s`` seconds (requests in between do not pay
 the timeout); the first call that reaches it replays the pending writes. ``health()`` says
@@ -30,8 +31,9 @@ from typing import Any, TypeVar
 
 from llmops.errors import NotReady
 from llmops.routing.bandit import ArmStats
-from llmops.routing.canary import CanaryState
-from llmops.routing.state import CanaryStep, RedisRoutingState, RoutingState
+from llmops.routing.canary import CanaryMove, CanaryState
+from llmops.routing.redis_state import RedisRoutingState
+from llmops.routing.state import CanaryStep, RoutingState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -88,6 +90,7 @@ class ResilientState:
         self.pending = _Pending()
         self.known_stats: dict[str, dict[str, ArmStats]] = {}
         self.known_canaries: dict[str, CanaryState] = {}
+        self.known_histories: dict[str, list[CanaryMove]] = {}
         self.down_since: float | None = None
         self.next_try = 0.0
         self.error = ""
@@ -248,6 +251,13 @@ class ResilientState:
             )
         self.known_canaries[key] = moved[1]
         return moved
+
+    async def canary_history(self, key: str, limit: int) -> list[CanaryMove]:
+        found = await self._call(lambda: self.store.canary_history(key, limit))
+        if found is not None:
+            self.known_histories[key] = found
+            return found
+        return self.known_histories.get(key, [])[:limit]
 
     async def record_shadow(self, experiment: str, runs: Sequence[dict[str, Any]]) -> None:
         done = await self._call(lambda: _done(self.store.record_shadow(experiment, runs)))

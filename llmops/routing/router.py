@@ -25,6 +25,8 @@ from llmops.routing.state import RoutingState
 
 SUMMARY_RUNS = 1000
 """The report summarises the newest shadow runs, this many."""
+HISTORY_MOVES = 50
+"""The report lists the canary's newest moves, this many."""
 
 
 class UnknownRequest(InvalidRequest):
@@ -151,6 +153,7 @@ class ExperimentRouter:
 
     async def _canary_report(self) -> dict[str, Any]:
         policy, state = self.canary_policy, await self.state.canary(self.canary_key)
+        history = await self.state.canary_history(self.canary_key, HISTORY_MOVES)
         return {
             "stage": state.stage + 1,
             "stages": policy.stages,
@@ -162,4 +165,5 @@ class ExperimentRouter:
                 "errors": state.errors,
                 "size": policy.window,
             },
+            "history": [move.to_dict() for move in history],
         }

@@ -20,6 +20,7 @@ from llmops.server.middleware import (
 )
 from llmops.server.routes import (
     drift,
+    evals,
     feedback,
     health,
     ingest,
@@ -86,9 +87,9 @@ def create_app(
         app.add_middleware(metrics.HttpMetrics, metrics=rag.monitor.metrics)
     install_tracing(app, rag.components.tracing)
     errors.install(app)
-    routes = (query, ingest, health, openai_api, metrics, feedback, requests, traces, drift)
+    routes = (query, ingest, health, openai_api, metrics, feedback, requests, traces, drift, evals)
     for module in routes:
         app.include_router(module.router)
-    ui.install(app)
+    ui.install(app, ui.RAG_PAGES, check="/stats")
     openai_api.document_models(app, [rag.config.name])
     return app

@@ -3,8 +3,9 @@
 ``Authorization: Bearer llmk_...`` (what the OpenAI SDK sends for its ``api_key``). Each path
 needs one scope (``scope_for``); a key with ``admin`` has every scope. Open without a key:
 ``/health``, ``/ready`` (probes), ``/docs``, ``/redoc``, ``/openapi.json`` (the API's shape is
-not a secret), the console's static pages under ``/ui`` (a browser cannot send a key when it
-loads a page; the data routes they call need their scopes). ``/metrics`` and any path not
+not a secret), the console's static pages under ``/ui`` and its page list ``/ui/pages`` (a
+browser cannot send a key when it loads a page; the data routes they call need their scopes).
+``/metrics``, moving a registry alias (``.../promote``, ``.../rollback``) and any path not
 listed need ``admin``, so unknown paths cannot be probed without a key. Refusals: 401 (no
 key, or an unknown, wrong, revoked or expired one), 403 (a missing scope), 429 (rate limit,
 with ``Retry-After`` and ``RateLimit-*`` headers), in the house error shape with the request
@@ -52,7 +53,9 @@ from llmops.types import Usage
 
 log = logging.getLogger("llmops.server")
 
-OPEN_PATHS = frozenset({"/health", "/ready", "/docs", "/redoc", "/openapi.json", "/ui", "/ui/"})
+OPEN_PATHS = frozenset(
+    {"/health", "/ready", "/docs", "/redoc", "/openapi.json", "/ui", "/ui/", "/ui/pages"}
+)
 OPEN_PREFIXES = ("/docs-assets/", "/ui/static/")
 _SCOPE_PREFIXES = (
     ("/v1/", "query"),
@@ -62,6 +65,7 @@ _SCOPE_PREFIXES = (
     ("/experiments/", "models"),
     ("/eval", "eval"),
 )
+_ADMIN_SUFFIXES = ("/promote", "/rollback")  # moving a registry alias changes what serves
 _SCOPE_PATHS = {
     "/query": "query",
     "/stats": "query",
@@ -77,6 +81,8 @@ def scope_for(path: str) -> str | None:
     """The scope a request to ``path`` needs; None for the open paths."""
     if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
         return None
+    if path.rstrip("/").endswith(_ADMIN_SUFFIXES):
+        return "admin"
     if (scope := _SCOPE_PATHS.get(path.rstrip("/") or "/")) is not None:
         return scope
     return next((s for prefix, s in _SCOPE_PREFIXES if path.startswith(prefix)), "admin")

@@ -25,9 +25,12 @@ from llmops.errors import (
     InvalidRequest,
     InvalidRows,
     LLMOpsError,
+    NotFound,
     NotReady,
+    RegistryError,
     RowProblem,
     UnknownModel,
+    UnknownVersion,
 )
 from llmops.server import jobs
 
@@ -39,10 +42,13 @@ INPUT_ECHO_CHARS = 80
 # the most specific kind first
 STATUS = {
     UnknownModel: 404,
+    NotFound: 404,
     InvalidRows: 422,
     InvalidRequest: 400,
     NotReady: 503,
     BackendError: 503,
+    UnknownVersion: 404,
+    RegistryError: 503,
 }
 
 

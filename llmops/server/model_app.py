@@ -1,5 +1,6 @@
 """The HTTP app of a model app (``kind: model``): ``POST /predict/{model}``, ``POST /labels``,
-``GET /models``, ``/experiments``, the drift report, ``/metrics``, ``/health`` and ``/ready``,
+``GET /models``, the registry (``routes/model_registry.py``), ``/experiments``, the drift
+report, ``/metrics``, ``/health``, ``/ready`` and the console's models page at ``/ui``,
 with the same request ids, error shapes, body limit and cancellation as the RAG app."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pydantic import BaseModel, Field
 from llmops import tracing
 from llmops.model_service import ModelService
 from llmops.monitoring.prediction_log import Label
-from llmops.server import auth, errors
+from llmops.server import auth, errors, ui
 from llmops.server.errors import documented
 from llmops.server.middleware import (
     BodyLimit,
@@ -29,6 +30,7 @@ from llmops.server.middleware import (
     install_cors,
     install_tracing,
 )
+from llmops.server.routes import model_registry
 from llmops.server.routes import traces as traces_route
 from llmops.server.routes.health import Readiness, health
 from llmops.server.schemas import STRICT, config_limit
@@ -260,6 +262,8 @@ def create_model_app(service: ModelService) -> FastAPI:
     install_cors(app, service.app.serving.cors)  # outside the key check: preflights carry no key
     install_tracing(app, traces)
     errors.install(app)
+    app.include_router(model_registry.router)
     app.include_router(router)
     app.include_router(traces_route.router)
+    ui.install(app, ui.MODEL_PAGES, check="/models")
     return app

@@ -1,6 +1,7 @@
 """The OpenTelemetry SDK side of tracing, imported only when tracing is on: a provider of the
 app's own with ParentBased(TraceIdRatio) sampling, a ``BatchSpanProcessor`` exporting over
-OTLP (HTTP or gRPC), and the recent traces kept for ``GET /traces``."""
+OTLP (HTTP or gRPC; from a child process with ``export_process``,
+``llmops.tracing.offload``), and the recent traces kept for ``GET /traces``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from llmops.config.monitoring import TracingConfig
 from llmops.deps import require
 from llmops.tracing import Tracing
+from llmops.tracing.offload import ExporterSettings, ProcessSpanExporter
 from llmops.tracing.recent import RecentTraces
 
 SCOPE = "llmops"
@@ -27,12 +29,12 @@ _EXPORTER_MODULES = {
 
 def make_tracing(config: TracingConfig, service_name: str) -> Tracing:
     """The provider, exporter and recent-trace store ``config`` asks for (no I/O: the
-    exporter connects when it first exports)."""
+    exporter connects, and its process starts, when it first exports)."""
     provider = TracerProvider(
         sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
         resource=Resource.create({"service.name": service_name}),
     )
-    exporter = make_exporter(config)
+    exporter = make_exporter(config, provider.resource)
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     recent = RecentTraces(config.keep_recent) if config.keep_recent else None
@@ -41,21 +43,36 @@ def make_tracing(config: TracingConfig, service_name: str) -> Tracing:
     return Tracing(provider.get_tracer(SCOPE), provider, recent)
 
 
-def make_exporter(config: TracingConfig) -> SpanExporter | None:
-    """The OTLP exporter of ``config.exporter`` (None for ``none``); a missing exporter
-    package raises MissingDependency naming the ``tracing`` extra."""
+def make_exporter(config: TracingConfig, resource: Resource) -> SpanExporter | None:
+    """The exporter of ``config.exporter`` (None for ``none``), in a child process with
+    ``export_process``; a missing exporter package raises MissingDependency naming the
+    ``tracing`` extra (here, not in the child)."""
     if config.exporter == "none":
         return None
-    module = require(_EXPORTER_MODULES[config.exporter], "tracing")
+    require(_EXPORTER_MODULES[config.exporter], "tracing")
     endpoint = config.endpoint or DEFAULT_ENDPOINTS[config.exporter]
-    headers = dict(config.headers) or None
-    if config.exporter == "otlp-grpc":
+    headers = dict(config.headers)
+    if not config.export_process:
+        return otlp_exporter(config.exporter, endpoint, headers, config.timeout_s)
+    settings = ExporterSettings(
+        config.exporter, endpoint, headers, config.timeout_s, dict(resource.attributes)
+    )
+    return ProcessSpanExporter(settings)
+
+
+def otlp_exporter(
+    exporter: str, endpoint: str, headers: dict[str, str], timeout_s: float
+) -> SpanExporter:
+    """The SDK's OTLP exporter: ``otlp-http`` or ``otlp-grpc`` (an http:// gRPC endpoint is
+    plaintext)."""
+    module = require(_EXPORTER_MODULES[exporter], "tracing")
+    if exporter == "otlp-grpc":
         insecure = endpoint.startswith("http://")
-        exporter: SpanExporter = module.OTLPSpanExporter(
-            endpoint=endpoint, insecure=insecure, headers=headers, timeout=config.timeout_s
+        made: SpanExporter = module.OTLPSpanExporter(
+            endpoint=endpoint, insecure=insecure, headers=headers or None, timeout=timeout_s
         )
     else:
-        exporter = module.OTLPSpanExporter(
-            endpoint=endpoint, headers=headers, timeout=config.timeout_s
+        made = module.OTLPSpanExporter(
+            endpoint=endpoint, headers=headers or None, timeout=timeout_s
         )
-    return exporter
+    return made

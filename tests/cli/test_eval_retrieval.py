@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from llmops.build import load_config
 from llmops.cli.main import app
-from tests.beir_data import write_beir
+from tests.beir_data import QUERIES, jsonl, write_beir
 from tests.conftest import HASHING, ConfigWriter
+from tests.eval_suite_data import write_suite
 from tests.tiny_models import build_tiny_cross_encoder
 
 runner = CliRunner()
@@ -104,18 +105,36 @@ def test_tune_on_train_tests_on_test_and_writes_a_valid_section(
     tmp_path: Path, write_config: ConfigWriter
 ) -> None:
     # An 8-dimension hashing embedder makes dense search near random, while BM25 ranks every
-    # query's documents ideally: tuning from the config's dense mode must find a setting that
-    # is perfect on the queries it did not see.
+    # query's documents ideally: tuning from the config's dense mode on eight training
+    # queries must find a setting that is significantly better there, and perfect on the
+    # queries it did not see.
     config = write_config(
         embedder={"type": "hashing", "dimension": 8}, retrieval={"mode": "dense", "top_k": 5}
     )
-    beir = write_beir(tmp_path / "tiny", qrels="q1\tvolc-1\t2\nq1\thike-2\t1\nq2\tbake-3\t2\n")
-    write_beir(beir, qrels="q3\tchess-4\t1\nq4\tbees-6\t2\n", split="train")
+    training = {
+        "t1": ("chess openings defence", "chess-4"),
+        "t2": ("honeybees nectar pollen", "bees-6"),
+        "t3": ("icy comets tails", "comet-5"),
+        "t4": ("ocean tides moon", "tide-8"),
+        "t5": ("jazz musicians improvise", "jazz-7"),
+        "t6": ("hikers trails crater", "hike-2"),
+        "t7": ("wild yeast flour", "bake-3"),
+        "t8": ("magma vent ash", "volc-1"),
+    }
+    texts = [{"_id": q, "text": text} for q, (text, _) in training.items()]
+    beir = write_beir(
+        tmp_path / "tiny",
+        queries=jsonl([*QUERIES, *texts]),
+        qrels="q1\tvolc-1\t2\nq1\thike-2\t1\nq2\tbake-3\t2\n",
+    )
+    train = "".join(f"{q}\t{doc}\t1\n" for q, (_, doc) in training.items())
+    write_beir(beir, queries=jsonl([*QUERIES, *texts]), qrels=train, split="train")
     args = ["eval", "retrieval", "--beir", str(beir), "-c", str(config), "--tune", "--json"]
     result = runner.invoke(app, [*args, "--split", "train", "--write", str(config)])
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
-    assert body["tuned_on"] == "train (2 queries)" and body["evaluated_on"] == "test (2)"
+    assert body["tuned_on"] == "train (8 queries)" and body["evaluated_on"] == "test (2)"
+    assert body["best_trial_on_tuning_queries"]["p_value"] < 0.05
     gain = body["ndcg@10"]
     assert gain["mean_a"] < 1.0 and gain["mean_b"] == pytest.approx(1.0)
     assert gain["diff"] == pytest.approx(gain["mean_b"] - gain["mean_a"])
@@ -134,3 +153,38 @@ def test_tune_holds_out_part_of_a_single_split(tmp_path: Path) -> None:
     assert "gain (95% CI)" in result.stdout and "retrieval:" in result.stdout
     result = runner.invoke(app, ["eval", "retrieval", "--beir", str(beir), "--write", "x.yaml"])
     assert result.exit_code == 2 and "--write needs --tune" in result.output
+
+
+def test_tune_on_an_eval_suite_holds_out_a_third_and_keeps_a_chance_gain_out(
+    tmp_path: Path, write_config: ConfigWriter
+) -> None:
+    # dense search on an 8-dimension hashing embedder is near random, BM25 finds the suite's
+    # documents: the best setting beats the config's on the tuning questions, but three
+    # questions cannot make that significant, so the config's setting is kept
+    config = write_config(
+        embedder={"type": "hashing", "dimension": 8}, retrieval={"mode": "dense", "top_k": 2}
+    )
+    suite = write_suite(tmp_path, config)
+    result = runner.invoke(app, ["eval", "retrieval", "--suite", str(suite), "--tune", "--json"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert body["tuned_on"] == "tiny, 3 queries"
+    assert body["evaluated_on"] == "tiny, the 1 other queries (held out)"
+    best = body["best_trial_on_tuning_queries"]
+    assert best["mean_b"] > best["mean_a"] and best["n"] == 3 and best["p_value"] >= 0.05
+    assert body["chosen"]["mode"] == "dense"  # kept
+    assert body["ndcg@10"]["diff"] == 0.0 and body["ndcg@10"]["n"] == 1
+
+
+def test_tune_on_a_suite_needs_bm25_and_suite_needs_tune(
+    tmp_path: Path, write_config: ConfigWriter
+) -> None:
+    dense_only = write_config(embedder=HASHING, sparse=None, retrieval={"mode": "dense"})
+    suite = write_suite(tmp_path, dense_only)
+    result = runner.invoke(app, ["eval", "retrieval", "--suite", str(suite), "--tune"])
+    assert result.exit_code == 1
+    assert "add a 'sparse: {type: bm25}' section" in result.stderr
+    result = runner.invoke(app, ["eval", "retrieval", "--suite", str(suite)])
+    assert result.exit_code == 2 and "--suite needs --tune" in result.output
+    result = runner.invoke(app, ["eval", "retrieval", "--tune"])
+    assert result.exit_code == 2 and "give one of --beir FOLDER and --suite SUITE" in result.output

@@ -92,7 +92,7 @@ def test_every_input_is_bounded_and_every_body_has_a_size_limit(client: TestClie
     limit = ServingConfig().max_body_bytes
     body = b'{"x": "' + b"y" * limit + b'"}'
     paths = [p.replace("{model}", "adult") for p in post_operations(document)]
-    assert paths == ["/predict/adult", "/labels"]
+    assert paths == ["/models/adult/promote", "/predict/adult", "/labels"]
     for path in paths:
         response = client.post(path, content=body, headers={"content-type": "application/json"})
         assert response.status_code == 413, (path, response.text)

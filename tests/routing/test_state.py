@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from llmops.config.experiment import CanaryConfig
-from llmops.routing.state import RedisRoutingState, RoutingState, SqliteRoutingState
+from llmops.routing.redis_state import RedisRoutingState
+from llmops.routing.state import RoutingState, SqliteRoutingState
 
 
 @pytest.fixture(params=["sqlite", "redis"])

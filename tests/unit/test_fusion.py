@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from llmops.config.schema import Fusion
-from llmops.rag.adaptive_fusion import adaptive_fuse, evidence
+from llmops.rag.adaptive_fusion import adaptive_fuse, dense_share, evidence
 from llmops.rag.fusion import (
     HYBRID_FUSIONS,
     FusionSettings,
@@ -119,3 +119,15 @@ def test_adaptive_scores_stay_in_the_unit_range() -> None:
     assert sorted(ids(fused)) == ["a", "b", "c", "d"]
     assert all(0.0 <= h.score <= 1.0 for h in fused)
     assert [h.score for h in fused] == sorted((h.score for h in fused), reverse=True)
+
+
+def test_the_adaptive_prior_moves_the_split_and_half_leaves_it_to_the_evidence() -> None:
+    # two rankings with the same shape of evidence: the prior alone decides who leads
+    dense = [hit("d0", 0.9)] + [hit(f"d{i}", 0.5 - 0.01 * i) for i in range(1, 10)]
+    sparse = [hit("s0", 9.0)] + [hit(f"s{i}", 5.0 - 0.1 * i) for i in range(1, 10)]
+    assert dense_share(2.0, 2.0) == 0.5 and dense_share(2.0, 1.0) == 0.8
+    assert dense_share(2.0, 2.0, prior=0.8) == pytest.approx(0.8)
+    leaning_dense = fuse_hybrid(dense, sparse, 2, FusionSettings("adaptive", dense_weight=0.9))
+    leaning_bm25 = fuse_hybrid(dense, sparse, 2, FusionSettings("adaptive", dense_weight=0.1))
+    assert ids(leaning_dense)[0] == "d0" and ids(leaning_bm25)[0] == "s0"
+    assert dense_share(0.0, 0.0, prior=0.0) == 0.0  # no evidence, no dense prior: BM25

@@ -3,17 +3,23 @@
 The export runs locally from the configured model folder (nothing is downloaded):
 ``torch.onnx.export`` (the classic TorchScript exporter, dynamic batch and sequence axes) of
 the transformer alone — pooling and normalisation run in numpy afterwards. For ``int8`` the
-graph is then quantized dynamically: int8 weights per output channel, MatMul nodes only.
-Measured on MiniLM, 2 cores, 256-token FastAPI-docs chunks (chunks/s, mean cosine to torch):
-this recipe 78, 0.993; per-tensor weights as fast, 0.93 (too far); Gather and Attention
-quantized too: no faster, a little less close; uint8 weights 5x slower; ONNX Runtime's offline
-transformer fusion first: no faster in fp32 (the session's own optimizer fuses as much), and
-in int8 it hid the attention projections from the quantizer (61 chunks/s).
+graph's transformer operators are then fused (``onnx_graph.fuse``: Attention,
+SkipLayerNormalization, BiasGelu, EmbedLayerNormalization) and the MatMul and Attention weights
+quantized dynamically, per output channel, in the weight range the CPU's instruction set calls
+for (``onnx_int8``: 7-bit weights where AVX2 without VNNI would saturate).
+Measured before (MiniLM, 2 cores, 256-token FastAPI-docs chunks, chunks/s, mean cosine to
+torch): per-channel MatMul only, unfused, 78, 0.993; per-tensor weights as fast, 0.93 (too
+far); uint8 weights 5x slower; fusion with a MatMul-only quantizer 61 (it leaves the
+projections inside Attention nodes in fp32), hence Attention is quantized too (QAttention).
+With this recipe (bench/onnx_int8_steps.py, 130 chunks): mean cosine 0.9937 with 8-bit
+weights, 0.9915 with 7-bit; speed against the unfused recipe could not be told apart on a
+machine loaded 10-17 (ratios 0.93-1.09 within round-to-round noise): see docs/benchmarks.md.
+fp32 stays unfused: the session's own optimizer fuses as much at load.
 Every export is checked against torch on a few probe sentences before it is kept.
 
-The cache holds one folder per (model folder identity, max_seq_length, quantize, exporter
-version). A folder is written under a temporary name and renamed when complete, so a killed
-export never leaves a broken cache entry.
+The cache holds one folder per (model folder identity, max_seq_length, quantize, int8 weight
+range, exporter version). A folder is written under a temporary name and renamed when complete,
+so a killed export never leaves a broken cache entry.
 """
 
 from __future__ import annotations
@@ -26,8 +32,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,9 +40,12 @@ import numpy as np
 
 from llmops.deps import require
 from llmops.errors import ComponentError
+from llmops.rag.embedders.onnx_graph import Shape, fuse
+from llmops.rag.embedders.onnx_graph import quantize as quantize_graph
+from llmops.rag.embedders.onnx_int8 import Int8Mode, cpu_flags, int8_mode
 
 Quantize = Literal["none", "int8"]
-EXPORTER_VERSION = 2  # part of the cache key: bump when exports change
+EXPORTER_VERSION = 3  # part of the cache key: bump when exports change
 MODEL_FILE = "model.onnx"
 OPSET = 17
 PROBES = (
@@ -67,9 +75,20 @@ def folder_identity(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def cache_entry(cache: Path, folder: Path, max_seq_length: int, quantize: Quantize) -> Path:
-    """The cache folder for this model and these settings (it may not exist yet)."""
-    parts = [folder_identity(folder), str(max_seq_length), quantize, str(EXPORTER_VERSION)]
+def weight_range(quantize: Quantize, mode: Int8Mode | None = None) -> str:
+    """The cache key's name for the weights: fp32, or the int8 mode (this CPU's by default)."""
+    if quantize == "none":
+        return "fp32"
+    return (mode or int8_mode(cpu_flags())).name
+
+
+def cache_entry(
+    cache: Path, folder: Path, max_seq_length: int, quantize: Quantize, mode: Int8Mode | None = None
+) -> Path:
+    """The cache folder for this model and these settings (it may not exist yet); ``mode``:
+    the int8 mode, this CPU's by default."""
+    weights = weight_range(quantize, mode)
+    parts = [folder_identity(folder), str(max_seq_length), weights, str(EXPORTER_VERSION)]
     key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
     return cache / f"{folder.name}-{quantize}-{key}"
 
@@ -79,7 +98,8 @@ def ensure_exported(
 ) -> tuple[Path, bool]:
     """The cached ONNX file for the model in ``folder``, exporting it first if needed.
     Returns the file and whether this call exported it."""
-    entry = cache_entry(cache, folder, max_seq_length, quantize)
+    mode = int8_mode(cpu_flags())
+    entry = cache_entry(cache, folder, max_seq_length, quantize, mode)
     if (entry / MODEL_FILE).is_file():
         return entry / MODEL_FILE, False
     cache.mkdir(parents=True, exist_ok=True)
@@ -87,7 +107,7 @@ def ensure_exported(
     log.warning("exporting %s to ONNX (%s) into %s (once)", folder, quantize, entry)
     temp = Path(tempfile.mkdtemp(prefix=".export-", dir=cache))
     try:
-        meta = export(folder, temp, max_seq_length, quantize)
+        meta = export(folder, temp, max_seq_length, quantize, mode)
         (temp / "export.json").write_text(json.dumps(meta, indent=2))
         try:
             temp.rename(entry)
@@ -107,8 +127,11 @@ def _drop_stale_temps(cache: Path) -> None:
             shutil.rmtree(temp, ignore_errors=True)
 
 
-def export(folder: Path, target: Path, max_seq_length: int, quantize: Quantize) -> dict[str, Any]:
-    """Write ``target/model.onnx`` for the transformer in ``folder``; returns what was done."""
+def export(
+    folder: Path, target: Path, max_seq_length: int, quantize: Quantize, mode: Int8Mode
+) -> dict[str, Any]:
+    """Write ``target/model.onnx`` for the transformer in ``folder`` (int8 weights in ``mode``'s
+    range); returns what was done."""
     started = time.perf_counter()
     transformers = require("transformers", "rag")
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
@@ -121,25 +144,42 @@ def export(folder: Path, target: Path, max_seq_length: int, quantize: Quantize) 
     raw = target / "raw.onnx"
     _torch_export(model, probe, names, raw)
     final = target / MODEL_FILE
+    fused: dict[str, int] = {}
     if quantize == "int8":
-        _quantize(raw, final)
+        fused = fuse(raw, target / "fused.onnx", _shape(model.config))
+        quantize_graph(target / "fused.onnx", final, mode)
+        (target / "fused.onnx").unlink()
         raw.unlink()
     else:
         raw.replace(final)
-    if not _agrees(final, probe, names, expected, quantize):
+    agreement = _agreement(final, probe, names, expected)
+    if agreement < MIN_COSINE[quantize]:
         raise ComponentError(
             f"embedder: the ONNX export of {folder} does not reproduce the torch model's "
-            "vectors; use backend: torch for this model"
+            f"vectors (cosine {agreement:.4f} < {MIN_COSINE[quantize]}); use backend: torch "
+            "for this model"
         )
     return {
         "model": str(folder),
         "max_seq_length": max_seq_length,
         "quantize": quantize,
+        "weights": weight_range(quantize, mode),
+        "weights_reason": mode.reason if quantize == "int8" else "",
+        "fused_operators": fused,
+        "probe_min_cosine": round(agreement, 5),
         "inputs": names,
         "exporter_version": EXPORTER_VERSION,
         "onnxruntime": require("onnxruntime", "onnx").__version__,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def _shape(config: Any) -> Shape:
+    return Shape(
+        str(getattr(config, "model_type", "")),
+        int(getattr(config, "num_attention_heads", 0)),
+        int(getattr(config, "hidden_size", 0)),
+    )
 
 
 def _tensors(encoding: Any, names: Sequence[str]) -> list[Any]:
@@ -187,35 +227,11 @@ def _torch_export(model: Any, encoding: Any, names: list[str], path: Path) -> No
         )
 
 
-@contextmanager
-def _quiet_onnxruntime() -> Iterator[None]:
-    """The quantizer logs advice meant for its developers on the root logger; an export is one
-    step for our users, announced by one line."""
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(logging.NOTSET)
-
-
-def _quantize(graph: Path, out: Path) -> None:
-    quantization = require("onnxruntime.quantization", "onnx")
-    with _quiet_onnxruntime():
-        quantization.quantize_dynamic(
-            str(graph),
-            str(out),
-            weight_type=quantization.QuantType.QInt8,
-            per_channel=True,
-            op_types_to_quantize=["MatMul"],
-        )
-
-
-def _agrees(
-    path: Path, encoding: Any, names: Sequence[str], expected: np.ndarray, quantize: Quantize
-) -> bool:
+def _agreement(path: Path, encoding: Any, names: Sequence[str], expected: np.ndarray) -> float:
+    """The lowest cosine between the ONNX model's and torch's vectors of the probes."""
     ort = require("onnxruntime", "onnx")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = {n: np.asarray(encoding[n], dtype=np.int64) for n in names}
     hidden = session.run(None, feeds)[0]
     vectors = _mean_normalised(hidden, feeds["attention_mask"])
-    return bool((vectors * expected).sum(1).min() >= MIN_COSINE[quantize])
+    return float((vectors * expected).sum(1).min())

@@ -5,6 +5,9 @@ optionally Normalize; ``sentence_bert_config.json``: max_seq_length, do_lower_ca
 the transformer once (``onnx_export``), and encodes with the model's fast tokenizer, an
 ``InferenceSession`` and the declared pooling in numpy. Models with other modules (Dense
 layers, custom code) are refused with a clear error: use the torch backend for them.
+
+Each call is tokenized once, without padding; batches are cut in token-length order and padded
+only to their own longest text (``bucketing``), and the vectors come back in the callers' order.
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ import numpy as np
 from llmops.deps import require
 from llmops.errors import ComponentError
 from llmops.protocols import Vectors
+from llmops.rag.embedders.bucketing import length_batches, pad_features
 from llmops.rag.embedders.onnx_export import Quantize, ensure_exported
 
+# ONNX Runtime's default; bench/onnx_int8_steps.py times "0" against it inside an ingestion
+ALLOW_SPINNING = "1"
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "lasttoken")
 # sentence-transformers' legacy boolean keys, in its concatenation order
 _LEGACY_POOLING = {
@@ -123,6 +129,16 @@ def pool(hidden: np.ndarray, mask: np.ndarray, modes: Sequence[str]) -> np.ndarr
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
+def session_options(ort: Any) -> Any:
+    """One intra-op thread per physical core, operators run one after the other."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = physical_cores()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", ALLOW_SPINNING)
+    return options
+
+
 def physical_cores() -> int:
     """Physical cores: ONNX Runtime's threads on hyper-threads of one core only compete."""
     try:
@@ -149,11 +165,11 @@ class OnnxEncoder:
         self._session: Any = None
         self._inputs: list[str] = []
         self._tokenizer: Any = None
+        self._pad_values: dict[str, int] = {}
         self._counter: Any = None
         self._count_lock = threading.Lock()
 
     def start(self) -> None:
-        ort = require("onnxruntime", "onnx")
         transformers = require("transformers", "rag")
         self.layout = read_layout(self.folder)
         self._tokenizer = transformers.AutoTokenizer.from_pretrained(str(self.layout.transformer))
@@ -163,13 +179,19 @@ class OnnxEncoder:
         self.model_file, self.exported = ensure_exported(
             self.layout.transformer, self.cache, self.max_seq_length, self.quantize
         )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = physical_cores()
-        options.inter_op_num_threads = 1
+        self.load(self.model_file)
+
+    def load(self, model_file: Path) -> None:
+        """Run ``model_file`` (the export, or a variant of it in a benchmark) from now on."""
+        ort = require("onnxruntime", "onnx")
         self._session = ort.InferenceSession(
-            str(self.model_file), options, providers=["CPUExecutionProvider"]
+            str(model_file), session_options(ort), providers=["CPUExecutionProvider"]
         )
         self._inputs = [i.name for i in self._session.get_inputs()]
+        self._pad_values = {
+            "input_ids": int(self._tokenizer.pad_token_id or 0),
+            "token_type_ids": int(getattr(self._tokenizer, "pad_token_type_id", 0)),
+        }
         self.dimension = int(self.encode(["probe"], 1, False).shape[1])
 
     def _model_limit(self) -> int:
@@ -189,35 +211,30 @@ class OnnxEncoder:
         return [t.lower() for t in texts] if self.layout.do_lower_case else list(texts)
 
     def encode(self, texts: Sequence[str], batch_size: int, normalize: bool) -> Vectors:
-        """Vectors of ``texts`` in order; batches are cut in length order to pad little."""
+        """Vectors of ``texts`` in order; batches are cut in token-length order."""
         if self._session is None:
             raise RuntimeError("embedder not started: call start() first")
-        inputs = self._texts(texts)
-        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]), reverse=True)
-        out: Vectors | None = None
-        for start in range(0, len(order), batch_size):
-            picked = order[start : start + batch_size]
-            part = self._batch([inputs[i] for i in picked])
-            if out is None:
-                out = np.zeros((len(inputs), part.shape[1]), dtype=np.float32)
-            out[picked] = part
-        if out is None:
+        if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        features = self._tokenizer(
+            self._texts(texts), truncation=True, max_length=self.max_seq_length, verbose=False
+        )
+        features = {name: features[name] for name in {*self._inputs, "attention_mask"}}
+        left = self._tokenizer.padding_side == "left"
+        out: Vectors | None = None
+        for picked in length_batches([len(ids) for ids in features["input_ids"]], batch_size):
+            part = self._batch(pad_features(features, picked, self._pad_values, left))
+            if out is None:
+                out = np.zeros((len(texts), part.shape[1]), dtype=np.float32)
+            out[picked] = part
+        assert out is not None
         if normalize or self.layout.normalize:
             out /= np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
         return out
 
-    def _batch(self, texts: list[str]) -> Vectors:
-        encoded = self._tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.max_seq_length,
-            return_tensors="np",
-        )
-        feeds = {name: encoded[name].astype(np.int64) for name in self._inputs}
-        hidden = self._session.run(None, feeds)[0]
-        return pool(hidden, encoded["attention_mask"], self.layout.pooling)
+    def _batch(self, padded: dict[str, np.ndarray]) -> Vectors:
+        hidden = self._session.run(None, {name: padded[name] for name in self._inputs})[0]
+        return pool(hidden, padded["attention_mask"], self.layout.pooling)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if self._counter is None:

@@ -120,7 +120,9 @@ class SentenceTransformerEmbedder:
             "graph exported once from the model folder (CPU).",
         )
         quantize: Literal["none", "int8"] = Field(
-            "none", description="int8: dynamic int8 weights (backend: onnx only); ≈2.5x faster."
+            "none",
+            description="int8: fused graph with dynamic int8 weights (backend: onnx only), 8-bit "
+            "on CPUs with VNNI, 7-bit on AVX2 without VNNI (no saturation); ≈2x faster.",
         )
         query_backend: Literal["auto", "documents", "onnx", "onnx_int8"] = Field(
             "auto",

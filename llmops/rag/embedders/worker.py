@@ -10,6 +10,12 @@ on this thread, fed by queues:
   lone query never waits for company;
 - document batches from ingestion are cut into slices of similar length, so a query waits at
   most one slice while an ingestion runs.
+
+The model loads in ``start()`` (a server loads it before it accepts requests) or, after
+``start(load=False)``, at its first use: an ingestion that finds nothing changed never loads it
+(loading was ≈ 85 % of the CPU time of such a run: docs/benchmarks.md). The first use may come
+from any thread (the prefetch thread counting tokens, the ingesting thread embedding); ``load``
+serialises them so the model loads once.
 """
 
 from __future__ import annotations
@@ -53,26 +59,50 @@ class EncoderThread:
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._load_lock = threading.Lock()
+        self._loaded = False
 
     @property
     def dimension(self) -> int:
+        self.load()
         return self.inner.dimension
 
     @property
     def max_seq_length(self) -> int:
+        self.load()
         return self.inner.max_seq_length
 
-    def start(self) -> None:
+    @property
+    def loaded(self) -> bool:
+        """Whether the model has loaded (in ``start()``, or at its first use)."""
+        return self._loaded
+
+    def start(self, load: bool = True) -> None:
+        """Start the encoder thread and load the model on it; ``load=False`` leaves the model
+        to its first use (an embedding, a token count, ``dimension``) or to ``load()``."""
         if self._thread is None:
             self._stopping = False
             self._thread = threading.Thread(target=self._run, name="llmops-encoder", daemon=True)
             self._thread.start()
-        self.run(self.inner.start)
+        if load:
+            self.load()
+
+    def load(self) -> None:
+        """Load the model on the encoder thread, once: concurrent first uses wait for the one
+        load (never call it from the encoder thread itself: it would wait for itself)."""
+        if self._loaded:
+            return
+        with self._load_lock:
+            if not self._loaded:
+                self.run(self.inner.start)
+                self._loaded = True
 
     def close(self) -> None:
         if self._thread is None:
             return
-        self.run(self.inner.close)
+        with self._load_lock:
+            self.run(self.inner.close)
+            self._loaded = False
         with self._wake:
             self._stopping = True
             self._wake.notify()
@@ -98,6 +128,8 @@ class EncoderThread:
         """The query's vector (1-D), batched with concurrent queries."""
         if self._thread is None:
             raise RuntimeError("encoder not started: call start() first")
+        if not self._loaded:  # off the event loop: loading takes seconds
+            await asyncio.to_thread(self.load)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Vectors] = loop.create_future()
         with self._wake:
@@ -106,10 +138,12 @@ class EncoderThread:
         return await future
 
     def embed_queries(self, texts: Sequence[str]) -> Vectors:
+        self.load()
         return self.run(lambda: self.inner.embed_queries(texts))
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         """Embed in slices of similar length; queries may run between slices."""
+        self.load()
         if not texts:
             return self.run(lambda: self.inner.embed_documents([]))
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
@@ -124,6 +158,7 @@ class EncoderThread:
         return out
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        self.load()  # the tokenizer comes with the model
         return self.inner.count_tokens(texts)  # tokenizer only: no torch, any thread
 
     # the encoder thread ----------------------------------------------------------------------

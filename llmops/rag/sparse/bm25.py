@@ -73,7 +73,8 @@ class Bm25Index:
         self._bm25s: Any = None
 
     def start(self) -> None:
-        self._bm25s = require("bm25s", "rag")
+        # bm25s (and SciPy with it) is imported at the first tokenize, like a collection is
+        # loaded at its first search: an ingestion that changes nothing needs neither
         self._storage.open()
 
     def close(self) -> None:
@@ -84,7 +85,7 @@ class Bm25Index:
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
         """Lower-cased words of two or more characters, stop words removed, stemmed."""
         if self._bm25s is None:
-            raise RuntimeError("sparse index not started: call start() first")
+            self._bm25s = require("bm25s", "rag")
         stemmer = getattr(self._local, "stemmer", None)
         if stemmer is None and self.config.stemmer:
             stemmer = self._local.stemmer = require("Stemmer", "rag").Stemmer(self.config.stemmer)

@@ -3,21 +3,16 @@ request log and, when the app runs an experiment, credited to the variant that a
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Literal, Self
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field, model_validator
 
-from llmops.monitoring.request_log import FLUSH_EVERY_S
 from llmops.routing.router import ExperimentRouter, NoShadow, UnknownRequest
 from llmops.server.errors import documented
 from llmops.server.schemas import STRICT
 from llmops.service import RAG
 
-LATE_ROW_S = 2 * FLUSH_EVERY_S
-LATE_ROW_POLL_S = 0.25
 router = APIRouter(tags=["experiments"], responses=documented(400, 404, 413, 503))
 
 
@@ -57,29 +52,10 @@ async def post_feedback(body: FeedbackRequest, request: Request) -> FeedbackResp
     except UnknownRequest as exc:
         raise HTTPException(404, str(exc)) from None
     others_write = request.app.state.workers > 1  # other processes answer too
-    logged = await _log_feedback(rag, body.request_id, reward, body.comment, others_write)
+    logged = await rag.alog_feedback(body.request_id, reward, body.comment, others_write)
     if variant is None and not logged:
         raise HTTPException(404, f"no logged request with id '{body.request_id}'")
     return FeedbackResponse(status="recorded", request_id=body.request_id, variant=variant)
-
-
-async def _log_feedback(
-    rag: RAG, request_id: str, reward: float, comment: str | None, others_write: bool
-) -> bool:
-    """Store the rating on the request's row in the log. The row may not be there yet when
-    another process answered (another worker or replica writes its rows once a second), so
-    where others write to the log a missing row is looked for again until that process's
-    writer has had its turn."""
-    log = rag.monitor.request_log
-    if log is None:
-        return False
-    wait_s = LATE_ROW_S if others_write or log.store.shared else 0.0
-    deadline = time.monotonic() + wait_s
-    while not await asyncio.to_thread(log.set_feedback, request_id, reward, comment):
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(LATE_ROW_POLL_S)
-    return True
 
 
 @router.get("/experiments", summary="Traffic and rewards per variant of the app's experiment")

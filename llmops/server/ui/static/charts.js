@@ -1,5 +1,6 @@
-/* Small inline-SVG plots for the console: lines over time, points, intervals, bars and a
-   trace waterfall. Each function returns an <svg> element; nothing is fetched. */
+/* Small inline-SVG plots for the console: lines over time, points, intervals, differences
+   with their intervals, bars and a trace waterfall. Each function returns an <svg> element;
+   nothing is fetched. */
 "use strict";
 
 const Charts = (() => {
@@ -179,5 +180,33 @@ const Charts = (() => {
     return root;
   }
 
-  return { lines, intervals, bars, waterfall, color };
+  /* rows: [{name, diff, low, high, significant}]: differences (B − A) with their 95 %
+     intervals on an axis centred on 0; a significant gain green, a significant loss amber,
+     the rest grey. */
+  function deltas(rows, { label = "difference, 95 % interval" } = {}) {
+    const rowH = 28, height = PAD.top + rows.length * rowH + 30;
+    const root = svg(W, height, label);
+    const reach = Math.max(1e-9, ...rows.flatMap((r) => [Math.abs(r.low), Math.abs(r.high)])) * 1.1;
+    const x = scale([-reach, reach], [140, W - 200]);
+    const bottom = PAD.top + rows.length * rowH;
+    root.append(el("line", { x1: x(0), y1: PAD.top - 6, x2: x(0), y2: bottom, class: "zero" }));
+    root.append(el("line", { x1: x(-reach), y1: bottom, x2: x(reach), y2: bottom, class: "axis" }));
+    for (const v of [-reach, -reach / 2, 0, reach / 2, reach]) {
+      root.append(el("text", { x: x(v), y: bottom + 16, class: "tick", "text-anchor": "middle" }, +v.toPrecision(2)));
+    }
+    const signed = (v) => `${v >= 0 ? "+" : ""}${+v.toPrecision(3)}`;
+    rows.forEach((r, i) => {
+      const cy = PAD.top + i * rowH + rowH / 2;
+      const fill = !r.significant ? PALETTE[5] : r.diff > 0 ? PALETTE[2] : PALETTE[1];
+      const row = el("g", { class: r.significant ? "delta significant" : "delta", "data-metric": r.name });
+      row.append(el("text", { x: 8, y: cy + 4, class: "tick" }, r.name));
+      row.append(el("line", { x1: x(r.low), y1: cy, x2: x(r.high), y2: cy, stroke: fill, "stroke-width": 3, class: "interval" }));
+      row.append(el("circle", { cx: x(r.diff), cy, r: 5, fill }));
+      row.append(el("text", { x: W - 190, y: cy + 4, class: "tick" }, `${signed(r.diff)} [${signed(r.low)}, ${signed(r.high)}]`));
+      root.append(row);
+    });
+    return root;
+  }
+
+  return { lines, intervals, bars, waterfall, deltas, color };
 })();

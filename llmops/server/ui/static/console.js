@@ -88,6 +88,8 @@ const Api = (() => {
 
 const Console = (() => {
   const pages = {};
+  let served = [];  // the pages this app has data for (GET /ui/pages), the first the default
+  let check = null;  // a route of the app that needs a key: tells whether the key typed works
 
   function $(id) { return document.getElementById(id); }
 
@@ -139,10 +141,11 @@ const Console = (() => {
   }
 
   /* The app's name in the header; false when the key was refused (the key panel says why),
-     true otherwise (a key without the query scope still serves the pages it may see). */
+     true otherwise (a key without the check route's scope still serves the pages it may see). */
   async function loadAppName() {
     try {
-      $("app-name").textContent = (await Api.get("/stats")).app;
+      const reply = await Api.get(check);
+      $("app-name").textContent = reply.app ?? reply.model;
     } catch (error) {
       if (error.status === 401) return false;
     }
@@ -151,9 +154,18 @@ const Console = (() => {
 
   function register(name, page) { pages[name] = page; }
 
+  /* Which pages this app has: the others' links are hidden. */
+  async function loadPages() {
+    const reply = await (await fetch("/ui/pages", { headers: { Accept: "application/json" } })).json();
+    served = reply.pages.filter((name) => pages[name]);
+    check = reply.check;
+    for (const link of document.querySelectorAll("nav a")) link.hidden = !served.includes(link.dataset.page);
+  }
+
   function show() {
-    const name = (location.hash || "#playground").slice(1);
-    const current = pages[name] ? name : "playground";
+    if (!served.length) return;
+    const name = location.hash.slice(1);
+    const current = served.includes(name) ? name : served[0];
     for (const section of document.querySelectorAll(".page")) {
       section.hidden = section.id !== `page-${current}`;
     }
@@ -163,9 +175,10 @@ const Console = (() => {
     pages[current].show();
   }
 
-  function start() {
+  async function start() {
     initKey();
     for (const page of Object.values(pages)) if (page.init) page.init();
+    await loadPages();
     window.addEventListener("hashchange", show);
     loadAppName();
     show();

@@ -1,4 +1,4 @@
-/* The drift page: each signal's evidence over the checks of this process (−log10 of its
+/* The drift page: each signal's evidence over the checks kept (across restarts; −log10 of its
    p-value, above the dashed line = drifted), the latest check and the alerts. */
 "use strict";
 
@@ -54,7 +54,8 @@
     }
     const s = report.settings, history = report.history;
     const head = node("div", { class: "panel" }, node("h2", {}, "Drift"),
-      node("p", { class: "muted" }, `${report.checks} check(s) in this process; the last ${s.window} queries against the reference, ` +
+      node("p", { class: "muted", id: "drift-kept" }, `${report.kept} check(s) kept, ${report.checks} of them by this process ` +
+        `(the newest ${history.length} shown); each compares the last ${s.window} queries with the reference, ` +
         `every ${s.every_requests ?? "–"} requests or ${s.every_minutes ?? "–"} minutes, false-alarm rate ${s.alpha}.`));
     if (!history.length) {
       head.append(node("p", {}, "No check yet: a check needs 20 queries in the current window."));

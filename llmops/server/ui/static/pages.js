@@ -248,7 +248,31 @@
         field("stage", `${c.stage} of ${c.stages.length}`), field("share now", `${fmtNum(c.share * 100)} %`),
         field("rolled back", c.rolled_back ? "yes" : "no"),
         field("window", `${c.window.requests} / ${c.window.size} requests, ${c.window.errors} errors`)),
-      node("p", { class: c.rolled_back ? "error" : "" }, `Last move: ${c.reason}`));
+      node("p", { class: c.rolled_back ? "error" : "" }, `Last move: ${c.reason}`),
+      ...canaryHistory(c));
+  }
+
+  /* the ramp's moves (newest first) as the share over time and a table with the numbers
+     that decided each one */
+  function canaryHistory(c) {
+    if (!c.history.length) return [node("p", { class: "muted", id: "canary-history" }, "No moves yet.")];
+    const pct = (share) => `${fmtNum(share * 100)} %`;
+    const points = [];
+    for (const m of c.history.slice().reverse()) points.push([m.time, m.from_share * 100], [m.time, m.to_share * 100]);
+    points.push([Date.now() / 1000, c.share * 100]);
+    const rows = c.history.map((m) => node("tr", { class: m.move === "rolled_back" ? "alert" : "" },
+      node("td", {}, fmtTime(m.time)), node("td", {}, m.move.replace("_", " ")),
+      node("td", {}, `${m.from_stage} (${pct(m.from_share)}) → ${m.to_stage} (${pct(m.to_share)})`),
+      node("td", { class: "num" }, m.requests), node("td", { class: "num" }, `${m.errors} (${pct(m.error_rate)})`),
+      node("td", { class: "num" }, fmtNum(m.p95_ms, 4)), node("td", {}, m.reason)));
+    return [
+      node("h4", {}, "Canary share over time"),
+      Charts.lines([{ name: "share", points }], { yLabel: "share %" }),
+      node("h4", {}, "Moves, newest first"),
+      node("table", { id: "canary-history" },
+        node("thead", {}, node("tr", {}, ...["time", "move", "stage", "requests", "errors", "p95 ms", "reason"].map((h) => node("th", {}, h)))),
+        node("tbody", {}, ...rows)),
+    ];
   }
 
   async function shadowPanel(name, summary) {
