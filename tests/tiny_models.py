@@ -13,7 +13,7 @@ never content.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from transformers import BertTokenizer, PreTrainedTokenizerFast
@@ -128,23 +128,52 @@ def build_tiny_cross_encoder(folder: Path, seed: int = 0, hidden_size: int = 32)
 
     The weights are drawn wider than BERT's usual init (std 0.02) so that different pairs get
     clearly different scores instead of near-ties around zero."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
-    tokenizer = build_wordpiece_tokenizer()
-    config = BertConfig(
-        vocab_size=len(tokenizer),
+    return _save_tiny_bert(
+        BertForSequenceClassification,
+        folder,
+        seed,
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
-        num_hidden_layers=2,
         num_attention_heads=2,
         max_position_embeddings=512,
         num_labels=1,
         initializer_range=0.2,
+    )
+
+
+def build_tiny_bert(folder: Path, seed: int = 0) -> Path:
+    """A random 2-layer BERT encoder (4 heads of 8) with the word-piece tokenizer: a plain
+    transformers folder, which the ONNX embedder reads as mean pooling."""
+    from transformers import BertModel
+
+    return _save_tiny_bert(
+        BertModel,
+        folder,
+        seed,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=4,
+        max_position_embeddings=128,
+    )
+
+
+def _save_tiny_bert(model_class: Any, folder: Path, seed: int, **config: Any) -> Path:
+    """A random 2-layer ``model_class`` of the BERT family with ``config`` and the word-piece
+    tokenizer, saved into ``folder``."""
+    import torch
+    from transformers import BertConfig
+
+    tokenizer = build_wordpiece_tokenizer()
+    bert = BertConfig(
+        vocab_size=len(tokenizer),
+        num_hidden_layers=2,
         pad_token_id=tokenizer.pad_token_id,
+        **config,
     )
     torch.manual_seed(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    BertForSequenceClassification(config).save_pretrained(folder)
+    model_class(bert).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -14,7 +14,7 @@ from llmops.rag.embedders import onnx_export
 from llmops.rag.embedders.bucketing import length_batches, pad, pad_features, padding_ratio
 from llmops.rag.embedders.onnx_int8 import AVX2, PORTABLE, VNNI, cpu_flags, int8_mode
 from llmops.rag.embedders.onnx_runtime import OnnxEncoder
-from tests.tiny_models import build_wordpiece_tokenizer
+from tests.tiny_models import build_tiny_bert
 
 ZEN2 = "fpu sse sse2 ssse3 sse4_1 sse4_2 avx f16c fma bmi2 avx2 sha_ni"
 SKYLAKE_X = f"{ZEN2} avx512f avx512dq avx512cd avx512bw avx512vl"
@@ -82,29 +82,6 @@ def test_pad_right_and_left() -> None:
     np.testing.assert_array_equal(padded["input_ids"], [[7, 8, 9], [5, 6, 3]])
     np.testing.assert_array_equal(padded["attention_mask"], [[1, 1, 1], [1, 1, 0]])
     assert padded["input_ids"].dtype == np.int64
-
-
-def build_tiny_bert(folder: Path, seed: int = 0) -> Path:
-    """A random 2-layer BERT encoder (4 heads of 8) with a word-piece tokenizer: a plain
-    transformers folder, which the ONNX embedder reads as mean pooling."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    tokenizer = build_wordpiece_tokenizer()
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=128,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
