@@ -54,21 +54,29 @@ def timed(client: TestClient, question: str) -> float:
     return elapsed
 
 
-def paired_p50s(
+def paired_times(
     clients: dict[str, TestClient], rounds: int, requests: int
-) -> dict[str, list[float]]:
-    """Each round: ``requests`` questions, each sent to both apps back to back (in turn
-    first), so load from elsewhere on the machine lands on both alike; one p50 per round."""
-    p50s: dict[str, list[float]] = {name: [] for name in clients}
+) -> dict[str, list[list[float]]]:
+    """Each round: ``requests`` questions, each sent to every app back to back (in turn
+    first), so load from elsewhere on the machine lands on them alike; per app and round, each
+    request's time in ms (the i-th of every app answers the same question)."""
+    times: dict[str, list[list[float]]] = {name: [] for name in clients}
     for _ in range(rounds):
-        times: dict[str, list[float]] = {name: [] for name in clients}
+        for values in times.values():
+            values.append([])
         for i in range(requests):
             order = list(clients) if i % 2 else list(reversed(clients))
             for name in order:
-                times[name].append(timed(clients[name], QUESTIONS[i % len(QUESTIONS)]))
-        for name, values in times.items():
-            p50s[name].append(percentile(values, 50))
-    return p50s
+                times[name][-1].append(timed(clients[name], QUESTIONS[i % len(QUESTIONS)]))
+    return times
+
+
+def paired_p50s(
+    clients: dict[str, TestClient], rounds: int, requests: int
+) -> dict[str, list[float]]:
+    """One p50 per app and round of ``paired_times``."""
+    times = paired_times(clients, rounds, requests)
+    return {name: [percentile(r, 50) for r in per_round] for name, per_round in times.items()}
 
 
 def hook_cost_us(rag: RAG, calls: int = 20_000) -> float:

@@ -2,24 +2,26 @@
 
     python bench/tracing.py [--rounds 7] [--requests 60] [--exporter otlp-http|otlp-grpc]
 
-Three apps over the shipped user guide (datasets/guide, bundled MiniLM, extractive answers)
-differ only in ``monitoring.tracing``: ``off`` (the default); ``on``, every request sampled and
-exported as shipped (the SDK's BatchSpanProcessor exporting from a thread of the app: OTLP
-encoded and sent to a receiver in another process on 127.0.0.1), the last 100 traces kept for
-GET /traces; and ``process``, the same but exported from a child process
-(``export_process: true``). They are driven through FastAPI's in-process
-TestClient, each question sent to every app back to back (the order alternating), so load
-from elsewhere on the machine hits them alike. Per round, each app's p50; reported: the median
-over rounds of each p50, and of each round's difference and ratio against ``off`` (paired).
-Then CPU per query, each app in turn over blocks of queries with its exporter flushed inside
-the block: this process's CPU (every thread) and the export process's; then one span's cost
-(the SDK tracer against the API's no-op tracer); and every span ended must reach the receiver.
+Four apps over the shipped user guide (datasets/guide, bundled MiniLM, extractive answers)
+differ only in ``monitoring.tracing``: ``off`` (the default); ``spans_only``, every request's
+spans made and ended but neither kept nor exported (the request path's own share); ``on``,
+every request sampled and exported as shipped (the SDK's BatchSpanProcessor exporting from a
+thread of the app: OTLP encoded and sent to a receiver in another process on 127.0.0.1), the
+last 100 traces kept for GET /traces; and ``on_sampled_10pct``, the same with ``sample_ratio:
+0.1``. They are driven through FastAPI's in-process TestClient, each question sent to every app
+back to back (the order alternating), so load from elsewhere on the machine hits them alike
+(their query encoders' threads do not spin-wait, llmops' default for a queries-only encoder, so
+one app's idle threads take no core from the next). Reported against ``off``: the median over
+rounds of each round's p50 difference and ratio, the difference of the pooled p50s, and the
+median of the per-request differences (the same question, back to back) with a 95 % bootstrap
+interval. Then CPU per query, each app in turn over blocks of queries with its exporter flushed
+inside the block (this process's CPU, every thread); then one span's cost (the SDK tracer
+against the API's no-op tracer); and every span sampled must reach the receiver.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -28,10 +30,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from common import GUIDE_QUESTIONS as QUESTIONS
-from common import ROOT, emit, machine, median, write_app
+from common import ROOT, emit, machine, median, percentile, write_app
 from fastapi.testclient import TestClient
-from monitoring import paired_p50s  # bench/monitoring.py: the paired p50 rounds
+from monitoring import paired_times  # bench/monitoring.py: the paired rounds
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from llmops import RAG
@@ -47,7 +50,6 @@ with {kind}() as collector:
     print(len(collector.spans), flush=True)
 """
 COLLECTORS = {"otlp-http": "HttpCollector", "otlp-grpc": "GrpcCollector"}
-EXPORT_PROCESS = "llmops.tracing.offload"
 
 
 class Ended(SpanProcessor):
@@ -82,52 +84,52 @@ def span_cost_us(tracer: Any, flush: Any = None, spans: int = 500, batches: int 
     return median(per_span)
 
 
-def export_process_cpu_s() -> float:
-    """CPU seconds (user + system) of this process's live export processes (Linux /proc)."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == os.getpid() and EXPORT_PROCESS in (entry / "cmdline").read_text():
-                total += int(fields[11]) + int(fields[12])
-        except (OSError, ValueError, IndexError):
-            continue
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def cpu_ms_per_query(
     clients: dict[str, TestClient], flushes: dict[str, Callable[[], None]], rounds: int, n: int
-) -> dict[str, dict[str, float]]:
-    """Per app, CPU per query over blocks of ``n`` queries (apps in turn, the order
-    alternating), its exporter flushed inside the block: this process's (every thread) and
-    the export processes' (only ``on`` has one)."""
+) -> dict[str, float]:
+    """Per app, this process's CPU (every thread) per query over blocks of ``n`` queries
+    (apps in turn, the order alternating), its exporter flushed inside the block."""
     own: dict[str, list[float]] = {name: [] for name in clients}
-    child: dict[str, list[float]] = {name: [] for name in clients}
     for block in range(rounds):
         for name in list(clients)[:: 1 if block % 2 else -1]:
             for flush in flushes.values():
                 flush()  # nothing of another app's left to export inside this block
-            started, exported = time.process_time(), export_process_cpu_s()
+            started = time.process_time()
             for i in range(n):
                 response = clients[name].post("/query", json={"question": QUESTIONS[i % 6]})
                 assert response.status_code == 200, response.text
             flushes[name]()
             own[name].append((time.process_time() - started) / n * 1000)
-            child[name].append((export_process_cpu_s() - exported) / n * 1000)
-    return {
-        name: {"app": median(own[name]), "export_process": median(child[name])} for name in clients
-    }
+    return {name: median(values) for name, values in own.items()}
 
 
-def compared(p50s: dict[str, list[float]]) -> dict[str, Any]:
-    """Each app's median p50, and its paired difference and ratio against ``off``."""
-    off = p50s["off"]
+def compared(times: dict[str, list[list[float]]], seed: int = 0) -> dict[str, Any]:
+    """Against ``off``, per app: the median over rounds of its p50, of the paired difference
+    of the rounds' p50s and of their ratio; the difference of the p50s of all requests pooled;
+    and the median of the per-request differences (the same question, back to back) with a
+    95 % bootstrap interval over requests."""
+    off = times["off"]
+    rng = np.random.default_rng(seed)
     out: dict[str, Any] = {}
-    for name, values in p50s.items():
+    for name, rounds in times.items():
+        p50s = [percentile(r, 50) for r in rounds]
+        off_p50s = [percentile(r, 50) for r in off]
+        pooled = [t for r in rounds for t in r]
+        pooled_off = [t for r in off for t in r]
+        diffs = np.array(pooled) - np.array(pooled_off)
+        boot = np.median(rng.choice(diffs, size=(2000, diffs.size)), axis=1)
         out[name] = {
-            "p50_ms": round(median(values), 3),
-            "minus_off_ms": round(median([a - b for a, b in zip(values, off, strict=True)]), 3),
-            "ratio_to_off": round(median([a / b for a, b in zip(values, off, strict=True)]), 4),
+            "p50_ms": round(median(p50s), 3),
+            "minus_off_ms": round(median([a - b for a, b in zip(p50s, off_p50s, strict=True)]), 3),
+            "ratio_to_off": round(median([a / b for a, b in zip(p50s, off_p50s, strict=True)]), 4),
+            "pooled_p50_minus_off_ms": round(
+                percentile(pooled, 50) - percentile(pooled_off, 50), 3
+            ),
+            "paired_median_diff_ms": round(float(np.median(diffs)), 3),
+            "paired_median_diff_ci95_ms": [
+                round(float(np.percentile(boot, 2.5)), 3),
+                round(float(np.percentile(boot, 97.5)), 3),
+            ],
         }
     return out
 
@@ -148,8 +150,11 @@ def main() -> None:
     assert receiver.stdout is not None and receiver.stdin is not None
     endpoint = receiver.stdout.readline().strip()
     on = {"enabled": True, "exporter": args.exporter, "endpoint": endpoint}
-    settings = {"off": {}, "on": on, "process": {**on, "export_process": True}}
-    ended = {"on": Ended(), "process": Ended()}
+    # spans: recorded and ended, neither kept nor exported (the request path's own share)
+    spans_only = {"enabled": True, "exporter": "none", "keep_recent": 0}
+    sampled = {**on, "sample_ratio": 0.1}  # one trace in ten recorded and exported
+    settings = {"off": {}, "spans_only": spans_only, "on": on, "on_sampled_10pct": sampled}
+    ended = {"on": Ended(), "on_sampled_10pct": Ended()}
     with tempfile.TemporaryDirectory() as tmp:
         rags = {name: app(Path(tmp) / name, tracing) for name, tracing in settings.items()}
         for name, counter in ended.items():
@@ -161,8 +166,8 @@ def main() -> None:
         flushes = {name: rag.components.tracing.flush for name, rag in rags.items()}
         for client in clients.values():
             client.__enter__()
-        paired_p50s(clients, 1, 20)  # warm up (the export process starts)
-        p50s = paired_p50s(clients, args.rounds, args.requests)
+        paired_times(clients, 1, 20)  # warm up
+        times = paired_times(clients, args.rounds, args.requests)
         cpu = cpu_ms_per_query(clients, flushes, args.rounds, args.requests)
         tracing = rags["on"].components.tracing
         assert tracing.recent is not None
@@ -183,9 +188,11 @@ def main() -> None:
             "exporter": args.exporter,
             "rounds": args.rounds,
             "requests_per_round": args.requests,
-            "query_p50": compared(p50s),
-            "round_p50s_ms": {k: [round(v, 3) for v in vs] for k, vs in p50s.items()},
-            "cpu_ms_per_query": {k: {s: round(v, 3) for s, v in c.items()} for k, c in cpu.items()},
+            "query_p50": compared(times),
+            "round_p50s_ms": {
+                k: [round(percentile(r, 50), 3) for r in rounds] for k, rounds in times.items()
+            },
+            "cpu_ms_per_query": {k: round(v, 3) for k, v in cpu.items()},
             "spans_per_query": per_query,
             "span_cost_us": {"sdk": round(sdk_us, 2), "noop": round(noop_us, 2)},
             "spans_ended": sum(c.count for c in ended.values()),

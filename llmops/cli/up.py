@@ -143,7 +143,7 @@ def _serve_model_app(config: Path, host: str | None, port: int | None, insecure:
         f"'{service.alias}'  (API docs: {url}/docs)\n"
     )
     settings = uvicorn.Config(
-        create_model_app(service),
+        create_model_app(service, freeze_heap=True),
         log_level="info",
         timeout_graceful_shutdown=serving.shutdown_timeout_s,
     )
@@ -197,7 +197,7 @@ def _server(rag: RAG, workers: int, first_ingestion: FirstIngestion | None) -> u
 
     from llmops.server import create_app
 
-    app = create_app(rag, workers=workers, first_ingestion=first_ingestion)
+    app = create_app(rag, workers=workers, first_ingestion=first_ingestion, freeze_heap=True)
     drain_s = rag.config.server.shutdown_timeout_s
     return uvicorn.Server(uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=drain_s))
 

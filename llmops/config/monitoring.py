@@ -142,12 +142,6 @@ class TracingConfig(Strict):
         100, ge=0, le=10_000, description="Recent traces kept in memory for GET /traces (0: none)."
     )
     timeout_s: float = Field(10, gt=0, description="Time limit of one export.")
-    export_process: bool = Field(
-        False,
-        description="Encode and send the spans from a child process, off the app's GIL (helps "
-        "on a saturated CPU; not measurably on a calm one); false: from a thread of the app, "
-        "as the SDK does.",
-    )
 
 
 class MonitoringConfig(Strict):

@@ -138,11 +138,17 @@ def _experiment(client: Any, name: str, uri: str, data_dir: Path) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
         return str(found.experiment_id)
-    # a database (SQLite, PostgreSQL) or a folder: MLflow's default artifact root would be
-    # ./mlruns wherever the command runs; a tracking server keeps them in its own store
-    server = uri.startswith(("http://", "https://", "databricks"))
-    location = None if server else (data_dir / "mlartifacts").resolve().as_uri()
-    return str(client.create_experiment(name, artifact_location=location))
+    return str(client.create_experiment(name, artifact_location=artifact_root(uri, data_dir)))
+
+
+def artifact_root(uri: str, folder: Path) -> str | None:
+    """Where a new experiment on the tracking store ``uri`` keeps its artifacts: under
+    ``folder``/mlartifacts for a database (SQLite, PostgreSQL) or a folder store, where
+    MLflow's default would be ./mlruns wherever the command runs; None (the server's own
+    store) for a tracking server."""
+    if uri.startswith(("http://", "https://", "databricks")):
+        return None
+    return (folder / "mlartifacts").resolve().as_uri()
 
 
 def _flat_params(value: Any, prefix: str = "") -> Iterator[tuple[str, str]]:

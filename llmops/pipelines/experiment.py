@@ -248,15 +248,15 @@ class Experiment:
         except Exception:
             log.exception("could not record a canary outcome (ok=%s)", ok)
             return
-        if after.stage != before.stage or after.rolled_back != before.rolled_back:
+        move = after.moved_from(before)
+        if move is not None:
             log.warning("canary '%s' %s", self.running().canary_policy.variant, after.reason)
-            self._canary_moved(after, "rolled_back" if after.rolled_back else "advanced")
+            self._canary_moved(after, move)
 
     def _canary_moved(self, state: CanaryState, move: str | None) -> None:
         policy = self.running().canary_policy
         if self.monitor is not None:
-            label = f"{move}_{state.cause}" if move == "rolled_back" else move
-            self.monitor.canary(self.config.name, policy.variant, state.share(policy), label)
+            self.monitor.canary(self.config.name, policy.variant, state.share(policy), move)
 
     # shadow ----------------------------------------------------------------------------------
     def _shadow(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from llmops.config import LoadedFinetune
 from llmops.deps import require
 from llmops.evaluation.gates import GateResult, check, parse_gate
-from llmops.evaluation.tracking import default_tracking_uri, metric_key
+from llmops.evaluation.tracking import artifact_root, default_tracking_uri, metric_key
 from llmops.models.adapters import AdapterManifest, register_adapter
 from llmops.models.registry import ModelRegistry, ModelVersion
 
@@ -203,8 +203,7 @@ def _start_run(client: Any, loaded: LoadedFinetune, output: Path, uri: str) -> s
     if found is not None:
         experiment = str(found.experiment_id)
     else:
-        local = uri.startswith(("sqlite:", "file:")) or "://" not in uri
-        location = (output / "mlartifacts").resolve().as_uri() if local else None
+        location = artifact_root(uri, output)
         experiment = str(client.create_experiment(name, artifact_location=location))
     run = client.create_run(experiment, run_name=loaded.job.name)
     params = dict(_flat(loaded.job.model_dump(mode="json")))

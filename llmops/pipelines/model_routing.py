@@ -85,13 +85,11 @@ class ModelRouting:
 
     async def observe_canary(self, ok: bool, latency_ms: float) -> CanaryState:
         before, after = await self.router.observe_canary(ok, latency_ms)
-        if after != before:
-            move = "rolled_back" if after.rolled_back else "advanced"
+        move = after.moved_from(before)
+        if move is not None:
             self._report_canary(after, move)
             log.warning("canary '%s' %s", self.canary, after.reason)
-            if self.on_canary_move is not None and (
-                after.rolled_back or after.stage != before.stage
-            ):
+            if self.on_canary_move is not None:
                 await self.on_canary_move(before, after)
         return after
 
@@ -101,8 +99,7 @@ class ModelRouting:
 
     def _report_canary(self, state: CanaryState, move: str | None) -> None:
         policy = self.router.canary_policy
-        label = f"{move}_{state.cause}" if move == "rolled_back" else move
-        self.metrics.canary(self.name, policy.variant, state.share(policy), label)
+        self.metrics.canary(self.name, policy.variant, state.share(policy), move)
 
     def _count(self, outcome: str, agreement: float | None) -> None:
         if self.config.shadow is not None:

@@ -61,6 +61,10 @@ class RecordTable:
         self.path = path
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        # the state rows as last read, and the database's data_version then (it changes when
+        # another connection commits; this connection's own writes clear the cache)
+        self._state: dict[str, str | None] = {}
+        self._state_version: int | None = None
 
     def open(self) -> None:
         if self._db is None:
@@ -78,12 +82,23 @@ class RecordTable:
         if self._db is None:
             raise RuntimeError("record table not open")
         with named_faults(self.path), self._lock, transaction(self._db) as db:
+            self._state.clear()
             yield db
 
     def _get_state(self, key: str) -> str | None:
-        with self._tx() as db:
-            row = db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+        """A state row; every query asks for the active collection, so the rows are cached
+        until another process commits (``PRAGMA data_version``): no transaction, no lock
+        wait behind a running ingestion's writes."""
+        if self._db is None:
+            raise RuntimeError("record table not open")
+        with named_faults(self.path), self._lock:
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._state_version:
+                self._state, self._state_version = {}, version
+            if key not in self._state:
+                row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+                self._state[key] = None if row is None else str(row[0])
+            return self._state[key]
 
     def _target(self, key: str) -> IndexTarget | None:
         value = self._get_state(key)

@@ -67,6 +67,14 @@ class CanaryState:
             }
         )
 
+    def moved_from(self, before: CanaryState) -> str | None:
+        """How the ramp moved since ``before``, as the canary metric's ``move`` label
+        (``advanced``, ``rolled_back_<cause>``); None when it did not (a request only filled
+        the window)."""
+        if self.stage == before.stage and self.rolled_back == before.rolled_back:
+            return None
+        return f"rolled_back_{self.cause}" if self.rolled_back else "advanced"
+
     def move_since(self, before: CanaryState) -> CanaryMove | None:
         """The move that led from ``before`` to this state; None when it did not move."""
         return self.last_move if self.last_move != before.last_move else None

@@ -11,6 +11,7 @@ from fastapi_offline import FastAPIOffline
 
 from llmops.pipelines.ingest import ProgressFn
 from llmops.server import auth, errors, jobs, metrics, ui
+from llmops.server.heap import freeze_startup_heap
 from llmops.server.middleware import (
     BodyLimit,
     CancelOnDisconnect,
@@ -42,18 +43,26 @@ class FirstIngestion:
 
 
 def create_app(
-    rag: RAG, *, workers: int = 1, first_ingestion: FirstIngestion | None = None
+    rag: RAG,
+    *,
+    workers: int = 1,
+    first_ingestion: FirstIngestion | None = None,
+    freeze_heap: bool = False,
 ) -> FastAPI:
     """An HTTP app serving ``rag``; starting the app starts the RAG (its models load before the
     app accepts requests), stopping it stops running ingestions and closes the RAG.
 
     ``workers`` is how many processes serve the same index: with more than one, an ingestion
     through the API would update only this process's view of it, so ``POST /ingest`` is refused.
+    ``freeze_heap``: the process serves this app alone (``llmops up``), so what start-up loaded
+    is frozen out of the garbage collector's passes (``llmops.server.heap``).
     """
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await rag.astart()
+        if freeze_heap:
+            freeze_startup_heap()
         if first_ingestion is not None:
             jobs.start_job(app, False, first_ingestion.progress, first_ingestion.finished)
         try:

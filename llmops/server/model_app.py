@@ -23,6 +23,7 @@ from llmops.model_service import ModelService
 from llmops.monitoring.prediction_log import Label
 from llmops.server import auth, errors, ui
 from llmops.server.errors import documented
+from llmops.server.heap import freeze_startup_heap
 from llmops.server.middleware import (
     BodyLimit,
     CancelOnDisconnect,
@@ -232,14 +233,17 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if service.ready else 503)
 
 
-def create_model_app(service: ModelService) -> FastAPI:
-    """The HTTP app of ``service``; starting the app starts it (and its alias following)."""
+def create_model_app(service: ModelService, *, freeze_heap: bool = False) -> FastAPI:
+    """The HTTP app of ``service``; starting the app starts it (and its alias following).
+    ``freeze_heap``: as for ``create_app`` (``llmops up`` serves one app per process)."""
 
     traces = Tracing.from_config(service.app.monitoring.tracing, service.name)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await service.astart()
+        if freeze_heap:
+            freeze_startup_heap()
         try:
             yield
         finally:

@@ -18,4 +18,5 @@ WORKERS_ENV = "LLMOPS_WORKERS"
 
 
 def app() -> FastAPI:
-    return create_app(RAG.from_config(os.environ[CONFIG_ENV]), workers=int(os.environ[WORKERS_ENV]))
+    rag = RAG.from_config(os.environ[CONFIG_ENV])
+    return create_app(rag, workers=int(os.environ[WORKERS_ENV]), freeze_heap=True)

@@ -1,7 +1,7 @@
 """The OpenTelemetry SDK side of tracing, imported only when tracing is on: a provider of the
 app's own with ParentBased(TraceIdRatio) sampling, a ``BatchSpanProcessor`` exporting over
-OTLP (HTTP or gRPC; from a child process with ``export_process``,
-``llmops.tracing.offload``), and the recent traces kept for ``GET /traces``."""
+OTLP (HTTP or gRPC) from the processor's thread, and the recent traces kept for
+``GET /traces``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from llmops.config.monitoring import TracingConfig
 from llmops.deps import require
 from llmops.tracing import Tracing
-from llmops.tracing.offload import ExporterSettings, ProcessSpanExporter
 from llmops.tracing.recent import RecentTraces
 
 SCOPE = "llmops"
@@ -34,7 +33,7 @@ def make_tracing(config: TracingConfig, service_name: str) -> Tracing:
         sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
         resource=Resource.create({"service.name": service_name}),
     )
-    exporter = make_exporter(config, provider.resource)
+    exporter = make_exporter(config)
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     recent = RecentTraces(config.keep_recent) if config.keep_recent else None
@@ -43,21 +42,13 @@ def make_tracing(config: TracingConfig, service_name: str) -> Tracing:
     return Tracing(provider.get_tracer(SCOPE), provider, recent)
 
 
-def make_exporter(config: TracingConfig, resource: Resource) -> SpanExporter | None:
-    """The exporter of ``config.exporter`` (None for ``none``), in a child process with
-    ``export_process``; a missing exporter package raises MissingDependency naming the
-    ``tracing`` extra (here, not in the child)."""
+def make_exporter(config: TracingConfig) -> SpanExporter | None:
+    """The exporter of ``config.exporter`` (None for ``none``); a missing exporter package
+    raises MissingDependency naming the ``tracing`` extra."""
     if config.exporter == "none":
         return None
-    require(_EXPORTER_MODULES[config.exporter], "tracing")
     endpoint = config.endpoint or DEFAULT_ENDPOINTS[config.exporter]
-    headers = dict(config.headers)
-    if not config.export_process:
-        return otlp_exporter(config.exporter, endpoint, headers, config.timeout_s)
-    settings = ExporterSettings(
-        config.exporter, endpoint, headers, config.timeout_s, dict(resource.attributes)
-    )
-    return ProcessSpanExporter(settings)
+    return otlp_exporter(config.exporter, endpoint, dict(config.headers), config.timeout_s)
 
 
 def otlp_exporter(

@@ -162,6 +162,9 @@ def test_canary_ramps_up_on_healthy_windows_and_rolls_back_on_slow_ones(client_f
         healthy.post("/predict/adult", json={"rows": rows(1)}, headers=headers)
     canary = healthy.get("/experiments").json()["variants"]["candidate"]["canary"]
     assert canary["share"] == 1.0 and not canary["rolled_back"], canary
+    # one move (0.5 -> 1.0), not one per canary request that filled a window
+    moves = "llmops_canary_moves_total"
+    assert metric(healthy, moves, variant="candidate", move="advanced") == 1
     slow = client_for("canary-slow", ramp.format(name="c2", p95=0.001))
     versions = set()
     for user in range(40):
@@ -170,6 +173,8 @@ def test_canary_ramps_up_on_healthy_windows_and_rolls_back_on_slow_ones(client_f
         versions.add(answer["version"])
     canary = slow.get("/experiments").json()["variants"]["candidate"]["canary"]
     assert canary["rolled_back"] and "p95 latency" in canary["reason"], canary
+    assert metric(slow, moves, variant="candidate", move="rolled_back_p95_latency") == 1
+    assert metric(slow, moves, variant="candidate", move="advanced") is None
     after = [
         slow.post("/predict/adult", json={"rows": rows(1)}, headers={"x-user-id": f"n{i}"})
         for i in range(10)

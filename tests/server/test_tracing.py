@@ -115,6 +115,21 @@ def test_a_query_arrives_at_the_collector_as_one_span_tree(
     assert int(flags, 16) & 1  # sampled
 
 
+def test_every_span_of_every_query_reaches_the_collector(
+    write_config: ConfigWriter, serve: Any
+) -> None:
+    """The SDK's batch processor exports from the app's own thread: nine spans per /query,
+    none lost, under the trace ids the responses name."""
+    with HttpCollector() as collector:
+        config = traced_app(write_config, exporter="otlp-http", endpoint=collector.endpoint)
+        rag, client = serve(config)
+        ids = [client.post("/query", json=QUESTION).headers["x-trace-id"] for _ in range(5)]
+        rag.components.tracing.flush()
+        spans = list(collector.spans)
+    per_trace = {i: [s.name for s in spans if s.trace_id == i] for i in ids}
+    assert all(len(names) == 9 and "POST /query" in names for names in per_trace.values())
+
+
 def test_the_trace_id_is_in_the_request_log(write_config: ConfigWriter, serve: Any) -> None:
     rag, client = serve(traced_app(write_config, exporter="none"))
     response = client.post("/query", json=QUESTION)

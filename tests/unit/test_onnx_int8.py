@@ -138,3 +138,15 @@ def test_bucketed_encoding_returns_vectors_in_the_callers_order(
     np.testing.assert_allclose(reverse[::-1], together, atol=1e-5)
     assert len({round(float(v[0]), 6) for v in together}) == len(texts)  # distinct vectors
     assert encoder.encode([], 4, True).shape == (0, encoder.dimension)
+
+
+def test_only_an_ingesting_encoders_threads_spin_between_operators(
+    tiny_bert: Path, tmp_path: Path
+) -> None:
+    spinning = {}
+    for queries_only in (False, True):
+        encoder = OnnxEncoder(tiny_bert, tmp_path, "none", queries_only=queries_only)
+        encoder.start()
+        options = encoder._session.get_session_options()
+        spinning[queries_only] = options.get_session_config_entry("session.intra_op.allow_spinning")
+    assert spinning == {False: "1", True: "0"}

@@ -29,8 +29,13 @@ from llmops.protocols import Vectors
 from llmops.rag.embedders.bucketing import length_batches, pad_features
 from llmops.rag.embedders.onnx_export import Quantize, ensure_exported
 
-# ONNX Runtime's default; bench/onnx_int8_steps.py times "0" against it inside an ingestion
+# Whether ONNX Runtime's threads spin-wait between operators. Documents (ingestion): its
+# default, on (bench/onnx_int8_steps.py: 77.4 against 72.6 chunks/s in the pipeline). A
+# queries-only encoder: off, since between two queries the spinning threads only take the
+# cores from the requests (bench/query.py at concurrency 32: 7.4 against 8.6-9.8 ms of CPU per
+# request, 211 against 192-207 requests/s).
 ALLOW_SPINNING = "1"
+QUERY_SPINNING = "0"
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "lasttoken")
 # sentence-transformers' legacy boolean keys, in its concatenation order
 _LEGACY_POOLING = {
@@ -129,13 +134,14 @@ def pool(hidden: np.ndarray, mask: np.ndarray, modes: Sequence[str]) -> np.ndarr
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
-def session_options(ort: Any) -> Any:
-    """One intra-op thread per physical core, operators run one after the other."""
+def session_options(ort: Any, spinning: str) -> Any:
+    """One intra-op thread per physical core, operators run one after the other, threads
+    spin-waiting between them or not (``spinning``: "1" or "0")."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = physical_cores()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.add_session_config_entry("session.intra_op.allow_spinning", ALLOW_SPINNING)
+    options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
     return options
 
 
@@ -150,12 +156,19 @@ def physical_cores() -> int:
 
 
 class OnnxEncoder:
-    """A sentence-transformers model run by ONNX Runtime; ``start()`` exports at first use."""
+    """A sentence-transformers model run by ONNX Runtime; ``start()`` exports at first use.
+    ``queries_only``: it embeds queries and nothing else (its threads do not spin-wait)."""
 
     def __init__(
-        self, folder: Path, cache: Path, quantize: Quantize, max_seq_length: int | None = None
+        self,
+        folder: Path,
+        cache: Path,
+        quantize: Quantize,
+        max_seq_length: int | None = None,
+        queries_only: bool = False,
     ) -> None:
         self.folder, self.cache, self.quantize = folder, cache, quantize
+        self.queries_only = queries_only
         self._override = max_seq_length
         self.layout = ModelLayout(folder)
         self.max_seq_length = 0
@@ -185,7 +198,9 @@ class OnnxEncoder:
         """Run ``model_file`` (the export, or a variant of it in a benchmark) from now on."""
         ort = require("onnxruntime", "onnx")
         self._session = ort.InferenceSession(
-            str(model_file), session_options(ort), providers=["CPUExecutionProvider"]
+            str(model_file),
+            session_options(ort, QUERY_SPINNING if self.queries_only else ALLOW_SPINNING),
+            providers=["CPUExecutionProvider"],
         )
         self._inputs = [i.name for i in self._session.get_inputs()]
         self._pad_values = {
