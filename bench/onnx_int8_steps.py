@@ -63,14 +63,14 @@ def padding(texts: list[str], tokens: list[int]) -> dict[str, float]:
     }
 
 
-def old_int8(raw: Path, out: Path) -> None:
-    """The recipe before fusion: MatMul only, 8-bit per-channel weights, unfused graph."""
+def matmul_only(graph: Path, out: Path, extra: dict[str, Any] | None = None) -> None:
+    """int8 of the MatMul weights only, 8-bit per channel (the recipe before QAttention)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with quiet_onnxruntime():
         quantize_dynamic(
-            str(raw), str(out), weight_type=QuantType.QInt8, per_channel=True,
-            op_types_to_quantize=["MatMul"],
+            str(graph), str(out), weight_type=QuantType.QInt8, per_channel=True,
+            op_types_to_quantize=["MatMul"], extra_options=extra or {},
         )  # fmt: skip
 
 
@@ -81,16 +81,10 @@ def recipes(folder: Path, tmp: Path) -> dict[str, Path]:
     operators = fuse(raw, fused, shape)
     print(f"fused operators: {operators}", file=sys.stderr)
     files = {"fp32": raw, "fp32_fused": fused, "int8_before": tmp / "before.onnx"}
-    old_int8(raw, files["int8_before"])
+    matmul_only(raw, files["int8_before"])  # unfused: the recipe before fusion
     files["int8_fused_matmul_only"] = tmp / "fused_matmul.onnx"
-    with quiet_onnxruntime():
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        quantize_dynamic(
-            str(fused), str(files["int8_fused_matmul_only"]), weight_type=QuantType.QInt8,
-            per_channel=True, op_types_to_quantize=["MatMul"],
-            extra_options={"DefaultTensorType": 1},  # float
-        )  # fmt: skip
+    # the fused operators' outputs are untyped to ONNX's shape inference; all are float
+    matmul_only(fused, files["int8_fused_matmul_only"], {"DefaultTensorType": 1})
     for mode in (VNNI, AVX2):
         files[f"int8_fused_{mode.name}"] = tmp / f"fused_{mode.name}.onnx"
         quantize(fused, files[f"int8_fused_{mode.name}"], mode)
