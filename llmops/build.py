@@ -300,6 +300,9 @@ class Components:
     fingerprint: str
     variant_generators: dict[str, Generator] = field(default_factory=dict)
     """Generators of experiment variants that configure their own (others use ``generator``)."""
+    backends: list[Generator] = field(default_factory=list)
+    """Every generator backend of the app and its variants, unwrapped (no fallback chain, no
+    tracing): what the registry page asks which registered adapters they follow."""
     tracing: Tracing = field(default_factory=Tracing)
     """Spans of queries and ingestions (``monitoring.tracing``; a no-op tracer when off)."""
     embed_model: str = ""
@@ -362,17 +365,26 @@ def _make_generator(resolved: Resolved, base_dir: Path) -> Generator:
     return _make(resolved, **{key: value for key, value in context.items() if key in wanted})
 
 
-def _chain(spec: AppSpec, primary: str, fallbacks: Sequence[str], tracing: Tracing) -> Generator:
+def _chain(
+    spec: AppSpec,
+    primary: str,
+    fallbacks: Sequence[str],
+    tracing: Tracing,
+    backends: list[Generator],
+) -> Generator:
     """The generator of section ``primary``, in a fallback chain with those of ``fallbacks``;
-    with tracing on, each one's calls are spans."""
+    with tracing on, each one's calls are spans. Each backend made is added to ``backends``."""
     keys = [primary, *fallbacks]
-    chain = [_traced(spec, key, position, tracing) for position, key in enumerate(keys)]
+    chain = [_traced(spec, key, pos, tracing, backends) for pos, key in enumerate(keys)]
     return chain[0] if len(chain) == 1 else FallbackChain(chain)
 
 
-def _traced(spec: AppSpec, key: str, position: int, tracing: Tracing) -> Generator:
+def _traced(
+    spec: AppSpec, key: str, position: int, tracing: Tracing, backends: list[Generator]
+) -> Generator:
     resolved = spec.components[key]
     generator = _make_generator(resolved, spec.base_dir)
+    backends.append(generator)
     if not tracing.enabled:
         return generator
     provider = resolved.entry.name
@@ -384,16 +396,18 @@ def _model(resolved: Resolved) -> str:
     return str(getattr(resolved.config, "model", None) or resolved.entry.name)
 
 
-def _generator(spec: AppSpec, tracing: Tracing) -> Generator:
+def _generator(spec: AppSpec, tracing: Tracing, backends: list[Generator]) -> Generator:
     """The configured generator, wrapped in a fallback chain when fallbacks are configured."""
-    return _chain(spec, "generator", _app_fallbacks(spec), tracing)
+    return _chain(spec, "generator", _app_fallbacks(spec), tracing, backends)
 
 
 def _app_fallbacks(spec: AppSpec) -> list[str]:
     return [f"fallback.{i}" for i in range(len(spec.loaded.app.fallbacks))]
 
 
-def _variant_generators(spec: AppSpec, tracing: Tracing) -> dict[str, Generator]:
+def _variant_generators(
+    spec: AppSpec, tracing: Tracing, backends: list[Generator]
+) -> dict[str, Generator]:
     """Each experiment variant that sets its own generator: it, in a chain with its own
     fallbacks or else the app's."""
     experiment = spec.loaded.app.experiment
@@ -408,7 +422,7 @@ def _variant_generators(spec: AppSpec, tracing: Tracing) -> dict[str, Generator]
             if variant.fallbacks is None
             else [f"variant.{name}.fallback.{i}" for i in range(len(variant.fallbacks))]
         )
-        generators[name] = _chain(spec, f"variant.{name}", fallbacks, tracing)
+        generators[name] = _chain(spec, f"variant.{name}", fallbacks, tracing, backends)
     return generators
 
 
@@ -442,6 +456,7 @@ def build(spec: AppSpec) -> Components:
     tracing = Tracing.from_config(app.monitoring.tracing, app.name)
     parts = build_ingest_parts(spec)
     embedder = parts.embedder
+    backends: list[Generator] = []
     return Components(
         sources=parts.sources,
         chunker=parts.chunker,
@@ -449,12 +464,13 @@ def build(spec: AppSpec) -> Components:
         store=_make(spec.components["store"], data_dir=data_dir, namespace=app.name),
         sparse=_optional(spec, "sparse", data_dir=data_dir, namespace=app.name),
         reranker=_optional(spec, "reranker", base_dir=spec.base_dir),
-        generator=_generator(spec, tracing),
+        generator=_generator(spec, tracing, backends),
         prompts=PromptLibrary(find_prompt_dirs(spec.base_dir, app.prompts_dir)),
         records=RecordTable(data_dir / "records.sqlite"),
         data_dir=data_dir,
         fingerprint=_fingerprint(spec, embedder),
-        variant_generators=_variant_generators(spec, tracing),
+        variant_generators=_variant_generators(spec, tracing, backends),
+        backends=backends,
         tracing=tracing,
         embed_model=_model(spec.components["embedder"]),
     )

@@ -42,7 +42,7 @@ from llmops.monitoring.model_metrics import ModelMetrics
 from llmops.monitoring.prediction_log import Joined, Label
 from llmops.pipelines.model_monitor import ModelMonitor
 from llmops.pipelines.model_routing import ModelRouting
-from llmops.pipelines.registered_models import RegisteredModels
+from llmops.pipelines.registered_models import RegisteredModels, RegisteredModelSet
 from llmops.pipelines.retrain import Retrainer
 from llmops.pipelines.served_versions import Served, ServedVersions
 from llmops.pipelines.train import app_data_dir, app_registry
@@ -77,8 +77,12 @@ class ModelService:
         self.versions = ServedVersions(self.registry, self.app, self.monitor.prepare)
         self.checker = RowChecker(self.app)
         headline = self.app.search.metric if self.app.search is not None else None
-        self.registered = RegisteredModels(  # versions, promote and rollback, served at once
-            self.registry, self.name, self.alias, headline, self._served, self.refresh
+        self.registered = RegisteredModelSet(  # versions, promote and rollback, served at once
+            [
+                RegisteredModels(
+                    self.registry, self.name, self.alias, headline, self._served, self.refresh
+                )
+            ]
         )
         self.routing: ModelRouting | None = None  # the app's `routing:`
         self.rollout: ModelRouting | None = None  # the retraining loop's canary, while out

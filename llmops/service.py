@@ -26,17 +26,15 @@ from llmops import tracing
 from llmops.build import AppSpec, Components, build, load_config
 from llmops.config import resolve_path
 from llmops.config.schema import AppConfig, Fusion, SearchMode
-from llmops.errors import InvalidRequest, LLMOpsError, StorageError
-from llmops.evaluation.runs import EvalRuns
+from llmops.errors import LLMOpsError, StorageError
 from llmops.monitoring.monitor import Monitor
-from llmops.monitoring.request_filter import RequestFilter, newest, timeline
-from llmops.monitoring.request_log import RequestLog
+from llmops.pipelines.app_history import AppHistory
 from llmops.pipelines.experiment import Experiment
 from llmops.pipelines.ingest import Ingestion, IngestReport, ProgressFn, sparse_intact
 from llmops.pipelines.ingest_engines import remote_engine
 from llmops.pipelines.policy import RequestPolicy
 from llmops.pipelines.query import QueryOptions, QueryPipeline
-from llmops.pipelines.training_set import ExportReport, export_from_log, index_passages
+from llmops.pipelines.registered_adapters import registered_adapters
 from llmops.types import Answer, GenerationOptions, Message
 
 T = TypeVar("T")
@@ -96,6 +94,16 @@ class RAG:
             self.components.embedder.embed_queries,
         )
         self.policy = RequestPolicy(self.config.server)
+        # the registered LoRA adapters the app's generators follow (GET /models/registry)
+        self.registered = registered_adapters(self.components.backends)
+        runs_dir = self.config.evaluation.runs_dir
+        self.history = AppHistory(  # requests, drift checks, eval runs, the training set
+            self.monitor,
+            self.components,
+            resolve_path(spec.base_dir, runs_dir),
+            runs_dir,
+            self.open,
+        )
         self.pipeline = QueryPipeline(
             self.components, self.config.retrieval, self.config.prompt, self.monitor
         )
@@ -392,63 +400,6 @@ class RAG:
                 yield item
         finally:
             self._portal.run(pieces.aclose())
-
-    def export_training_set(
-        self,
-        out: Path,
-        *,
-        min_feedback: float = 1.0,
-        since: float | None = None,
-        include_context: bool = True,
-    ) -> ExportReport:
-        """Chat JSONL for ``llmops finetune`` from the answered, positively rated requests of
-        the request log, with the retrieved passages as ``context`` (see
-        ``llmops.pipelines.training_set``)."""
-        self.start()
-        if self.monitor.request_log is None:
-            raise InvalidRequest("the request log is off (monitoring.request_log.enabled: false)")
-        lookup = index_passages(self.components) if include_context else None
-        return export_from_log(
-            self.monitor.request_log,
-            out,
-            min_feedback=min_feedback,
-            since=since,
-            include_context=include_context,
-            passages=lookup,
-        )
-
-    def requests(self, where: RequestFilter | None = None) -> list[dict[str, Any]]:
-        """The newest logged requests that ``where`` accepts, newest first (what the console's
-        request page and ``GET /requests`` show); raises InvalidRequest when the log is off."""
-        where = where or RequestFilter()
-        rows = self._request_log().iter_rows(where.since, where.until)
-        return newest(rows, where)
-
-    def request_timeline(self, since: float, until: float, buckets: int = 60) -> dict[str, Any]:
-        """Requests, ratings, rewards and latency per variant in ``buckets`` time buckets
-        between ``since`` and ``until`` (epoch seconds): the experiment over time."""
-        return timeline(self._request_log().iter_rows(since, until), since, until, buckets)
-
-    def drift_report(self) -> dict[str, Any]:
-        """The drift checks (``GET /drift``): the settings, the checks kept across restarts
-        (the newest, oldest first) with every signal's p-value, its level and the alerts."""
-        self.start()
-        drift = self.monitor.drift
-        if drift is None:
-            return {"enabled": False, "checks": 0, "kept": 0, "history": []}
-        return drift.report()
-
-    @property
-    def eval_runs(self) -> EvalRuns:
-        """The app's eval runs (``evaluation.runs_dir``): listed, read and compared."""
-        runs_dir = self.config.evaluation.runs_dir
-        return EvalRuns(resolve_path(self.spec.base_dir, runs_dir), runs_dir)
-
-    def _request_log(self) -> RequestLog:
-        self.start()
-        if self.monitor.request_log is None:
-            raise InvalidRequest("the request log is off (monitoring.request_log.enabled: false)")
-        return self.monitor.request_log
 
     def stats(self) -> dict[str, Any]:
         self.start()

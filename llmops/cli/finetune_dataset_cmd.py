@@ -37,7 +37,7 @@ def from_log(
     def action() -> ExportReport:
         start = parse_time(since) if since else None
         with RAG.from_config(config) as rag:
-            return rag.export_training_set(
+            return rag.history.export_training_set(
                 out, min_feedback=min_feedback, since=start, include_context=context
             )
 

@@ -141,7 +141,7 @@ class HFLocalGenerator:
         from llmops.generation.hf_worker import ModelWorker
 
         location = self._model_location()
-        refs = {n: r for n, v in self.config.adapters.items() if (r := parse_ref(v)) is not None}
+        refs = self.registered_refs()
         adapters = {n: self._adapter_folder(n, p) for n, p in self.config.adapters.items()}
         follower = self._follower_for(refs, location) if refs else None
         worker = ModelWorker(self.name, self.config.max_concurrency)
@@ -169,6 +169,12 @@ class HFLocalGenerator:
             await asyncio.to_thread(worker.close)
 
     # registered adapters ---------------------------------------------------------------------
+    def registered_refs(self) -> dict[str, tuple[str, str]]:
+        """Each models:/ adapter's registered model and the alias (or version) it follows:
+        ``{adapter: (model, ref)}``."""
+        adapters = self.config.adapters.items()
+        return {n: ref for n, value in adapters if (ref := parse_ref(value)) is not None}
+
     def adapter_status(self) -> dict[str, dict[str, Any]]:
         """Each models:/ adapter: the alias it follows, the version serving, swaps so far, the
         versions refused (with why) and the last registry error."""
@@ -176,9 +182,9 @@ class HFLocalGenerator:
 
     async def refresh_adapters(self) -> list[str]:
         """Check the followed aliases now (instead of waiting for adapter_refresh_s); returns
-        the adapters swapped."""
-        worker, follower = self._ready(), self._follower
-        if follower is None:
+        the adapters swapped (none before ``start``: starting loads the current versions)."""
+        worker, follower = self._worker, self._follower
+        if worker is None or follower is None:
             return []
         return await asyncio.to_thread(follower.poll, worker.swap)
 

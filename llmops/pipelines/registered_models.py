@@ -1,13 +1,13 @@
-"""The registry as a served model app sees it: every registered version of its model with
-aliases, metrics and tags, and which of them answer in this process; promote and roll back
-as ``llmops models promote`` / ``rollback`` do, then serve the result before answering (the
-alias follower would find the move within ``serving.refresh_s``; whoever moved the alias here
-should not have to wait for it)."""
+"""The registry as a served app sees it: every registered version of the models it serves (a
+model app's model, a RAG app's registered LoRA adapters) with aliases, metrics and tags, and
+which of them answer in this process; promote and roll back as ``llmops models promote`` /
+``rollback`` do, then serve the result before answering (the alias follower would find the
+move within its refresh period; whoever moved the alias here should not have to wait)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from llmops.errors import UnknownModel, UnknownVersion
@@ -40,7 +40,7 @@ class AliasMove:
 
 
 class RegisteredModels:
-    """The registered versions of the model one app serves, and the aliases it follows."""
+    """The registered versions of one model an app serves, and the aliases it follows."""
 
     def __init__(
         self,
@@ -62,21 +62,48 @@ class RegisteredModels:
             versions = []
         return [RegisteredModel(self.name, self.alias, self.headline, self.served(), versions)]
 
-    async def promote(self, model: str, ref: str, to: str) -> AliasMove:
-        """Point ``to`` at version ``ref`` (a number or an alias) of ``model``; when ``to`` is
-        production, the version that held it gets ``previous``. UnknownModel for a model this
-        app does not serve, UnknownVersion for a version or alias the registry lacks."""
-        return await self._move(model, to, lambda: self.registry.promote(self.name, ref, to))
+    async def promote(self, ref: str, to: str) -> AliasMove:
+        """Point ``to`` at version ``ref`` (a number or an alias); when ``to`` is
+        production, the version that held it gets ``previous``. UnknownVersion for a version
+        or alias the registry lacks."""
+        return await self._move(to, lambda: self.registry.promote(self.name, ref, to))
 
-    async def rollback(self, model: str) -> AliasMove:
+    async def rollback(self) -> AliasMove:
         """Production goes back to the ``previous`` version (UnknownVersion when there is
         none: a rollback needs a promotion before it)."""
-        return await self._move(model, PRODUCTION, lambda: self.registry.rollback(self.name))
+        return await self._move(PRODUCTION, lambda: self.registry.rollback(self.name))
 
-    async def _move(self, model: str, alias: str, move: Callable[[], ModelVersion]) -> AliasMove:
-        if model != self.name:
-            raise UnknownModel(f"no model '{model}' here; this server serves '{self.name}'")
+    async def _move(self, alias: str, move: Callable[[], ModelVersion]) -> AliasMove:
         before = holder(await asyncio.to_thread(self.registry.versions, self.name), alias)
         moved = await asyncio.to_thread(move)
         await self.refresh()
         return AliasMove(self.name, alias, moved.version, before, self.served())
+
+
+class RegisteredModelSet:
+    """The registered models one app serves, by name: what ``GET /models/registry`` lists
+    and its promote and rollback routes move (an empty set: the app serves none)."""
+
+    def __init__(self, models: Sequence[RegisteredModels] = ()) -> None:
+        self.models = {model.name: model for model in models}
+
+    def __bool__(self) -> bool:
+        return bool(self.models)
+
+    async def listing(self) -> list[RegisteredModel]:
+        return [listed for model in self.models.values() for listed in await model.listing()]
+
+    async def promote(self, model: str, ref: str, to: str) -> AliasMove:
+        """``RegisteredModels.promote`` of ``model``; UnknownModel when this app does not
+        serve it."""
+        return await self._named(model).promote(ref, to)
+
+    async def rollback(self, model: str) -> AliasMove:
+        return await self._named(model).rollback()
+
+    def _named(self, model: str) -> RegisteredModels:
+        found = self.models.get(model)
+        if found is None:
+            served = ", ".join(f"'{name}'" for name in self.models) or "no registered model"
+            raise UnknownModel(f"no model '{model}' here; this server serves {served}")
+        return found

@@ -25,6 +25,7 @@ from llmops.server.routes import (
     feedback,
     health,
     ingest,
+    model_registry,
     openai_api,
     query,
     requests,
@@ -99,6 +100,11 @@ def create_app(
     routes = (query, ingest, health, openai_api, metrics, feedback, requests, traces, drift, evals)
     for module in routes:
         app.include_router(module.router)
-    ui.install(app, ui.RAG_PAGES, check="/stats")
+    app.state.registered = rag.registered
+    pages: tuple[str, ...] = ui.RAG_PAGES
+    if rag.registered:  # the app serves registered LoRA adapters
+        app.include_router(model_registry.router)
+        pages = (*pages, *ui.MODEL_PAGES)
+    ui.install(app, pages, check="/stats")
     openai_api.document_models(app, [rag.config.name])
     return app

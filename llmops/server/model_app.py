@@ -258,6 +258,7 @@ def create_model_app(service: ModelService, *, freeze_heap: bool = False) -> Fas
         static_url="/docs-assets",
     )
     app.state.service = service
+    app.state.registered = service.registered
     app.add_middleware(BodyLimit, max_bytes=service.app.serving.max_body_bytes)
     app.add_middleware(CancelOnDisconnect)
     serving = service.app.serving

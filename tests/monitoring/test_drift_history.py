@@ -100,10 +100,10 @@ def test_drift_checks_outlive_the_app(write_config: ConfigWriter, tmp_path: Path
         rag.ingest()
         for topic in ("backups", "pricing", "installing", "colours") * 5:
             rag.query(LONG.format(topic))
-        assert _wait(lambda: rag.drift_report()["checks"] >= 1), "no drift check after 20 queries"
-        before = rag.drift_report()
+        assert _wait(lambda: rag.history.drift()["checks"] >= 1), "no drift check after 20 queries"
+        before = rag.history.drift()
     with RAG.from_config(config) as rag:  # built anew on the same data dir
-        after = rag.drift_report()
+        after = rag.history.drift()
     assert after["checks"] == 0 and after["kept"] == before["kept"] == 1
     assert after["history"] == before["history"]
     check = after["history"][0]

@@ -81,7 +81,7 @@ def test_positive_answers_become_chat_examples_with_passages(
         assert logged[ids[0]]["answer"] and logged[ids[0]]["answer_mode"] == "keep"
         assert logged[ids[5]]["abstained"]
         out = tmp_path / "train.jsonl"
-        report = rag.export_training_set(out)
+        report = rag.history.export_training_set(out)
         sparse, active = rag.components.sparse, rag.components.records.active()
         assert sparse is not None and active is not None
         written = lines(out)
@@ -138,7 +138,7 @@ def test_rows_stored_hashed_or_redacted_stay_out(
     with RAG.from_config(config) as rag:
         rag.ingest()
         serve(rag, [(COLOUR, 1), (INSTALL, 1), (PRICE, 0)])
-        report = rag.export_training_set(tmp_path / "train.jsonl")
+        report = rag.history.export_training_set(tmp_path / "train.jsonl")
         assert rag.monitor.request_log is not None
         stored = rag.monitor.request_log.rows()
     assert report.written == 0 and report.not_in_clear == 2 and report.below_feedback == 1

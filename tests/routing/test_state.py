@@ -23,7 +23,9 @@ async def opener(
     else:
         url = request.getfixturevalue("redis_url")
         prefix = f"test:{request.node.name}"
-        yield "redis", lambda: RedisRoutingState(url, prefix=prefix)
+        # a generous socket timeout: 64 connections opened at once on a loaded CI machine can
+        # take longer than the 2 s default to connect; this file tests consistency, not timeouts
+        yield "redis", lambda: RedisRoutingState(url, prefix=prefix, socket_timeout_s=10.0)
 
 
 async def test_concurrent_updates_lose_nothing(opener: tuple[str, object]) -> None:

@@ -17,4 +17,4 @@ router = APIRouter(tags=["monitoring"], responses=documented(503))
 @router.get("/drift", summary="Drift checks over time: signals, levels and alerts")
 async def get_drift(request: Request) -> dict[str, Any]:
     rag: RAG = request.app.state.rag
-    return await asyncio.to_thread(rag.drift_report)
+    return await asyncio.to_thread(rag.history.drift)

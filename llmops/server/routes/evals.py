@@ -1,10 +1,10 @@
 """GET /evals (the app's eval runs, newest first), GET /evals/{run} (one run: metrics with
 their CIs, gates with their thresholds and verdicts), GET /evals/compare (two runs, the paired
 statistics of ``llmops eval compare``) and GET /evals/{run}/report (the run's HTML report),
-read through ``RAG.eval_runs`` from ``evaluation.runs_dir``. They need the ``eval`` scope when
-keys are on. A name that is not a run's folder name is refused (422), an unknown or unfinished
-run is a 404 saying why; an unknown or repeated query parameter is refused (422), as on
-``/requests``."""
+read through ``RAG.history.eval_runs`` from ``evaluation.runs_dir``. They need the ``eval``
+scope when keys are on. A name that is not a run's folder name is refused (422), an unknown
+or unfinished run is a 404 saying why; an unknown or repeated query parameter is refused
+(422), as on ``/requests``."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ REPORT_HEADERS = {
 
 def _runs(request: Request) -> EvalRuns:
     rag: RAG = request.app.state.rag
-    return rag.eval_runs
+    return rag.history.eval_runs
 
 
 @router.get("/evals", summary="Eval runs, newest first: suite, variants, metrics, gates")

@@ -1,5 +1,6 @@
-"""The registry face of a model app: ``GET /models/registry`` (every registered version with
-its aliases, metrics and tags, the ones answering here marked) and ``POST
+"""The registry face of an app (a model app's model, a RAG app's registered LoRA adapters:
+``app.state.registered``): ``GET /models/registry`` (every registered version with its
+aliases, metrics and tags, the ones answering here marked) and ``POST
 /models/{model}/promote`` / ``rollback``, which move an alias as ``llmops models promote`` /
 ``rollback`` do and serve the result in this process before they answer. Moving an alias
 needs the ``admin`` scope (``auth.scope_for``); reading needs ``models``."""
@@ -13,9 +14,8 @@ from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from llmops.model_service import ModelService
 from llmops.models.registry import CANDIDATE, PRODUCTION, ModelVersion
-from llmops.pipelines.registered_models import AliasMove, RegisteredModel
+from llmops.pipelines.registered_models import AliasMove, RegisteredModel, RegisteredModelSet
 from llmops.server.errors import documented
 from llmops.server.schemas import AS_INTEGER, STRICT
 
@@ -81,7 +81,10 @@ class VersionOut(BaseModel):
 
 class RegisteredModelOut(BaseModel):
     name: str
-    alias: str = Field(description="The serving alias: /predict answers with its version.")
+    alias: str = Field(
+        description="The serving alias: /predict (a model app) or the LoRA adapter following "
+        "it (a RAG app) answers with its version."
+    )
     headline: str | None = Field(description="The metric the app's search maximises.")
     served: dict[str, int] = Field(description="Reference → the version answering for it.")
     versions: list[VersionOut] = Field(description="Newest first.")
@@ -106,8 +109,8 @@ class AliasMoveOut(BaseModel):
     summary="Every registered version: aliases, metrics, tags, and which ones answer here",
 )
 async def registry(request: Request) -> RegistryOut:
-    service: ModelService = request.app.state.service
-    return RegistryOut(models=[_model_out(m) for m in await service.registered.listing()])
+    registered: RegisteredModelSet = request.app.state.registered
+    return RegistryOut(models=[_model_out(m) for m in await registered.listing()])
 
 
 @router.post(
@@ -117,8 +120,8 @@ async def registry(request: Request) -> RegistryOut:
     summary="Point an alias at a version (admin); the server answers with it at once",
 )
 async def promote(model: ModelName, body: PromoteRequest, request: Request) -> AliasMoveOut:
-    service: ModelService = request.app.state.service
-    return _move_out(await service.registered.promote(model, body.source(), body.to))
+    registered: RegisteredModelSet = request.app.state.registered
+    return _move_out(await registered.promote(model, body.source(), body.to))
 
 
 @router.post(
@@ -128,8 +131,8 @@ async def promote(model: ModelName, body: PromoteRequest, request: Request) -> A
     summary="Put the previous version back in production (admin), served at once",
 )
 async def rollback(model: ModelName, request: Request) -> AliasMoveOut:
-    service: ModelService = request.app.state.service
-    return _move_out(await service.registered.rollback(model))
+    registered: RegisteredModelSet = request.app.state.registered
+    return _move_out(await registered.rollback(model))
 
 
 def _model_out(model: RegisteredModel) -> RegisteredModelOut:

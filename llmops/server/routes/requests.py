@@ -70,7 +70,7 @@ async def get_requests(
 ) -> dict[str, Any]:
     rag: RAG = request.app.state.rag
     where = RequestFilter(**query.model_dump())
-    rows = await asyncio.to_thread(rag.requests, where)
+    rows = await asyncio.to_thread(rag.history.requests, where)
     return {"requests": rows, "count": len(rows), "limit": query.limit}
 
 
@@ -83,4 +83,4 @@ async def get_timeline(
     start = query.since if query.since is not None else end - DAY_S
     if end <= start:
         raise HTTPException(400, f"until ({end}) must come after since ({start})")
-    return await asyncio.to_thread(rag.request_timeline, start, end, query.buckets)
+    return await asyncio.to_thread(rag.history.timeline, start, end, query.buckets)

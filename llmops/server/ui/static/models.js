@@ -82,7 +82,7 @@
     return node("div", { class: "panel", "data-model": model.name },
       node("h2", {}, `Model ${model.name}`),
       node("p", { class: "muted served-summary" },
-        `/predict follows the alias ${model.alias}: ${served ? `version ${served}` : "no version loaded"}. ` +
+        `Answers follow the alias ${model.alias}: ${served ? `version ${served}` : "no version loaded"}. ` +
         `Answering here: ${servedText(model.served)}.`),
       node("div", { class: "row model-actions" },
         node("label", {}, "Promote to ", target),
