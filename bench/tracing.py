@@ -1,6 +1,7 @@
 """What tracing costs on /query: p50 and CPU with tracing off and on, in one process.
 
     python bench/tracing.py [--rounds 7] [--requests 60] [--exporter otlp-http|otlp-grpc]
+                            [--driver testclient|asgi]
 
 Four apps over the shipped user guide (datasets/guide, bundled MiniLM, extractive answers)
 differ only in ``monitoring.tracing``: ``off`` (the default); ``spans_only``, every request's
@@ -8,20 +9,22 @@ spans made and ended but neither kept nor exported (the request path's own share
 every request sampled and exported as shipped (the SDK's BatchSpanProcessor exporting from a
 thread of the app: OTLP encoded and sent to a receiver in another process on 127.0.0.1), the
 last 100 traces kept for GET /traces; and ``on_sampled_10pct``, the same with ``sample_ratio:
-0.1``. They are driven through FastAPI's in-process TestClient, each question sent to every app
-back to back (the order alternating), so load from elsewhere on the machine hits them alike
-(their query encoders' threads do not spin-wait, llmops' default for a queries-only encoder, so
-one app's idle threads take no core from the next). Reported against ``off``: the median over
-rounds of each round's p50 difference and ratio, the difference of the pooled p50s, and the
-median of the per-request differences (the same question, back to back) with a 95 % bootstrap
-interval. Then CPU per query, each app in turn over blocks of queries with its exporter flushed
-inside the block (this process's CPU, every thread); then one span's cost (the SDK tracer
-against the API's no-op tracer); and every span sampled must reach the receiver.
-"""
+0.1``. They are driven through FastAPI's in-process TestClient (``--driver asgi``: called as
+ASGI apps on one event loop in this thread, without TestClient's thread hand-off; uvicorn too
+runs the app on its loop thread), each question sent to every app back to back (the order
+alternating), so load from elsewhere on the machine hits them alike (their query encoders'
+threads do not spin-wait, llmops' default for a queries-only encoder, so one app's idle threads
+take no core from the next). Reported against ``off``: the median over rounds of each round's
+p50 difference and ratio, the difference of the pooled p50s, and the median of the per-request
+differences (the same question, back to back) with a 95 % bootstrap interval. Then CPU per
+query, each app in turn over blocks of queries with its exporter flushed inside the block (this
+process's CPU, every thread); then one span's cost (the SDK tracer against the API's no-op
+tracer); and every span sampled must reach the receiver."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import subprocess
 import sys
 import tempfile
@@ -30,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 from common import GUIDE_QUESTIONS as QUESTIONS
 from common import ROOT, emit, machine, median, percentile, write_app
@@ -50,6 +54,28 @@ with {kind}() as collector:
     print(len(collector.spans), flush=True)
 """
 COLLECTORS = {"otlp-http": "HttpCollector", "otlp-grpc": "GrpcCollector"}
+
+
+class AsgiClient:
+    """TestClient's ``post`` and context manager, with the app called as an ASGI callable on one
+    event loop in this thread (``--driver asgi``): the app's own cost, without TestClient's
+    hand-off of every request to a portal thread and back (uvicorn runs the app on its loop
+    thread, as here)."""
+
+    def __init__(self, app: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.app, self.loop = app, loop
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x")
+        self._lifespan = app.router.lifespan_context(app)
+
+    def __enter__(self) -> AsgiClient:
+        self.loop.run_until_complete(self._lifespan.__aenter__())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.run_until_complete(self._lifespan.__aexit__(None, None, None))
+
+    def post(self, path: str, json: Any) -> httpx.Response:
+        return self.loop.run_until_complete(self.client.post(path, json=json))
 
 
 class Ended(SpanProcessor):
@@ -139,6 +165,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--exporter", choices=sorted(COLLECTORS), default="otlp-http")
+    parser.add_argument(
+        "--driver", choices=["testclient", "asgi"], default="testclient",
+        help="asgi: the apps called in this thread's event loop (see AsgiClient)",
+    )  # fmt: skip
     args = parser.parse_args()
     load_before = machine()["load_average"]
     receiver = subprocess.Popen(
@@ -162,7 +192,13 @@ def main() -> None:
             provider.add_span_processor(counter)
         for rag in rags.values():
             rag.ingest()
-        clients = {name: TestClient(create_app(rag)) for name, rag in rags.items()}
+        loop = asyncio.new_event_loop()
+        clients: dict[str, Any] = {
+            name: AsgiClient(create_app(rag), loop)
+            if args.driver == "asgi"
+            else TestClient(create_app(rag))
+            for name, rag in rags.items()
+        }
         flushes = {name: rag.components.tracing.flush for name, rag in rags.items()}
         for client in clients.values():
             client.__enter__()
@@ -186,6 +222,7 @@ def main() -> None:
             "benchmark": "tracing_overhead",
             "machine": {**machine(), "load_average_before": load_before},
             "exporter": args.exporter,
+            "driver": args.driver,
             "rounds": args.rounds,
             "requests_per_round": args.requests,
             "query_p50": compared(times),

@@ -68,9 +68,8 @@ class TracedGenerator:
             "llmops.fallback.position": self.position,
             "llmops.context_chunks": len(request.context),
         }
-        span = self.tracer.start_span(f"chat {self.model}")
-        tracing.set_attributes(span, attributes)
-        return span
+        given = {key: value for key, value in attributes.items() if value is not None}
+        return self.tracer.start_span(f"chat {self.model}", attributes=given)
 
 
 def _finished(span: Span, generation: Generation) -> None:

@@ -201,7 +201,7 @@ class QueryPipeline:
         started: float,
         trace: SearchTrace,
     ) -> Prepared:
-        with self.tracer.start_as_current_span("prompt") as span:
+        with tracing.span(self.tracer, "prompt") as span:
             prompt = (
                 self.c.prompts.render(self.prompt, question, hits, options.history)
                 if self.generator.uses_prompt

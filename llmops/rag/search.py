@@ -121,7 +121,7 @@ class Searcher:
             "llmops.search.top_k": params.top_k,
             "llmops.search.phrasings": len(texts),
         }
-        with self.tracer.start_as_current_span("retrieval", attributes=attributes) as span:
+        with tracing.span(self.tracer, "retrieval", attributes) as span:
             hits = await self._search(collection, texts, params, trace or SearchTrace())
             _found(span, hits)
             return hits
@@ -155,7 +155,7 @@ class Searcher:
             "llmops.embed.batch_size": len(texts),
         }
         name = f"embeddings {self.embed_model}".rstrip()
-        with self.tracer.start_as_current_span(name, attributes=attributes):
+        with tracing.span(self.tracer, name, attributes):
             return await all_or_cancelled(*(self.encoder.encode_query(t) for t in texts))
 
     async def _ranking(
@@ -170,8 +170,7 @@ class Searcher:
             self._dense(collection, query, depth, params, chunks_from_sparse=True),
             self._sparse(collection, query.text, depth, params),
         )
-        with self.tracer.start_as_current_span("fusion") as span:
-            tracing.set_attributes(span, {"llmops.fusion.method": params.fusion})
+        with tracing.span(self.tracer, "fusion", {"llmops.fusion.method": params.fusion}) as span:
             settings = FusionSettings(params.fusion, params.rrf_k, params.dense_weight)
             fused = fuse_hybrid(dense, sparse, params.depth, settings)
             _found(span, fused)
@@ -219,7 +218,7 @@ class Searcher:
             return hits
 
     def _stage_span(self, name: str, depth: int) -> AbstractContextManager[Span]:
-        return self.tracer.start_as_current_span(name, attributes={"llmops.search.depth": depth})
+        return tracing.span(self.tracer, name, {"llmops.search.depth": depth})
 
     def _sparse_batch(self, key: _Key, texts: list[str]) -> list[list[ScoredChunk]]:
         assert self.sparse is not None
@@ -235,8 +234,7 @@ class Searcher:
         assert self.reranker is not None
         head, tail = hits[:top_n], hits[top_n:]
         job = partial(self.reranker.rerank, question, head, len(head))
-        with self.tracer.start_as_current_span("rerank") as span:
-            tracing.set_attributes(span, {"llmops.rerank.candidates": len(head)})
+        with tracing.span(self.tracer, "rerank", {"llmops.rerank.candidates": len(head)}) as span:
             reranked = await asyncio.wrap_future(self.encoder.submit(job))
             _found(span, reranked)
         return [*reranked, *tail]

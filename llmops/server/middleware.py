@@ -98,10 +98,12 @@ class TraceRequests(HttpMiddleware):
         if (parent := tracing.traceparent(span)) is not None:
             trace_id = parent.split("-")[1]
             added = [(b"traceparent", parent.encode()), (b"x-trace-id", trace_id.encode())]
+        status = 0
 
         async def send_traced(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                _responded(span, message["status"])
+                status = message["status"]
                 kept = [h for h in message.get("headers", []) if h[0].lower() != b"traceparent"]
                 message = {**message, "headers": [*kept, *added]}
             await send(message)
@@ -110,7 +112,7 @@ class TraceRequests(HttpMiddleware):
             try:
                 await self.app(scope, receive, send_traced)
             finally:
-                _routed(span, scope)
+                _finished(span, scope, status)
 
     def _start(self, scope: Scope) -> Span:
         carrier = {
@@ -135,23 +137,26 @@ class TraceRequests(HttpMiddleware):
         )
 
 
-def _responded(span: Span, status: int) -> None:
-    span.set_attribute("http.response.status_code", status)
-    if status >= 500:  # a 4xx is the caller's error, not the server span's (HTTP conventions)
+def _finished(span: Span, scope: Scope, status: int) -> None:
+    """What the server span says at the end, in one call: the status (a 5xx fails the span;
+    a 4xx is the caller's error, not the server's, by the HTTP conventions), the route that
+    served the request (the span is named by it: ``POST /query``) and the request id."""
+    if not span.is_recording():
+        return
+    attributes: tracing.Attributes = {}
+    if status:
+        attributes["http.response.status_code"] = status
+    if status >= 500:
         span.set_status(StatusCode.ERROR)
-        span.set_attribute(tracing.ERROR_TYPE, str(status))
-
-
-def _routed(span: Span, scope: Scope) -> None:
-    """Name the span by the route that served the request (``POST /query``), and tie it to
-    the request id."""
+        attributes[tracing.ERROR_TYPE] = str(status)
     route = getattr(scope.get("route"), "path", None)
     if route:
-        span.set_attribute("http.route", route)
+        attributes["http.route"] = route
         span.update_name(f"{scope['method']} {route}")
     request_id = scope.get("state", {}).get("request_id")
     if request_id:
-        span.set_attribute("llmops.request_id", request_id)
+        attributes["llmops.request_id"] = request_id
+    span.set_attributes(attributes)
 
 
 class CancelOnDisconnect(HttpMiddleware):

@@ -9,11 +9,12 @@ the OpenTelemetry GenAI semantic conventions where they apply (docs/tracing.md l
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterator, Mapping
-from contextlib import AbstractContextManager, aclosing, contextmanager
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import AbstractContextManager, aclosing
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.trace import Span, Tracer
 from opentelemetry.util.types import AttributeValue
 
@@ -118,17 +119,44 @@ def current(span: Span) -> AbstractContextManager[Span]:
     return trace.use_span(span, record_exception=False, set_status_on_exception=False)
 
 
-@contextmanager
-def active(span: Span) -> Iterator[Span]:
+class _Active:
+    """``active``'s context manager: a plain class, since a request makes one per span (a
+    generator-based one, as the API's ``start_as_current_span``, costs several times more)."""
+
+    __slots__ = ("_token", "span")
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self._token: object = None
+
+    def __enter__(self) -> Span:
+        # an invalid span (the no-op tracer's) has nothing for children to continue; a valid
+        # unsampled one must be current, so that its children are not sampled on their own
+        if self.span.get_span_context().is_valid:
+            self._token = context.attach(trace.set_span_in_context(self.span))
+        return self.span
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._token is not None:
+            context.detach(self._token)  # type: ignore[arg-type]
+        if isinstance(exc, Exception):
+            error(self.span, exc)
+        self.span.end()
+
+
+def active(span: Span) -> AbstractContextManager[Span]:
     """``span`` current for the block, failed when the block raises, ended after it."""
-    try:
-        with current(span):
-            yield span
-    except Exception as exc:
-        error(span, exc)
-        raise
-    finally:
-        span.end()
+    return _Active(span)
+
+
+def span(
+    tracer: Tracer, name: str, attributes: Attributes | None = None
+) -> AbstractContextManager[Span]:
+    """A new span of ``tracer``, ``active`` for the block (``start_as_current_span`` for the
+    request path, at a fraction of its cost)."""
+    return _Active(tracer.start_span(name, attributes=attributes))
 
 
 async def within(span: Span, pieces: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
