@@ -40,7 +40,7 @@ def registered_adapters(backends: Iterable[object]) -> RegisteredModelSet:
     followers: dict[str, list[FollowsAdapters]] = {}
     for backend in backends:
         if isinstance(backend, FollowsAdapters):
-            for model in {model for model, _ in backend.registered_refs().values()}:
+            for model in sorted({model for model, _ in backend.registered_refs().values()}):
                 followers.setdefault(model, []).append(backend)
     return RegisteredModelSet([_registered(model, found) for model, found in followers.items()])
 
