@@ -25,7 +25,7 @@ from llmops.config.model_app import ModelAppConfig
 from llmops.deps import require
 from llmops.errors import LLMOpsError
 from llmops.evaluation.gates import Gate, GateResult, check, parse_gate
-from llmops.evaluation.tracking import default_tracking_uri
+from llmops.evaluation.tracking import artifact_root, default_tracking_uri
 from llmops.ml.data import Splits, data_sha256, load_splits
 from llmops.ml.fairness import Gap, fairness_gaps
 from llmops.ml.features import model_pipeline
@@ -273,7 +273,7 @@ class Training:
         found = mlflow.get_experiment_by_name(self.app.name)
         if found is not None:
             return str(found.experiment_id)
-        location = (self.data_dir / "mlartifacts").as_uri()
+        location = artifact_root(self.tracking_uri, self.data_dir)
         return str(mlflow.create_experiment(self.app.name, artifact_location=location))
 
     @cached_property
