@@ -1,6 +1,7 @@
 """Registered models: the versions a training run logs to MLflow's model registry and the
 aliases (candidate, production, previous) that promote and roll them back."""
 
+from llmops.models._mlflow import prepare_store
 from llmops.models.registry import (
     CANDIDATE,
     LATEST,
@@ -19,4 +20,5 @@ __all__ = [
     "ModelRegistry",
     "ModelVersion",
     "local_tracking_uri",
+    "prepare_store",
 ]

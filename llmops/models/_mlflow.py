@@ -3,8 +3,10 @@ run's data, saving a scikit-learn model, paging through searches, the git commit
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -24,12 +26,29 @@ PARAMS_PER_BATCH = 100  # MLflow's limit for one log_batch call
 
 
 def prepare_store(tracking_uri: str) -> None:
-    """Make a SQLite database's folder; check that an http(s) tracking server answers at all,
-    so a dead one fails in seconds instead of after MLflow's minutes of retries."""
+    """Make a SQLite database with its tables (see ``_create_tables``); check that an
+    http(s) tracking server answers at all, so a dead one fails in seconds instead of after
+    MLflow's minutes of retries."""
     if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        database = Path(tracking_uri.removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)
+        _create_tables(tracking_uri, database)
     elif tracking_uri.startswith(("http://", "https://")):
         _check_reachable(tracking_uri)
+
+
+def _create_tables(tracking_uri: str, database: Path) -> None:
+    """MLflow's tracking and registry stores create a new database's tables when they first
+    open it, without a lock: two first opens at once both run the migrations and the others
+    die (IntegrityError on ``alembic_version``, "table ... already exists"). Opening the
+    tracking store here, under a lock file named after the database in the temp folder (as
+    MLflow's own locked initialisations do), creates them once; every later open finds them."""
+    file_utils = require("mlflow.utils.file_utils", MLFLOW_EXTRA)
+    tracking_store = require("mlflow.store.tracking.sqlalchemy_store", MLFLOW_EXTRA)
+    artifacts = (database.parent / "mlartifacts").resolve().as_uri()
+    key = hashlib.sha256(str(database.resolve()).encode()).hexdigest()[:16]
+    with file_utils.ExclusiveFileLock(f"{tempfile.gettempdir()}/llmops-mlflow-init-{key}.lock"):
+        tracking_store.SqlAlchemyStore(tracking_uri, artifacts).engine.dispose()
 
 
 def _check_reachable(url: str) -> None:

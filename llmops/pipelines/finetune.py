@@ -15,6 +15,7 @@ from llmops.config import LoadedFinetune
 from llmops.deps import require
 from llmops.evaluation.gates import GateResult, check, parse_gate
 from llmops.evaluation.tracking import artifact_root, default_tracking_uri, metric_key
+from llmops.models import prepare_store
 from llmops.models.adapters import AdapterManifest, register_adapter
 from llmops.models.registry import ModelRegistry, ModelVersion
 
@@ -170,6 +171,7 @@ def _tracker(loaded: LoadedFinetune, output: Path, resume: bool) -> Any:
 
     uri = loaded.job.registry.tracking_uri or default_tracking_uri(output)
     output.mkdir(parents=True, exist_ok=True)
+    prepare_store(uri)
     client = mlflow.MlflowClient(uri)
     id_file = output / RUN_ID_FILE
     run_id = id_file.read_text().strip() if resume and id_file.is_file() else None

@@ -34,6 +34,7 @@ from llmops.ml.metrics import LOWER_IS_BETTER, positive_label, score, slice_scor
 from llmops.ml.report import write_training_report
 from llmops.ml.search import Labelled, SearchResult, run_search
 from llmops.ml.validation import ValidationReport, validate
+from llmops.models import prepare_store
 from llmops.models.onnx_export import export_onnx, write_onnx
 from llmops.models.provenance import model_app_provenance
 from llmops.models.registry import ModelRegistry, ModelVersion
@@ -97,6 +98,7 @@ class Training:
         splits = load_splits(app.data, self.loaded.base_dir, app.target, app.task)
         report = TrainReport(app.model_name, self._validated(splits))
         mlflow = require("mlflow", "ml")
+        prepare_store(self.tracking_uri)
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_experiment(experiment_id=self._experiment(mlflow))
         with mlflow.start_run(run_name=f"train-{app.name}") as run:

@@ -3,8 +3,10 @@ production / previous, promote and rollback, loading, and the errors that say wh
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -172,3 +174,26 @@ def test_requirements_pin_a_non_sklearn_estimator():
     assert any(pin.startswith("lightgbm==") for pin in pins)
     assert any(pin.startswith("scikit-learn==") for pin in pins)
     assert not any(pin.startswith("lightgbm") for pin in requirements(fit_model()[0]))
+
+
+_OPEN_NEW_STORE = """
+import sys, mlflow
+from llmops.models import prepare_store
+prepare_store(sys.argv[1])
+client = mlflow.MlflowClient(tracking_uri=sys.argv[1], registry_uri=sys.argv[1])
+client.search_registered_models()
+print(client.get_experiment("0").name)
+"""
+
+
+def test_first_opens_of_a_new_sqlite_store_at_once_all_succeed(tmp_path: Path):
+    """Four processes open one new SQLite store together: its tables are made once (under
+    the lock), not by four migrations racing on ``alembic_version``."""
+    uri = f"sqlite:///{tmp_path / 'state' / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    command = [sys.executable, "-c", _OPEN_NEW_STORE, uri]
+    output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
+    opens = [subprocess.Popen(command, env=env, text=True, **output) for _ in range(4)]
+    outputs = [process.communicate(timeout=180)[0] for process in opens]
+    assert [process.returncode for process in opens] == [0] * 4, outputs
+    assert all(output.strip().endswith("Default") for output in outputs), outputs
