@@ -3,23 +3,26 @@
     python bench/tracing.py [--rounds 7] [--requests 60] [--exporter otlp-http|otlp-grpc]
                             [--driver testclient|asgi]
 
-Four apps over the shipped user guide (datasets/guide, bundled MiniLM, extractive answers)
+Five apps over the shipped user guide (datasets/guide, bundled MiniLM, extractive answers)
 differ only in ``monitoring.tracing``: ``off`` (the default); ``spans_only``, every request's
 spans made and ended but neither kept nor exported (the request path's own share); ``on``,
 every request sampled and exported as shipped (the SDK's BatchSpanProcessor exporting from a
 thread of the app: OTLP encoded and sent to a receiver in another process on 127.0.0.1), the
-last 100 traces kept for GET /traces; and ``on_sampled_10pct``, the same with ``sample_ratio:
-0.1``. They are driven through FastAPI's in-process TestClient (``--driver asgi``: called as
-ASGI apps on one event loop in this thread, without TestClient's thread hand-off; uvicorn too
+last 100 traces kept for GET /traces; ``on_sampled_10pct``, the same with ``sample_ratio:
+0.1``; and ``on_sdk_spans``, ``on`` with the SDK's spans made on the request path as before
+llmops deferred them (``llmops.tracing.deferred``), to show what the deferral buys. They are
+driven through FastAPI's in-process TestClient (``--driver asgi``: called as ASGI apps on one
+event loop in this thread, without TestClient's thread hand-off; uvicorn too
 runs the app on its loop thread), each question sent to every app back to back (the order
 alternating), so load from elsewhere on the machine hits them alike (their query encoders'
 threads do not spin-wait, llmops' default for a queries-only encoder, so one app's idle threads
 take no core from the next). Reported against ``off``: the median over rounds of each round's
 p50 difference and ratio, the difference of the pooled p50s, and the median of the per-request
 differences (the same question, back to back) with a 95 % bootstrap interval. Then CPU per
-query, each app in turn over blocks of queries with its exporter flushed inside the block (this
-process's CPU, every thread); then one span's cost (the SDK tracer against the API's no-op
-tracer); and every span sampled must reach the receiver."""
+query, each app in turn over blocks of queries with its spans replayed and exported inside the
+block (this process's CPU, every thread: the deferred work is counted); then one span's cost
+(llmops' recording tracer, the SDK's tracer, the API's no-op tracer); and every span sampled
+must reach the receiver."""
 
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 import numpy as np
@@ -43,7 +47,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from llmops import RAG
 from llmops.server import create_app
-from llmops.tracing import NOOP
+from llmops.tracing import NOOP, sdk
 
 RECEIVER = """
 import sys
@@ -95,6 +99,13 @@ def app(folder: Path, tracing: dict[str, Any]) -> RAG:
     return RAG.from_config(config)
 
 
+def sdk_spans_app(folder: Path, tracing: dict[str, Any]) -> RAG:
+    """``app`` with the SDK's tracer handed to the request path, as before spans were deferred
+    (llmops.tracing.deferred): each span made by the SDK when it starts."""
+    with mock.patch.object(sdk, "DeferredTracer", lambda _s, _i, replay: replay.sdk_tracer):
+        return app(folder, tracing)  # the components (and their tracer) are built here
+
+
 def span_cost_us(tracer: Any, flush: Any = None, spans: int = 500, batches: int = 20) -> float:
     """One span started, made current and ended, with two attributes: the median over
     batches (the exporter's queue flushed between batches, untimed, so none is dropped)."""
@@ -129,6 +140,21 @@ def cpu_ms_per_query(
     return {name: median(values) for name, values in own.items()}
 
 
+def paired_loop_cpu(clients: dict[str, Any], rounds: int, n: int) -> dict[str, list[list[float]]]:
+    """``--driver asgi``: each request's CPU on this thread, which runs the apps' event loop
+    (the request path; not the query encoder's, the exporter's or the span replay's threads),
+    the apps in turn per question as in ``paired_times``; ms, one list per app."""
+    cpu: dict[str, list[float]] = {name: [] for name in clients}
+    for _ in range(rounds):
+        for i in range(n):
+            for name in list(clients)[:: 1 if i % 2 else -1]:
+                started = time.thread_time()
+                response = clients[name].post("/query", json={"question": QUESTIONS[i % 6]})
+                cpu[name].append((time.thread_time() - started) * 1000)
+                assert response.status_code == 200, response.text
+    return {name: [values] for name, values in cpu.items()}
+
+
 def compared(times: dict[str, list[list[float]]], seed: int = 0) -> dict[str, Any]:
     """Against ``off``, per app: the median over rounds of its p50, of the paired difference
     of the rounds' p50s and of their ratio; the difference of the p50s of all requests pooled;
@@ -146,6 +172,10 @@ def compared(times: dict[str, list[list[float]]], seed: int = 0) -> dict[str, An
         boot = np.median(rng.choice(diffs, size=(2000, diffs.size)), axis=1)
         out[name] = {
             "p50_ms": round(median(p50s), 3),
+            "pooled_p99_ms": round(percentile(pooled, 99), 3),
+            "pooled_p99_minus_off_ms": round(
+                percentile(pooled, 99) - percentile(pooled_off, 99), 3
+            ),
             "minus_off_ms": round(median([a - b for a, b in zip(p50s, off_p50s, strict=True)]), 3),
             "ratio_to_off": round(median([a / b for a, b in zip(p50s, off_p50s, strict=True)]), 4),
             "pooled_p50_minus_off_ms": round(
@@ -187,6 +217,8 @@ def main() -> None:
     ended = {"on": Ended(), "on_sampled_10pct": Ended()}
     with tempfile.TemporaryDirectory() as tmp:
         rags = {name: app(Path(tmp) / name, tracing) for name, tracing in settings.items()}
+        rags["on_sdk_spans"] = sdk_spans_app(Path(tmp) / "on_sdk_spans", on)
+        ended["on_sdk_spans"] = Ended()
         for name, counter in ended.items():
             provider: Any = rags[name].components.tracing.provider
             provider.add_span_processor(counter)
@@ -205,10 +237,15 @@ def main() -> None:
         paired_times(clients, 1, 20)  # warm up
         times = paired_times(clients, args.rounds, args.requests)
         cpu = cpu_ms_per_query(clients, flushes, args.rounds, args.requests)
+        loop_cpu = None
+        if args.driver == "asgi":
+            loop_cpu = compared(paired_loop_cpu(clients, args.rounds, args.requests))
         tracing = rags["on"].components.tracing
         assert tracing.recent is not None
         per_query = int(tracing.recent.recent(1)[0]["spans"])
-        sdk_us = span_cost_us(tracing.tracer, tracing.flush)
+        recorded_us = span_cost_us(tracing.tracer, tracing.flush)
+        provider = tracing.provider
+        sdk_us = span_cost_us(provider.get_tracer("bench"), tracing.flush)  # type: ignore[union-attr]
         noop_us = span_cost_us(NOOP)
         for client in clients.values():
             client.__exit__(None, None, None)
@@ -230,8 +267,13 @@ def main() -> None:
                 k: [round(percentile(r, 50), 3) for r in rounds] for k, rounds in times.items()
             },
             "cpu_ms_per_query": {k: round(v, 3) for k, v in cpu.items()},
+            "loop_thread_cpu_per_query": loop_cpu,
             "spans_per_query": per_query,
-            "span_cost_us": {"sdk": round(sdk_us, 2), "noop": round(noop_us, 2)},
+            "span_cost_us": {
+                "recorded (llmops' tracer, made into the SDK's span later)": round(recorded_us, 2),
+                "sdk": round(sdk_us, 2),
+                "noop": round(noop_us, 2),
+            },
             "spans_ended": sum(c.count for c in ended.values()),
             "spans_received_by_collector": received,
         }

@@ -53,19 +53,31 @@ class Provider(Protocol):
     def shutdown(self) -> None: ...
 
 
+class Pending(Protocol):
+    """Spans ended on the request path and not yet handed to the SDK
+    (``llmops.tracing.deferred.Replay``)."""
+
+    def drain(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class Tracing:
-    """An app's tracer, with what it owns: the SDK provider (None when off) and the recent
-    traces kept in memory for ``GET /traces`` (None when off or ``keep_recent: 0``)."""
+    """An app's tracer, with what it owns: the SDK provider (None when off), the spans not yet
+    handed to it, and the recent traces kept in memory for ``GET /traces`` (None when off or
+    ``keep_recent: 0``)."""
 
     def __init__(
         self,
         tracer: Tracer = NOOP,
         provider: Provider | None = None,
         recent: RecentTraces | None = None,
+        pending: Pending | None = None,
     ) -> None:
         self.tracer = tracer
         self.provider = provider
-        self.recent = recent
+        self.pending = pending
+        self._recent = recent
 
     @classmethod
     def from_config(cls, config: TracingConfig, service_name: str) -> Tracing:
@@ -81,14 +93,25 @@ class Tracing:
     def enabled(self) -> bool:
         return self.provider is not None
 
+    @property
+    def recent(self) -> RecentTraces | None:
+        """The recent traces, holding every span ended so far."""
+        if self.pending is not None:
+            self.pending.drain()
+        return self._recent
+
     def flush(self) -> None:
-        """Export the spans still buffered (an app closing; the SDK's exit hook does the same
-        when the process ends)."""
+        """Export the spans still pending or buffered (an app closing; the SDK's exit hook
+        flushes its own buffer when the process ends)."""
+        if self.pending is not None:
+            self.pending.drain()
         if self.provider is not None:
             self.provider.force_flush()
 
     def shutdown(self) -> None:
-        """Flush and stop the exporter's thread; the tracer records nothing after this."""
+        """Flush and stop the threads; the tracer records nothing after this."""
+        if self.pending is not None:
+            self.pending.stop()
         if self.provider is not None:
             self.provider.shutdown()
 

@@ -1,7 +1,8 @@
 """The OpenTelemetry SDK side of tracing, imported only when tracing is on: a provider of the
 app's own with ParentBased(TraceIdRatio) sampling, a ``BatchSpanProcessor`` exporting over
 OTLP (HTTP or gRPC) from the processor's thread, and the recent traces kept for
-``GET /traces``."""
+``GET /traces``. The app's tracer records spans cheaply and hands them to this provider off
+the request path (``llmops.tracing.deferred``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from llmops.config.monitoring import TracingConfig
 from llmops.deps import require
 from llmops.tracing import Tracing
+from llmops.tracing.deferred import DeferredTracer, PresetIds, Replay
 from llmops.tracing.recent import RecentTraces
 
 SCOPE = "llmops"
@@ -29,9 +31,12 @@ _EXPORTER_MODULES = {
 def make_tracing(config: TracingConfig, service_name: str) -> Tracing:
     """The provider, exporter and recent-trace store ``config`` asks for (no I/O: the
     exporter connects, and its process starts, when it first exports)."""
+    sampler = ParentBased(TraceIdRatioBased(config.sample_ratio))
+    ids = PresetIds()
     provider = TracerProvider(
-        sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
+        sampler=sampler,
         resource=Resource.create({"service.name": service_name}),
+        id_generator=ids,
     )
     exporter = make_exporter(config)
     if exporter is not None:
@@ -39,7 +44,8 @@ def make_tracing(config: TracingConfig, service_name: str) -> Tracing:
     recent = RecentTraces(config.keep_recent) if config.keep_recent else None
     if recent is not None:
         provider.add_span_processor(recent)
-    return Tracing(provider.get_tracer(SCOPE), provider, recent)
+    replay = Replay(provider.get_tracer(SCOPE), ids)
+    return Tracing(DeferredTracer(sampler, ids, replay), provider, recent, replay)
 
 
 def make_exporter(config: TracingConfig) -> SpanExporter | None:

@@ -95,9 +95,10 @@ async def trace(trace_id: TraceId, request: Request) -> dict[str, Any]:
 
 def _recent(request: Request) -> RecentTraces:
     tracing: Tracing = request.app.state.tracing
-    if tracing.recent is None:
+    recent = tracing.recent
+    if recent is None:
         raise HTTPException(
             404,
             "no traces are kept: turn on monitoring.tracing (enabled: true) with keep_recent > 0",
         )
-    return tracing.recent
+    return recent
