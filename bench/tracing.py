@@ -102,7 +102,7 @@ def app(folder: Path, tracing: dict[str, Any]) -> RAG:
 def sdk_spans_app(folder: Path, tracing: dict[str, Any]) -> RAG:
     """``app`` with the SDK's tracer handed to the request path, as before spans were deferred
     (llmops.tracing.deferred): each span made by the SDK when it starts."""
-    with mock.patch.object(sdk, "DeferredTracer", lambda _s, _i, replay: replay.sdk_tracer):
+    with mock.patch.object(sdk, "DeferredTracer", lambda _sampler, replay: replay.sdk_tracer):
         return app(folder, tracing)  # the components (and their tracer) are built here
 
 

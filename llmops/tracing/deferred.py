@@ -61,7 +61,7 @@ class PresetIds(IdGenerator):
     replayed on this thread (so the SDK's span gets the id the request already handed out)."""
 
     def __init__(self) -> None:
-        self.random = RandomIdGenerator()
+        self._random = RandomIdGenerator()
         self._preset = threading.local()
 
     def preset(self, ids: tuple[int, int] | None) -> None:
@@ -70,11 +70,11 @@ class PresetIds(IdGenerator):
 
     def generate_trace_id(self) -> int:
         ids = getattr(self._preset, "ids", None)
-        return ids[0] if ids else self.random.generate_trace_id()
+        return ids[0] if ids else self._random.generate_trace_id()
 
     def generate_span_id(self) -> int:
         ids = getattr(self._preset, "ids", None)
-        return ids[1] if ids else self.random.generate_span_id()
+        return ids[1] if ids else self._random.generate_span_id()
 
     def is_trace_id_random(self) -> bool:
         return True
@@ -164,9 +164,8 @@ class DeferredTracer(Tracer):
     them (ParentBased sampling: a child follows its parent, a new trace asks the sampler),
     the span itself a ``RecordedSpan`` that ``replay`` hands to the SDK later."""
 
-    def __init__(self, sampler: Sampler, ids: PresetIds, replay: Replay) -> None:
+    def __init__(self, sampler: Sampler, replay: Replay) -> None:
         self.sampler = sampler
-        self.ids = ids
         self.replay = replay
 
     def start_span(
@@ -187,7 +186,7 @@ class DeferredTracer(Tracer):
             trace_id, state = parent.trace_id, parent.trace_state
             sampled = parent.trace_flags.sampled
         else:
-            trace_id = self.ids.random.generate_trace_id()
+            trace_id = getrandbits(128) or 1  # random, as the SDK's; never the invalid 0
             result = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
             state, sampled = result.trace_state, result.decision.is_sampled()
         span_id = getrandbits(64) or 1  # never the invalid id 0
@@ -225,6 +224,8 @@ class Replay:
         self._start = threading.Lock()
 
     def queue(self, span: RecordedSpan) -> None:
+        if self._stopped:
+            return  # the app's tracing is shut down: nothing is recorded any more
         self._queued.append(span)
         if self._thread is None:
             self._start_thread()

@@ -45,7 +45,7 @@ def make_tracing(config: TracingConfig, service_name: str) -> Tracing:
     if recent is not None:
         provider.add_span_processor(recent)
     replay = Replay(provider.get_tracer(SCOPE), ids)
-    return Tracing(DeferredTracer(sampler, ids, replay), provider, recent, replay)
+    return Tracing(DeferredTracer(sampler, replay), provider, recent, replay)
 
 
 def make_exporter(config: TracingConfig) -> SpanExporter | None:

@@ -26,7 +26,7 @@ def deferred(ratio: float) -> tuple[DeferredTracer, Replay, InMemorySpanExporter
     provider = TracerProvider(sampler=sampler, id_generator=ids)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     replay = Replay(provider.get_tracer("test"), ids)
-    return DeferredTracer(sampler, ids, replay), replay, exporter
+    return DeferredTracer(sampler, replay), replay, exporter
 
 
 def by_name(spans: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:
@@ -119,3 +119,7 @@ def test_the_replay_thread_delivers_without_a_drain() -> None:
     assert thread is not None and thread.is_alive() and thread.name == "llmops-span-replay"
     replay.stop()
     assert not thread.is_alive()
+    with tracing.span(tracer, "after shutdown"):
+        pass
+    replay.drain()
+    assert [s.name for s in exporter.get_finished_spans()] == ["work"]  # nothing kept after
