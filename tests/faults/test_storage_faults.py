@@ -269,6 +269,30 @@ def test_a_damaged_hnsw_segment_is_a_clear_error_and_ingest_full_rebuilds(
     assert index_state(config)[0] == expected[0]
 
 
+def test_a_query_holding_the_collection_a_rebuild_dropped_is_answered_from_the_new_one(
+    write_config: ConfigWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of a query with ``ingest --full``: the query read the active collection and
+    took Chroma's handle to it just before the rebuild's swap dropped it."""
+    config = write_config(embedder=HASHING)
+    with RAG.from_config(config) as rag:
+        rag.ingest()
+        c = rag.components
+        old = c.records.active()
+        assert old is not None
+        stale = c.store._find(old.collection)  # the handle the query in flight holds
+        assert rag.ingest(full=True).rebuilt
+        new = c.records.active()
+        assert new is not None and old.collection not in c.store.collections()
+        with pytest.raises(StorageError, match="is missing"):
+            c.store.search(old.collection, [[0.1] * 8], 3)  # never cached, never created
+        c.store._collections[old.collection] = stale
+        reads = iter([old])
+        monkeypatch.setattr(c.records, "active", lambda: next(reads, new))
+        answer = rag.query("What colour are new widgets painted?")
+        assert answer.sources and old.collection not in c.store._collections
+
+
 # SQLite busy -------------------------------------------------------------------------------
 
 

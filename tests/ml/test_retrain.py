@@ -31,7 +31,7 @@ RETRAIN = """monitoring:
       test: {{path: new/adult.test, na_values: ["?"]}}
       target_map: {{"<=50K.": "<=50K", ">50K.": ">50K"}}
     gates: [{gates}]
-    canary: {{stages: [0.5, 1.0], window: 4, max_p95_ms: {p95}}}
+    canary: {{stages: [0.5, 1.0], window: 8, max_p95_ms: {p95}}}
 """
 
 
@@ -85,6 +85,9 @@ def wait_for_step(client: TestClient, step: str, timeout: float = 120) -> dict[s
 
 
 def canary_traffic(client: TestClient, requests: int = 40) -> set[int]:
+    """One request per user, ``user-0`` first. At the 50 % stage users 0–5 hash to the canary
+    and user 6 to production, so a window of 8 canary requests cannot advance the ramp before
+    production has served one (a window of 4 could, depending on when it was judged)."""
     row = adult_like(1, seed=3).drop(columns=["Y"]).to_dict("records")[0]
     row = {k: (None if v != v else v) for k, v in row.items()}
     versions = set()

@@ -15,6 +15,7 @@ import pytest
 import Stemmer
 from pydantic import ValidationError
 
+from llmops.errors import StorageError
 from llmops.rag.sparse import postings
 from llmops.rag.sparse.bm25 import Bm25Index
 from llmops.types import Chunk
@@ -210,8 +211,13 @@ def test_persists_across_close_and_a_new_instance(tmp_path: Path) -> None:
         assert after == before  # same chunks (text, metadata types) and scores
         indexed = {c.id: c for c in chunks}
         assert all(h.chunk == indexed[h.chunk.id] for hits in after for h in hits)
+        again.search("other", ["widget"], 5)  # held in memory now
         again.drop("other")
         assert again.collections() == ["col"] and again.count("other") == 0
+        with pytest.raises(StorageError, match="no collection 'other'"):
+            again.search("other", ["widget"], 5)  # not an empty index made up and kept
+        with pytest.raises(StorageError, match="no collection 'other'"):
+            again.chunks("other", ["c1"])
 
 
 def test_changes_by_another_process_are_seen(tmp_path: Path) -> None:
@@ -272,7 +278,8 @@ def test_stemming_stopwords_and_batches(english: Bm25Index) -> None:
     assert english.search("col", ["the of and"], 5) == [[]]  # stop words only
     rows = english.search("col", ["server run", "widget", "nothing matches"], 5)
     assert [[h.chunk.id for h in row] for row in rows] == [["c1"], ["c0"], []]
-    assert english.search("missing", ["widget"], 5) == [[]]
+    with pytest.raises(StorageError, match="no collection 'missing'"):
+        english.search("missing", ["widget"], 5)
 
 
 def test_readers_never_see_half_an_upsert(english: Bm25Index) -> None:

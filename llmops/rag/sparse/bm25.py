@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmops.deps import available, require
+from llmops.errors import StorageError
 from llmops.protocols import ChunkFilter
 from llmops.rag.sparse.postings import Bm25Params, InvertedIndex, Method
 from llmops.rag.sparse.storage import SparseStorage
@@ -120,11 +121,20 @@ class Bm25Index:
         return index
 
     def _loaded(self, collection: str) -> InvertedIndex:
+        """The collection for a read; one that does not exist (dropped by a rebuild's swap
+        while a query was on its way, or never built) is a ``StorageError``, never an empty
+        index kept in memory."""
         self._forget_if_changed_elsewhere()
         index = self._indexes.get(collection)
         if index is not None:
             return index
         with self._write:
+            if collection not in self._indexes and collection not in self.collections():
+                raise StorageError(
+                    str(self._storage.path),
+                    f"the sparse index has no collection '{collection}'",
+                    "run `llmops ingest` to rebuild the index from the sources",
+                )
             return self._index(collection)
 
     def upsert(self, collection: str, chunks: Sequence[Chunk]) -> None:

@@ -149,15 +149,27 @@ class ChromaStore:
             return None
         return self._get(name)
 
-    def _existing(self, name: str) -> Any:
+    def _missing(self, name: str) -> StorageError:
+        return StorageError(
+            str(self._path),
+            f"the collection '{name}' is missing",
+            "run `llmops ingest` to rebuild the index from the sources",
+        )
+
+    def _read(self, name: str, action: Callable[[Any], T]) -> T:
+        """``action`` on the existing collection ``name``; a collection that is missing (the
+        folder was moved aside as corrupt, or deleted), or that a rebuild's swap dropped while
+        this read held it, is a ``StorageError`` (the query path then reads the new one)."""
         found = self._find(name)
-        if found is None:  # the folder was moved aside as corrupt, or deleted
-            raise StorageError(
-                str(self._path),
-                f"the collection '{name}' is missing",
-                "run `llmops ingest` to rebuild the index from the sources",
-            )
-        return found
+        if found is None:
+            raise self._missing(name)
+        try:
+            return self._call(lambda: action(found))
+        except Exception as exc:
+            if type(exc).__name__ != "NotFoundError":  # chromadb.errors.NotFoundError
+                raise
+            self._collections.pop(name, None)
+            raise self._missing(name) from exc
 
     def upsert(self, collection: str, chunks: Sequence[Chunk], vectors: Vectors) -> None:
         target = self._get(collection)
@@ -185,14 +197,14 @@ class ChromaStore:
         where: Mapping[str, Any] | None,
         include: list[str],
     ) -> Any:
-        target = self._existing(collection)
-        return self._call(
-            lambda: target.query(
+        return self._read(
+            collection,
+            lambda target: target.query(
                 query_embeddings=queries,
                 n_results=top_k,
                 where=dict(where) if where else None,
                 include=include,
-            )
+            ),
         )
 
     def search(
@@ -237,8 +249,9 @@ class ChromaStore:
     def vectors(self, collection: str, ids: Sequence[str]) -> dict[str, Vectors]:
         if not ids:
             return {}
-        target = self._existing(collection)
-        found = self._call(lambda: target.get(ids=list(ids), include=["embeddings"]))
+        found = self._read(
+            collection, lambda target: target.get(ids=list(ids), include=["embeddings"])
+        )
         return {
             cid: np.asarray(vector, dtype=np.float32)
             for cid, vector in zip(found["ids"], found["embeddings"], strict=True)
