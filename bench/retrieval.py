@@ -1,6 +1,6 @@
 """Retrieval quality and latency of dense, BM25 and hybrid search, on two BEIR-format collections.
 
-    python bench/retrieval.py [--limit N] [--workdir DIR]
+    python bench/retrieval.py [--limit N] [--workdir DIR] [--train-embedder]
 
 - SciFact (../shared/datasets/scifact, the BEIR files): 5,183 abstracts, 300 test queries.
 - CLAP-NQ dev as a BEIR folder, built here from ../shared/datasets/clapnq-dev: the 600 gold
@@ -16,8 +16,11 @@ median time of one search (top 100), one query at a time, in the same run.
 
 On SciFact it also tunes as `llmops eval retrieval --tune --split train` does, on the same
 index: settings chosen on the train queries, then compared with the defaults on the test
-queries (nDCG@10, paired bootstrap 95% CI). ``--workdir`` keeps the indexes for the next run
-(which then only searches). Skips a collection whose dataset is absent.
+queries (nDCG@10, paired bootstrap 95% CI); with ``--train-embedder`` as
+`--tune --train-embedder` does: the embedder is also fine-tuned on three quarters of the train
+queries (3 epochs), the corpus indexed again with it, and the setting chosen on the other
+quarter. ``--workdir`` keeps the indexes for the next run (which then only searches). Skips a
+collection whose dataset is absent.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from typing import Any
 from common import SHARED, emit, machine
 
 from llmops.pipelines.eval_retrieval import evaluate_beir
-from llmops.pipelines.tune_retrieval import tune_beir
+from llmops.pipelines.tune_embedder import EmbedderTuning, tune_beir_with_embedder
+from llmops.pipelines.tune_retrieval import BeirTuning, tune_beir
 
 MODES = ["dense", "bm25", "hybrid", "hybrid_rrf", "hybrid_weighted", "hybrid_adaptive"]
 
@@ -76,12 +80,21 @@ def measure(folder: Path, limit: int | None, workdir: Path | None) -> dict[str, 
     }
 
 
-def tune(folder: Path, limit: int | None, workdir: Path | None) -> dict[str, Any]:
-    report = tune_beir(folder, split="train", limit=limit, workdir=workdir)
+def tune(folder: Path, limit: int | None, workdir: Path, train_embedder: bool) -> dict[str, Any]:
+    if train_embedder:
+        embedder = EmbedderTuning(workdir / "fine-tuned-embedder")
+        source = BeirTuning(folder, limit=limit, workdir=workdir)
+        report = tune_beir_with_embedder(source, embedder)
+    else:
+        report = tune_beir(folder, split="train", limit=limit, workdir=workdir)
     return {
         "tuned_on": report.tuned_on,
         "evaluated_on": report.evaluated_on,
         "chosen": report.yaml_section,
+        "embedder": report.embedder_section,
+        "embedder_on_tuning_queries": (
+            report.embedder_gain.as_dict() if report.embedder_gain is not None else None
+        ),
         "ndcg@10_default_vs_tuned": {
             k: round(v, 4) if isinstance(v, float) else v
             for k, v in report.comparison.as_dict().items()
@@ -98,19 +111,26 @@ def main() -> None:
     parser.add_argument(
         "--workdir", type=Path, default=None, help="keep the indexes here (default: temporary)"
     )
+    parser.add_argument(
+        "--train-embedder", action="store_true", help="tune with a fine-tuned embedder too"
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {"benchmark": "retrieval", "machine": machine()}
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
-        results.update(scifact(args.limit, work / "scifact"), clapnq=clapnq(args.limit, work))
+        results.update(
+            scifact(args.limit, work / "scifact", args.train_embedder),
+            clapnq=clapnq(args.limit, work),
+        )
     emit(results)
 
 
-def scifact(limit: int | None, workdir: Path) -> dict[str, Any]:
+def scifact(limit: int | None, workdir: Path, train_embedder: bool) -> dict[str, Any]:
     folder = SHARED / "scifact"
     if not folder.exists():
         return {"scifact": {"skipped": f"dataset not found: {folder}"}}
-    return {"scifact": measure(folder, limit, workdir), "tune": tune(folder, limit, workdir)}
+    tuning = tune(folder, limit, workdir, train_embedder)
+    return {"scifact": measure(folder, limit, workdir), "tune": tuning}
 
 
 def clapnq(limit: int | None, work: Path) -> dict[str, Any]:

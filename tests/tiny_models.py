@@ -159,6 +159,13 @@ def build_tiny_bert(folder: Path, seed: int = 0) -> Path:
     )
 
 
+def tiny_bert_embedder(folder: Path) -> dict[str, str]:
+    """An ``embedder:`` section for a random tiny BERT built in ``folder``, its queries on the
+    same (torch) model: no ONNX export."""
+    model = build_tiny_bert(folder)
+    return {"type": "sentence_transformers", "model": str(model), "query_backend": "documents"}
+
+
 def _save_tiny_bert(model_class: Any, folder: Path, seed: int, **config: Any) -> Path:
     """A random 2-layer ``model_class`` of the BERT family with ``config`` and the word-piece
     tokenizer, saved into ``folder``."""

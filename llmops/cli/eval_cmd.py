@@ -16,8 +16,17 @@ from llmops.cli import eval_run_cmd
 from llmops.cli.common import StageBars, console, progress_bars, run
 from llmops.config.yaml_source import dump_yaml
 from llmops.pipelines.eval_retrieval import MODES, BeirReport, evaluate_beir
-from llmops.pipelines.tune_retrieval import METRIC, TuneReport, tune_beir, write_section
+from llmops.pipelines.tune_embedder import EmbedderTuning, tune_beir_with_embedder
+from llmops.pipelines.tune_retrieval import (
+    METRIC,
+    BeirTuning,
+    TuneReport,
+    chosen_sections,
+    tune_beir,
+    write_sections,
+)
 from llmops.pipelines.tune_suite import tune_suite
+from llmops.rag.embedders.training import EmbedderTraining
 
 app = typer.Typer(
     help="Evaluate against labelled datasets: `eval retrieval` scores search on a BEIR folder; "
@@ -33,7 +42,13 @@ app.command("log")(eval_run_cmd.log_cmd)
 
 def _bars(progress: Progress) -> StageBars:
     """One bar for the ingestion (documents), then one per mode (queries)."""
-    return StageBars(progress, lambda stage: "documents" if stage == "ingest" else "queries")
+
+    def unit(stage: str) -> str:
+        if stage == "ingest":
+            return "documents"
+        return "model" if stage.startswith("fine-tune") else "queries"
+
+    return StageBars(progress, unit)
 
 
 def _table(report: BeirReport, title: str) -> Table:
@@ -101,8 +116,23 @@ def retrieval(
     write: Path | None = typer.Option(
         None,
         "--write",
-        help="With --tune: put the chosen retrieval: section into this YAML config (the rest "
-        "of its settings are kept, its comments are not).",
+        help="With --tune: put the chosen retrieval: section (and embedder: section, when the "
+        "fine-tuned embedder won) into this YAML config (the rest of its settings are kept, "
+        "its comments are not).",
+    ),
+    train_embedder: Path | None = typer.Option(
+        None,
+        "--train-embedder",
+        help="With --tune --beir: also fine-tune the config's sentence-transformers embedder "
+        "on three quarters of the --split queries' labelled documents, save it in this folder, "
+        "index the corpus again with it, and choose between the two embedders (with every "
+        "setting) on the other quarter. Minutes of CPU per thousand queries.",
+    ),
+    epochs: int = typer.Option(
+        EmbedderTraining.epochs,
+        "--epochs",
+        min=1,
+        help="With --train-embedder: passes over the pairs.",
     ),
 ) -> None:
     """Score retrieval on a BEIR dataset: nDCG@10, recall@10, recall@100, MRR@10.
@@ -127,10 +157,16 @@ def retrieval(
 
       llmops eval retrieval --beir scifact -c app.yaml --tune --split train --write app.yaml
 
+      llmops eval retrieval --beir scifact -c app.yaml --tune --split train \
+          --train-embedder models/scifact-embedder --write app.yaml
+
       llmops eval retrieval --suite eval/quickstart.yaml --tune
     """
     if write is not None and not tune:
         raise typer.BadParameter("--write needs --tune", param_hint="--write")
+    if train_embedder is not None and (not tune or beir is None):
+        hint = "--train-embedder needs --tune --beir FOLDER"
+        raise typer.BadParameter(hint, param_hint="--train-embedder")
     if suite is not None and not tune:
         hint = "--suite needs --tune (`llmops eval run SUITE` scores a suite)"
         raise typer.BadParameter(hint, param_hint="--suite")
@@ -143,7 +179,11 @@ def retrieval(
     if tune:
 
         def tuning(bars: StageBars) -> TuneReport:
-            return tune_beir(beir, config, split, limit=limit, progress=bars)
+            if train_embedder is None:
+                return tune_beir(beir, config, split, limit=limit, progress=bars)
+            embedder = EmbedderTuning(train_embedder, EmbedderTraining(epochs=epochs))
+            source = BeirTuning(beir, config, split, limit=limit)
+            return tune_beir_with_embedder(source, embedder, bars)
 
         _tune(tuning, beir.name, as_json, write)
         return
@@ -160,21 +200,26 @@ def _tune(
 ) -> None:
     with progress_bars() as progress:
         report = run(lambda: tuning(_bars(progress)))
+    sections = chosen_sections(report)
     if out is not None:
-        run(lambda: write_section(out, report.yaml_section))
-    section = dump_yaml([{"retrieval": report.yaml_section}])
+        run(lambda: write_sections(out, sections))
+    section = dump_yaml([sections])
     if as_json:
         body = {
             "chosen": report.yaml_section,
+            "embedder": report.embedder_section,
             "tuned_on": report.tuned_on,
             "evaluated_on": report.evaluated_on,
             METRIC: report.comparison.as_dict(),
             "best_trial_on_tuning_queries": report.tuning_gain.as_dict(),
         }
+        if report.embedder_gain is not None:
+            body["embedder_on_tuning_queries"] = report.embedder_gain.as_dict()
         typer.echo(json.dumps(body, indent=2))
         return
     console.print(_tune_table(report, f"{name}: tuned on {report.tuned_on}"))
-    typer.echo(section if out is None else f"wrote this section into {out}:\n{section}")
+    wrote = f"wrote {'these sections' if len(sections) > 1 else 'this section'} into {out}:"
+    typer.echo(section if out is None else f"{wrote}\n{section}")
 
 
 def _tune_table(report: TuneReport, title: str) -> Table:
@@ -185,8 +230,16 @@ def _tune_table(report: TuneReport, title: str) -> Table:
     table.add_row("gain (95% CI)", f"{c.diff:+.4f} [{c.low:+.4f}, {c.high:+.4f}], p={c.p_text}")
     g = report.tuning_gain
     kept = "" if g.significant and g.diff > 0 else "; not significant, so the config's is kept"
-    table.caption = (
+    caption = (
         f"best of {len(report.trials)} settings on the tuning queries: {g.mean_b:.4f}, "
         f"{g.diff:+.4f} over the config's (p={g.p_text}){kept}"
     )
+    e = report.embedder_gain
+    if e is not None:
+        used = "used" if report.embedder_section is not None else "not used"
+        caption = (
+            f"fine-tuned embedder with the config's setting on the tuning queries: "
+            f"{e.mean_b:.4f} against {e.mean_a:.4f} ({e.diff:+.4f}), so it is {used}; {caption}"
+        )
+    table.caption = caption
     return table

@@ -136,12 +136,14 @@ def indexed(
     notify: Progress,
     check: Callable[[AppSpec], Checked],
     workdir: str | Path | None = None,
+    embedder_model: str | None = None,
 ) -> Iterator[Index[Checked]]:
     """Index ``beir``'s corpus with the app of ``config`` in ``workdir`` or a temporary folder
-    (see ``evaluate_beir``); ``check`` vets the app before the ingestion starts."""
+    (see ``evaluate_beir``); ``check`` vets the app before the ingestion starts.
+    ``embedder_model``: another model folder for the app's sentence-transformers embedder."""
     with _root(workdir) as root:
         (root / "corpus").mkdir(parents=True, exist_ok=True)
-        spec = eval_spec(config, root)
+        spec = eval_spec(config, root, embedder_model)
         checked = check(spec)
         documents = write_shards(beir, root / "corpus")
         components = build(spec)
@@ -164,15 +166,21 @@ def judged_split(
     return {qid: qrels[qid] for qid in judged}, beir.read_queries(set(judged))
 
 
-def eval_spec(config: str | Path | None, root: Path) -> AppSpec:
-    """The app to evaluate, reading the corpus files in ``root/corpus`` into ``root/data``."""
+def eval_spec(config: str | Path | None, root: Path, embedder_model: str | None = None) -> AppSpec:
+    """The app to evaluate, reading the corpus files in ``root/corpus`` into ``root/data``
+    (with ``embedder_model`` as its embedder's ``model`` when given)."""
     spec = load_config(config if config is not None else _default_config(root))
     source = SourceConfig(path=str(root / "corpus"), include=["*.jsonl"])
     app = spec.loaded.app.model_copy(update={"sources": [source], "data_dir": str(root / "data")})
+    components = spec.components
+    if embedder_model is not None:
+        embedder = components["embedder"]
+        changed = embedder.config.model_copy(update={"model": embedder_model})
+        components = {**components, "embedder": Resolved(embedder.entry, changed)}
     entry = registry.get("loader", "json")
     settings = {"id_field": DOC_ID, "metadata_fields": [DOC_ID]}
     loaders = [{".jsonl": Resolved(entry, entry.config.model_validate(settings))}]
-    return AppSpec(replace(spec.loaded, app=app), spec.components, loaders)
+    return AppSpec(replace(spec.loaded, app=app), components, loaders)
 
 
 def _default_config(root: Path) -> Path:

@@ -102,8 +102,29 @@ def tuned(setting: RetrievalConfig) -> dict[str, Any]:
     return setting.model_dump(include=set(names))
 
 
+Qrels = dict[str, dict[str, int]]
+
 DocumentId = Callable[[ScoredChunk], str]
 """The id of a hit's document as the labels name it (chunks of one document share it)."""
+
+
+APP_EMBEDDER = "app"
+TUNED_EMBEDDER = "fine-tuned"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A setting, and whose rankings it fuses: the app's embedder's or the fine-tuned one's."""
+
+    setting: RetrievalConfig
+    embedder: str = APP_EMBEDDER
+
+
+def candidates(
+    base: RetrievalConfig, embedders: Sequence[str] = (APP_EMBEDDER,)
+) -> list[Candidate]:
+    """The grid of settings for each embedder's rankings; the app's own setting first."""
+    return [Candidate(setting, e) for e in embedders for setting in settings_grid(base)]
 
 
 def score(
@@ -120,8 +141,18 @@ def score(
 
 @dataclass(frozen=True)
 class Trial:
-    settings: dict[str, Any]
+    settings: dict[str, Any]  # with "embedder" when it fuses the fine-tuned embedder's rankings
     score: float  # mean METRIC on the tuning queries
+
+
+@dataclass(frozen=True)
+class TunedEmbedder:
+    """The embedder fine-tuned on the tuning queries: its model folder, its rankings of every
+    query, and the ``embedder:`` section that uses it."""
+
+    folder: Path
+    lists: Mapping[str, Lists]
+    section: dict[str, Any]
 
 
 @dataclass
@@ -130,60 +161,107 @@ class TuneReport:
 
     chosen: RetrievalConfig
     yaml_section: dict[str, Any]  # the app's retrieval section with the chosen settings
+    embedder_section: dict[str, Any] | None  # the fine-tuned embedder, when it was chosen
     comparison: Comparison  # A: the app's setting, B: the chosen one, on the held-out queries
-    tuning_gain: Comparison  # A: the app's setting, B: the best trial, on the tuning queries
+    tuning_gain: Comparison  # A: the app's setting (on the chosen embedder), B: the best trial
     tuned_on: str  # e.g. "train (809 queries)"
     evaluated_on: str
     trials: list[Trial] = field(default_factory=list)  # best first
+    # A: the app's embedder, B: the fine-tuned one, both with the app's setting, on the
+    # tuning queries (None without a fine-tuned embedder)
+    embedder_gain: Comparison | None = None
 
 
 def pick(
-    grid: Sequence[RetrievalConfig],
-    lists: Mapping[str, Lists],
+    grid: Sequence[Candidate],
+    rankings: Mapping[str, Mapping[str, Lists]],
     qrels: Mapping[str, Mapping[str, int]],
     doc_id: DocumentId = document_id,
-) -> tuple[RetrievalConfig, list[Trial], Comparison]:
-    """The setting with the best mean METRIC on ``qrels``' queries (the first on a tie), every
-    trial, and that setting against the app's own (``grid[0]``) on these queries.
+) -> tuple[Candidate, list[Trial], Comparison]:
+    """The candidate with the best mean METRIC on ``qrels``' queries (the first on a tie),
+    every trial, and that candidate against the app's own (``grid[0]``) on these queries;
+    ``rankings``: each embedder's lists of every query.
 
     The best replaces the app's setting only when it beats it significantly there (paired
     permutation test): among a few hundred settings one always looks a little better on the
     tuning queries by chance, and moving off the config for such a gain loses on new queries
     as often as it wins."""
-    values = [score(setting, lists, qrels, doc_id) for setting in grid]
+    values = [score(c.setting, rankings[c.embedder], qrels, doc_id) for c in grid]
     means = [sum(v.values()) / len(v) for v in values]
     best = max(range(len(grid)), key=means.__getitem__)  # max keeps the first of equals
     order = list(qrels)
     gain = paired([values[0][q] for q in order], [values[best][q] for q in order])
     chosen = grid[best] if gain.significant and gain.diff > 0 else grid[0]
     ranked = sorted(range(len(grid)), key=lambda i: -means[i])
-    return chosen, [Trial(tuned(grid[i]), means[i]) for i in ranked], gain
+    return chosen, [Trial(_trial_settings(grid[i]), means[i]) for i in ranked], gain
+
+
+def _trial_settings(candidate: Candidate) -> dict[str, Any]:
+    settings = tuned(candidate.setting)
+    if candidate.embedder != APP_EMBEDDER:
+        settings["embedder"] = candidate.embedder
+    return settings
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """A BEIR folder's queries, split for tuning, and every query's rankings by the app."""
+
+    beir: BeirFolder
+    spec: AppSpec  # the app as evaluated (its sources replaced by the corpus)
+    lists: dict[str, Lists]
+    tune_qrels: Qrels
+    test_qrels: Qrels
+    queries: dict[str, str]
+    names: tuple[str, str]
+
+
+@dataclass(frozen=True)
+class BeirTuning:
+    """What tuning on a BEIR folder reads: the ``split`` queries to tune on, the
+    ``test_split`` queries to test the choice on (when the folder has that other split; else
+    a held-out third of ``split``), the first ``limit`` judged queries only, and the app of
+    ``config`` with its index in ``workdir``, as for ``evaluate_beir`` (it needs a
+    ``sparse:`` section)."""
+
+    folder: str | Path
+    config: str | Path | None = None
+    split: str = "train"
+    test_split: str = "test"
+    limit: int | None = None
+    workdir: str | Path | None = None
 
 
 def tune_beir(
     folder: str | Path,
     config: str | Path | None = None,
     split: str = "train",
-    test_split: str = "test",
     limit: int | None = None,
     progress: Progress | None = None,
     workdir: str | Path | None = None,
 ) -> TuneReport:
-    """Tune retrieval on the ``split`` queries of a BEIR folder and test the choice on the
-    ``test_split`` queries (when that is another split the folder has), else on a held-out
-    third of ``split``. ``config`` and ``workdir``: the app whose index and retrieval settings
-    are used, and where the index lives, as for ``evaluate_beir``; it needs a ``sparse:``
-    section."""
-    tune_qrels, test_qrels, queries, names = _splits(Path(folder), split, test_split, limit)
+    """Tune retrieval on a BEIR folder's labelled queries (see ``BeirTuning``)."""
+    data = labelled(BeirTuning(folder, config, split, limit=limit, workdir=workdir), progress)
+    base = data.spec.loaded.app.retrieval
+    return tune(base, data.lists, (data.tune_qrels, data.test_qrels), data.names)
+
+
+def labelled(
+    source: BeirTuning,
+    progress: Progress | None,
+    check: Callable[[AppSpec], None] | None = None,
+) -> Labelled:
+    """``source``'s tuning and test queries, searched on the app's index of its corpus;
+    ``check`` vets the app first (default: ``needs_sparse``)."""
+    folder = Path(source.folder)
+    splits = _splits(folder, source.split, source.test_split, source.limit)
+    tune_qrels, test_qrels, queries, names = splits
     notify = progress or (lambda stage, done, total: None)
-    beir = BeirFolder.open(folder, split)
-    with indexed(beir, config, notify, needs_sparse, workdir) as index:
+    beir = BeirFolder.open(folder, source.split)
+    with indexed(beir, source.config, notify, check or needs_sparse, source.workdir) as index:
         lists = asyncio.run(collect(index.pipeline, queries, notify))
-        base = index.spec.loaded.app.retrieval
-    return tune(base, lists, (tune_qrels, test_qrels), names)
-
-
-Qrels = dict[str, dict[str, int]]
+        spec = index.spec
+    return Labelled(beir, spec, lists, tune_qrels, test_qrels, queries, names)
 
 
 def tune(
@@ -192,28 +270,73 @@ def tune(
     qrels: tuple[Qrels, Qrels],
     names: tuple[str, str],
     doc_id: DocumentId = document_id,
+    embedder: TunedEmbedder | None = None,
 ) -> TuneReport:
     """Pick a setting on the first ``qrels`` (tuning) and compare it with ``base`` on the
-    second (held out); ``names`` describe the two sets of queries."""
+    second (held out); ``names`` describe the two sets of queries.
+
+    With a fine-tuned ``embedder`` (which must not have been trained on either set), the
+    embedder is decided first, by one comparison: its rankings against the app's, both under
+    the app's setting, on the tuning queries; the fine-tuned one is used when it does better
+    there. (One comparison asked for up front has no winner's curse to guard against, unlike
+    the best of the grid below.) The setting is then picked on that embedder's rankings."""
     tune_qrels, test_qrels = qrels
-    chosen, trials, tuning_gain = pick(settings_grid(base), lists, tune_qrels, doc_id)
-    before = score(base, lists, test_qrels, doc_id)
-    after = score(chosen, lists, test_qrels, doc_id)
-    order = list(test_qrels)
-    comparison = paired([before[q] for q in order], [after[q] for q in order])
+    rankings = {APP_EMBEDDER: lists}
+    start, embedder_gain = APP_EMBEDDER, None
+    if embedder is not None:
+        rankings[TUNED_EMBEDDER] = embedder.lists
+        order = list(tune_qrels)
+        app_scores = score(base, lists, tune_qrels, doc_id)
+        tuned_scores = score(base, embedder.lists, tune_qrels, doc_id)
+        embedder_gain = paired([app_scores[q] for q in order], [tuned_scores[q] for q in order])
+        start = TUNED_EMBEDDER if embedder_gain.diff > 0 else APP_EMBEDDER
+    chosen, trials, tuning_gain = pick(candidates(base, [start]), rankings, tune_qrels, doc_id)
+    after = rankings[chosen.embedder]
+    comparison = held_out(base, lists, chosen.setting, after, test_qrels, doc_id)
     section = {**base.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
-    section.update(tuned(chosen))
-    return TuneReport(chosen, section, comparison, tuning_gain, *names, trials)
+    section.update(tuned(chosen.setting))
+    chosen_embedder = embedder.section if embedder and chosen.embedder != APP_EMBEDDER else None
+    return TuneReport(
+        chosen.setting,
+        section,
+        chosen_embedder,
+        comparison,
+        tuning_gain,
+        *names,
+        trials,
+        embedder_gain,
+    )
+
+
+def held_out(
+    base: RetrievalConfig,
+    lists: Mapping[str, Lists],
+    chosen: RetrievalConfig,
+    chosen_lists: Mapping[str, Lists],
+    qrels: Qrels,
+    doc_id: DocumentId = document_id,
+) -> Comparison:
+    """The app's setting on its lists (A) against the chosen one on its lists (B), on
+    ``qrels``' queries."""
+    before = score(base, lists, qrels, doc_id)
+    after = score(chosen, chosen_lists, qrels, doc_id)
+    order = list(qrels)
+    return paired([before[q] for q in order], [after[q] for q in order])
+
+
+def part(qrels: Qrels, share: float) -> tuple[Qrels, Qrels]:
+    """``qrels`` cut into the rest and a seeded random ``share`` (at least one query)."""
+    order = sorted(qrels)
+    random.Random(SEED).shuffle(order)
+    held = set(order[: max(1, round(len(order) * share))])
+    rest = {q: r for q, r in qrels.items() if q not in held}
+    return rest, {q: r for q, r in qrels.items() if q in held}
 
 
 def hold_out(qrels: Qrels, split: str) -> tuple[Qrels, Qrels, tuple[str, str]]:
     """``qrels`` cut into queries to tune on and a held-out ``HOLDOUT`` share (seeded), and
     how each part is described."""
-    order = sorted(qrels)
-    random.Random(SEED).shuffle(order)
-    held = set(order[: max(1, round(len(order) * HOLDOUT))])
-    test_qrels = {q: r for q, r in qrels.items() if q in held}
-    tune_qrels = {q: r for q, r in qrels.items() if q not in held}
+    tune_qrels, test_qrels = part(qrels, HOLDOUT)
     names = (
         f"{split}, {len(tune_qrels)} queries",
         f"{split}, the {len(test_qrels)} other queries (held out)",
@@ -268,15 +391,24 @@ async def collect(
     return lists
 
 
-def write_section(config: Path, section: Mapping[str, Any]) -> None:
-    """Replace the ``retrieval:`` section of the YAML app config ``config`` with ``section``,
-    keeping the rest of the file's settings (its comments are not kept)."""
-    RetrievalConfig.model_validate(section)
+def write_sections(config: Path, sections: Mapping[str, Mapping[str, Any]]) -> None:
+    """Replace the ``retrieval:`` (and ``embedder:``) sections of the YAML app config
+    ``config`` with ``sections``', keeping the rest of the file's settings (its comments are
+    not kept)."""
+    RetrievalConfig.model_validate(sections["retrieval"])
     try:
         document = yaml.safe_load(config.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise InvalidRequest(f"{config}: cannot read the config to write into: {exc}") from exc
     if not isinstance(document, dict):
         raise InvalidRequest(f"{config}: not an app config (a YAML mapping); nothing written")
-    document["retrieval"] = dict(section)
+    document.update({name: dict(section) for name, section in sections.items()})
     config.write_text(dump_yaml([document]), encoding="utf-8")
+
+
+def chosen_sections(report: TuneReport) -> dict[str, dict[str, Any]]:
+    """The sections tuning chose: ``retrieval``, and ``embedder`` when the fine-tuned one won."""
+    sections = {"retrieval": report.yaml_section}
+    if report.embedder_section is not None:
+        sections["embedder"] = report.embedder_section
+    return sections

@@ -14,7 +14,7 @@ from llmops.cli.main import app
 from tests.beir_data import QUERIES, jsonl, write_beir
 from tests.conftest import HASHING, ConfigWriter
 from tests.eval_suite_data import write_suite
-from tests.tiny_models import build_tiny_cross_encoder
+from tests.tiny_models import build_tiny_cross_encoder, tiny_bert_embedder
 
 runner = CliRunner()
 METRICS = {"ndcg@10", "recall@10", "recall@100", "mrr@10"}
@@ -101,6 +101,30 @@ def test_bad_folder_is_a_clear_error(tmp_path: Path) -> None:
     assert "queries.jsonl:2: invalid JSON" in result.stderr
 
 
+TRAINING = {
+    "t1": ("chess openings defence", "chess-4"),
+    "t2": ("honeybees nectar pollen", "bees-6"),
+    "t3": ("icy comets tails", "comet-5"),
+    "t4": ("ocean tides moon", "tide-8"),
+    "t5": ("jazz musicians improvise", "jazz-7"),
+    "t6": ("hikers trails crater", "hike-2"),
+    "t7": ("wild yeast flour", "bake-3"),
+    "t8": ("magma vent ash", "volc-1"),
+}
+
+
+def with_train_split(root: Path) -> Path:
+    """The tiny folder with two judged test queries and eight training queries."""
+    texts = [{"_id": q, "text": text} for q, (text, _) in TRAINING.items()]
+    beir = write_beir(
+        root,
+        queries=jsonl([*QUERIES, *texts]),
+        qrels="q1\tvolc-1\t2\nq1\thike-2\t1\nq2\tbake-3\t2\n",
+    )
+    train = "".join(f"{q}\t{doc}\t1\n" for q, (_, doc) in TRAINING.items())
+    return write_beir(beir, queries=jsonl([*QUERIES, *texts]), qrels=train, split="train")
+
+
 def test_tune_on_train_tests_on_test_and_writes_a_valid_section(
     tmp_path: Path, write_config: ConfigWriter
 ) -> None:
@@ -111,24 +135,7 @@ def test_tune_on_train_tests_on_test_and_writes_a_valid_section(
     config = write_config(
         embedder={"type": "hashing", "dimension": 8}, retrieval={"mode": "dense", "top_k": 5}
     )
-    training = {
-        "t1": ("chess openings defence", "chess-4"),
-        "t2": ("honeybees nectar pollen", "bees-6"),
-        "t3": ("icy comets tails", "comet-5"),
-        "t4": ("ocean tides moon", "tide-8"),
-        "t5": ("jazz musicians improvise", "jazz-7"),
-        "t6": ("hikers trails crater", "hike-2"),
-        "t7": ("wild yeast flour", "bake-3"),
-        "t8": ("magma vent ash", "volc-1"),
-    }
-    texts = [{"_id": q, "text": text} for q, (text, _) in training.items()]
-    beir = write_beir(
-        tmp_path / "tiny",
-        queries=jsonl([*QUERIES, *texts]),
-        qrels="q1\tvolc-1\t2\nq1\thike-2\t1\nq2\tbake-3\t2\n",
-    )
-    train = "".join(f"{q}\t{doc}\t1\n" for q, (_, doc) in training.items())
-    write_beir(beir, queries=jsonl([*QUERIES, *texts]), qrels=train, split="train")
+    beir = with_train_split(tmp_path / "tiny")
     args = ["eval", "retrieval", "--beir", str(beir), "-c", str(config), "--tune", "--json"]
     result = runner.invoke(app, [*args, "--split", "train", "--write", str(config)])
     assert result.exit_code == 0, result.output
@@ -143,6 +150,46 @@ def test_tune_on_train_tests_on_test_and_writes_a_valid_section(
     written = load_config(config).loaded.app  # the edited config validates
     assert written.retrieval.model_dump(include=set(body["chosen"])) == body["chosen"]
     assert written.embedder.type == "hashing"  # the rest of the config is kept
+
+
+def test_tune_fine_tunes_the_embedder_and_chooses_on_queries_it_did_not_train_on(
+    tmp_path: Path, write_config: ConfigWriter
+) -> None:
+    st = pytest.importorskip("sentence_transformers")
+    embedder = tiny_bert_embedder(tmp_path / "tiny-bert")
+    config = write_config(embedder=embedder, retrieval={"top_k": 5})
+    beir = with_train_split(tmp_path / "tiny")
+    out = tmp_path / "tuned-embedder"
+    args = ["eval", "retrieval", "--beir", str(beir), "-c", str(config), "--tune", "--json"]
+    args += ["--split", "train", "--train-embedder", str(out), "--epochs", "1"]
+    result = runner.invoke(app, [*args, "--write", str(config)])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    chose = "train (6 queries fine-tuned the embedder, the other 2 chose it and the setting)"
+    assert body["tuned_on"] == chose and body["evaluated_on"] == "test (2)"
+    assert body["best_trial_on_tuning_queries"]["n"] == 2
+    assert body["embedder_on_tuning_queries"]["n"] == 2
+    written = load_config(config).loaded.app.embedder.model_dump()
+    if body["embedder"] is None:  # the app's embedder kept: the config's section is untouched
+        assert written == embedder and not out.exists()
+    else:
+        assert written == body["embedder"] == {**embedder, "model": str(out.resolve())}
+        tuned = st.SentenceTransformer(str(out), device="cpu")  # a folder the embedder loads
+        assert tuned.get_embedding_dimension() == 32
+
+
+def test_train_embedder_needs_tune_beir_and_a_sentence_transformers_embedder(
+    tmp_path: Path, write_config: ConfigWriter
+) -> None:
+    beir = with_train_split(tmp_path / "tiny")
+    hashing = write_config(embedder=HASHING)
+    args = ["eval", "retrieval", "--beir", str(beir), "-c", str(hashing), "--split", "train"]
+    result = runner.invoke(app, [*args, "--train-embedder", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "--train-embedder needs --tune --beir" in result.output
+    result = runner.invoke(app, [*args, "--tune", "--train-embedder", str(tmp_path / "out")])
+    assert result.exit_code == 1 and not (tmp_path / "out").exists()
+    assert "fine-tunes a sentence_transformers embedder" in result.stderr
+    assert "uses 'hashing'" in result.stderr
 
 
 def test_tune_holds_out_part_of_a_single_split(tmp_path: Path) -> None:
