@@ -31,7 +31,7 @@ from llmops.pipelines.tune_retrieval import (
     TunedEmbedder,
     TuneReport,
     collect,
-    held_out,
+    compare,
     labelled,
     needs_sparse,
     part,
@@ -63,10 +63,11 @@ def tune_beir_with_embedder(
     config = source.config
     base = data.spec.loaded.app.retrieval
     fit, select = part(data.tune_qrels, SELECT)
+    texts = _relevant_texts(data)
     with tempfile.TemporaryDirectory(prefix="llmops-embedder-") as scratch:
-        model = _fine_tune(data, fit, embedder.training, Path(scratch) / "model", notify)
+        model = _fine_tune(data, texts, fit, embedder.training, Path(scratch) / "model", notify)
         lists = _rankings(data, config, model, notify)
-        trained = TunedEmbedder(model, lists, _section(data.spec, model))
+        trained = TunedEmbedder(lists, _section(data.spec, model))
         names = (
             f"{data.names[0].split(' ', 1)[0]} ({len(fit)} queries fine-tuned the embedder, "
             f"the other {len(select)} chose it and the setting)",
@@ -76,9 +77,9 @@ def tune_beir_with_embedder(
     if report.embedder_section is None:
         return report
     out = embedder.out.resolve()
-    model = _fine_tune(data, data.tune_qrels, embedder.training, out, notify)
+    model = _fine_tune(data, texts, data.tune_qrels, embedder.training, out, notify)
     final = _rankings(data, config, model, notify)
-    comparison = held_out(base, data.lists, report.chosen, final, data.test_qrels)
+    comparison = compare(base, data.lists, report.chosen, final, data.test_qrels)
     return replace(report, comparison=comparison, embedder_section=_section(data.spec, model))
 
 
@@ -93,14 +94,24 @@ def trainable(spec: AppSpec) -> None:
         )
 
 
+def _relevant_texts(data: Labelled) -> dict[str, str]:
+    """The text of every document a tuning query is labelled relevant to (one corpus read)."""
+    judged = data.tune_qrels.values()
+    wanted = {doc for docs in judged for doc, grade in docs.items() if grade > 0}
+    return {d.id: d.full_text for d in data.beir.documents() if d.id in wanted}
+
+
 def _fine_tune(
-    data: Labelled, qrels: Qrels, training: EmbedderTraining, out: Path, notify: Progress
+    data: Labelled,
+    texts: Mapping[str, str],
+    qrels: Qrels,
+    training: EmbedderTraining,
+    out: Path,
+    notify: Progress,
 ) -> Path:
-    """The app's embedder fine-tuned on ``qrels``' (question, relevant document) pairs."""
-    embedder = data.spec.components["embedder"]
-    settings = embedder.config.model_dump()
-    wanted = {doc for judged in qrels.values() for doc, grade in judged.items() if grade > 0}
-    texts = {d.id: d.full_text for d in data.beir.documents() if d.id in wanted}
+    """The app's embedder fine-tuned on ``qrels``' (question, relevant document) pairs, the
+    documents' ``texts`` read by ``_relevant_texts``."""
+    settings = data.spec.components["embedder"].config.model_dump()
     pairs = [
         (data.queries[q], texts[doc])
         for q, judged in qrels.items()

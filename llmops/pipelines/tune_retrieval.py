@@ -120,11 +120,9 @@ class Candidate:
     embedder: str = APP_EMBEDDER
 
 
-def candidates(
-    base: RetrievalConfig, embedders: Sequence[str] = (APP_EMBEDDER,)
-) -> list[Candidate]:
-    """The grid of settings for each embedder's rankings; the app's own setting first."""
-    return [Candidate(setting, e) for e in embedders for setting in settings_grid(base)]
+def candidates(base: RetrievalConfig, embedder: str = APP_EMBEDDER) -> list[Candidate]:
+    """The grid of settings on ``embedder``'s rankings; the app's own setting first."""
+    return [Candidate(setting, embedder) for setting in settings_grid(base)]
 
 
 def score(
@@ -147,10 +145,9 @@ class Trial:
 
 @dataclass(frozen=True)
 class TunedEmbedder:
-    """The embedder fine-tuned on the tuning queries: its model folder, its rankings of every
-    query, and the ``embedder:`` section that uses it."""
+    """The embedder fine-tuned on the tuning queries: its rankings of every query, and the
+    ``embedder:`` section that uses it."""
 
-    folder: Path
     lists: Mapping[str, Lists]
     section: dict[str, Any]
 
@@ -285,14 +282,11 @@ def tune(
     start, embedder_gain = APP_EMBEDDER, None
     if embedder is not None:
         rankings[TUNED_EMBEDDER] = embedder.lists
-        order = list(tune_qrels)
-        app_scores = score(base, lists, tune_qrels, doc_id)
-        tuned_scores = score(base, embedder.lists, tune_qrels, doc_id)
-        embedder_gain = paired([app_scores[q] for q in order], [tuned_scores[q] for q in order])
+        embedder_gain = compare(base, lists, base, embedder.lists, tune_qrels, doc_id)
         start = TUNED_EMBEDDER if embedder_gain.diff > 0 else APP_EMBEDDER
-    chosen, trials, tuning_gain = pick(candidates(base, [start]), rankings, tune_qrels, doc_id)
+    chosen, trials, tuning_gain = pick(candidates(base, start), rankings, tune_qrels, doc_id)
     after = rankings[chosen.embedder]
-    comparison = held_out(base, lists, chosen.setting, after, test_qrels, doc_id)
+    comparison = compare(base, lists, chosen.setting, after, test_qrels, doc_id)
     section = {**base.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
     section.update(tuned(chosen.setting))
     chosen_embedder = embedder.section if embedder and chosen.embedder != APP_EMBEDDER else None
@@ -308,7 +302,7 @@ def tune(
     )
 
 
-def held_out(
+def compare(
     base: RetrievalConfig,
     lists: Mapping[str, Lists],
     chosen: RetrievalConfig,

@@ -116,7 +116,7 @@ def test_a_fine_tuned_embedder_that_ranks_better_is_chosen_with_its_section(
     lists, qrels = misleading_bm25(30)
     blind = {q: Lists([hit(f"x{q}-{i}", 0.8 - 0.01 * i) for i in range(30)], []) for q in lists}
     section = {"type": "sentence_transformers", "model": str(tmp_path / "tuned")}
-    embedder = TunedEmbedder(tmp_path / "tuned", lists, section)
+    embedder = TunedEmbedder(lists, section)
     base = RetrievalConfig(mode="dense")
     report = tune(base, blind, _split(qrels), ("select", "test"), embedder=embedder)
     assert report.embedder_section == section
@@ -135,7 +135,7 @@ def test_a_fine_tuned_embedder_that_ranks_better_is_chosen_with_its_section(
 def test_a_fine_tuned_embedder_that_ranks_worse_is_not_chosen(tmp_path: Path) -> None:
     lists, qrels = misleading_bm25(30)
     blind = {q: Lists([hit(f"x{q}-{i}", 0.8 - 0.01 * i) for i in range(30)], []) for q in lists}
-    embedder = TunedEmbedder(tmp_path / "tuned", blind, {"type": "sentence_transformers"})
+    embedder = TunedEmbedder(blind, {"type": "sentence_transformers"})
     report = tune(
         RetrievalConfig(mode="dense"), lists, _split(qrels), ("a", "b"), embedder=embedder
     )
