@@ -12,8 +12,8 @@
   (median over rotating rounds, and the per-round ratio to the old int8 recipe) and the cosine
   of each chunk's vector to torch's (mean, 1st percentile, min); plus the final recipe with
   the old batching (batches cut by characters, one tokenizer call each);
-- pipeline: ``rag.ingest()`` of the corpus with the int8 backend, ONNX Runtime's threads
-  spin-waiting between operators or not (alternating rounds).
+- pipeline: ``rag.ingest()`` of the corpus with the int8 backend, a call's batches side by
+  side one per core (now) or one after the other on all cores (before), alternating rounds.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
 from common import dataset, emit, machine, median, write_app
@@ -146,6 +147,8 @@ def recipe_rounds(
 
 
 def pipeline_rounds(source: Path, cache: Path, repeats: int) -> list[dict[str, float]]:
+    """``rag.ingest()`` with the int8 backend: a call's batches side by side, one per core
+    (``lanes``, now), or one after the other on all cores (``one_lane``, before)."""
     embedder = {
         "type": "sentence_transformers",
         "backend": "onnx",
@@ -155,20 +158,29 @@ def pipeline_rounds(source: Path, cache: Path, repeats: int) -> list[dict[str, f
     rounds = []
     for number in range(repeats):
         speeds = {}
-        for spinning in ["1", "0"] if number % 2 == 0 else ["0", "1"]:
-            onnx_runtime.ALLOW_SPINNING = spinning
-            with tempfile.TemporaryDirectory() as tmp:
+        for name in ["lanes", "one_lane"] if number % 2 == 0 else ["one_lane", "lanes"]:
+            encoder = OnnxEncoder if name == "lanes" else OneLane
+            with (
+                tempfile.TemporaryDirectory() as tmp,
+                patch.object(onnx_runtime, "OnnxEncoder", encoder),
+            ):
                 config = write_app(
                     Path(tmp), source, ["**/*.md"], chunker=CHUNKER, embedder=embedder
                 )
                 with RAG.from_config(config) as rag:
                     report = rag.ingest()
-            speeds[f"spinning_{spinning}"] = report.chunks_embedded / report.seconds
-            print(f"pipeline round {number + 1} spinning={spinning}: "
-                  f"{speeds[f'spinning_{spinning}']:.1f} chunks/s", file=sys.stderr)  # fmt: skip
+            speeds[name] = report.chunks_embedded / report.seconds
+            print(f"pipeline round {number + 1} {name}: {speeds[name]:.1f} chunks/s",
+                  file=sys.stderr)  # fmt: skip
         rounds.append(speeds)
-    onnx_runtime.ALLOW_SPINNING = "0"
     return rounds
+
+
+class OneLane(OnnxEncoder):
+    """The encoder before lanes: a call's batches one after the other, each on all cores."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs, lanes=1)
 
 
 def summary(rounds: list[dict[str, float]], base: str) -> dict[str, Any]:
@@ -217,7 +229,7 @@ def main() -> None:
             "padding_per_real_token": padding(texts, [len(t) for t in tokens]),
             "recipes": summary(rounds, "int8_before"),
             "agreement_with_torch": {k: cosines(v, reference) for k, v in vectors.items()},
-            "pipeline_int8": summary(pipeline, "spinning_1") if pipeline else {},
+            "pipeline_int8": summary(pipeline, "one_lane") if pipeline else {},
             "rounds": rounds,
             "pipeline_rounds": pipeline,
         }

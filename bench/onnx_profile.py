@@ -4,9 +4,10 @@
 
 Every export in the llmops ONNX cache (one folder per model, sequence length, quantization and
 int8 weights; an ingestion with ``backend: onnx`` makes them) is run ``--runs`` times on a batch
-of random token ids, full length, with the embedder's session settings (one intra-op thread per
-physical core); the share of the operators' kernel time per operator type is printed with the
-CPU's flags. bench/onnx_int8_steps.py times whole graphs; this says what inside them costs.
+of random token ids, full length, with the embedder's session settings (one thread: each batch
+runs on a core of its own); the share of the operators' kernel time per operator type is
+printed with the CPU's flags. bench/onnx_int8_steps.py times whole graphs; this says what
+inside them costs.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from llmops.rag.embedders.onnx_runtime import session_options
 
 
 def profile(graph: Path, batch: int, tokens: int, runs: int, prefix: Path) -> dict[str, float]:
-    options = session_options(ort, "1")
+    options = session_options(ort, 1)  # one batch per core: one thread each
     options.enable_profiling = True
     options.profile_file_prefix = str(prefix)
     session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])

@@ -298,7 +298,7 @@ def test_query_backend_rules_and_fingerprint() -> None:
 def test_auto_keeps_queries_on_torch_when_onnx_cannot_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def unsupported(self: Embedder, quantize: str, queries_only: bool = False) -> None:
+    def unsupported(self: Embedder, quantize: str) -> None:
         raise ComponentError("embedder: custom layers, which backend: onnx does not run")
 
     monkeypatch.setattr(Embedder, "_onnx", unsupported)

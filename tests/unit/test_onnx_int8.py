@@ -4,13 +4,15 @@ export of a tiny random BERT (built here) through the transformer optimizer and 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import pytest
 
-from llmops.rag.embedders import onnx_export
+from llmops.rag.embedders import onnx_export, onnx_runtime
 from llmops.rag.embedders.bucketing import length_batches, pad, pad_features, padding_ratio
 from llmops.rag.embedders.onnx_int8 import AVX2, PORTABLE, VNNI, cpu_flags, int8_mode
 from llmops.rag.embedders.onnx_runtime import OnnxEncoder
@@ -140,13 +142,44 @@ def test_bucketed_encoding_returns_vectors_in_the_callers_order(
     assert encoder.encode([], 4, True).shape == (0, encoder.dimension)
 
 
-def test_only_an_ingesting_encoders_threads_spin_between_operators(
-    tiny_bert: Path, tmp_path: Path
+def test_a_calls_batches_run_side_by_side_one_thread_each(
+    tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    spinning = {}
-    for queries_only in (False, True):
-        encoder = OnnxEncoder(tiny_bert, tmp_path, "none", queries_only=queries_only)
-        encoder.start()
-        options = encoder._session.get_session_options()
-        spinning[queries_only] = options.get_session_config_entry("session.intra_op.allow_spinning")
-    assert spinning == {False: "1", True: "0"}
+    monkeypatch.setattr(onnx_runtime, "physical_cores", lambda: 2)
+    texts = [f"widget {i} " + "word " * (i % 7) for i in range(9)]
+    serial = OnnxEncoder(tiny_bert, tmp_path, "none", lanes=1)
+    serial.start()
+    lanes = OnnxEncoder(tiny_bert, tmp_path, "none")  # one lane per core
+    lanes.start()
+    threads = {
+        name: session.get_session_options().intra_op_num_threads
+        for name, session in [("lanes", lanes._session), ("wide", lanes._wide)]
+    }
+    assert threads == {"lanes": 1, "wide": 2}
+    assert serial._session is serial._wide and serial._lane_pool is None
+    runners: list[tuple[str, str]] = []
+
+    class Recording:
+        def __init__(self, name: str, session: Any) -> None:
+            self.name, self.session = name, session
+
+        def run(self, *args: Any) -> Any:
+            runners.append((self.name, threading.current_thread().name))
+            return self.session.run(*args)
+
+    lanes._session, lanes._wide = Recording("lanes", lanes._session), Recording("wide", lanes._wide)
+    np.testing.assert_allclose(
+        lanes.encode(texts, 4, True), serial.encode(texts, 4, True), atol=1e-5
+    )
+    assert len(runners) == 3  # batches of 4, 4, 1
+    assert {(name, thread.startswith("llmops-onnx")) for name, thread in runners} == {
+        ("lanes", True)
+    }
+    runners.clear()
+    lanes.encode(texts[:3], 4, True)  # three texts, two lanes: batches of 2 and 1
+    assert len(runners) == 2
+    runners.clear()
+    lanes.encode(["a lone query"], 4, True)  # one batch: every core, on the caller's thread
+    assert runners == [("wide", threading.current_thread().name)]
+    lanes.close()
+    assert lanes._lane_pool is None

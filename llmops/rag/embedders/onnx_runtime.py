@@ -8,15 +8,23 @@ layers, custom code) are refused with a clear error: use the torch backend for t
 
 Each call is tokenized once, without padding; batches are cut in token-length order and padded
 only to their own longest text (``bucketing``), and the vectors come back in the callers' order.
+
+A call's batches run side by side, one per core ("lanes"), each on one thread, rather than one
+after the other with every operator split across the cores: MiniLM's matrices are too small for
+the cores to share one well (2 cores, AMD EPYC Zen 3, bench/onnx_lanes.py: SciFact claims in
+groups of 32 1.13x the queries/s, ingestion 1.02-1.03x), and nothing spin-waits between
+operators. A call of one batch runs on a second session that splits it over every core.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,13 +37,6 @@ from llmops.protocols import Vectors
 from llmops.rag.embedders.bucketing import length_batches, pad_features
 from llmops.rag.embedders.onnx_export import Quantize, ensure_exported
 
-# Whether ONNX Runtime's threads spin-wait between operators. Documents (ingestion): its
-# default, on (bench/onnx_int8_steps.py: 77.4 against 72.6 chunks/s in the pipeline). A
-# queries-only encoder: off, since between two queries the spinning threads only take the
-# cores from the requests (bench/query.py at concurrency 32: 7.4 against 8.6-9.8 ms of CPU per
-# request, 211 against 192-207 requests/s).
-ALLOW_SPINNING = "1"
-QUERY_SPINNING = "0"
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "lasttoken")
 # sentence-transformers' legacy boolean keys, in its concatenation order
 _LEGACY_POOLING = {
@@ -134,15 +135,22 @@ def pool(hidden: np.ndarray, mask: np.ndarray, modes: Sequence[str]) -> np.ndarr
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
-def session_options(ort: Any, spinning: str) -> Any:
-    """One intra-op thread per physical core, operators run one after the other, threads
-    spin-waiting between them or not (``spinning``: "1" or "0")."""
+def session_options(ort: Any, threads: int) -> Any:
+    """Operators one after the other, each split over ``threads`` threads (one: the caller's),
+    which do not spin-wait between operators (spinning threads take the cores from the rest of
+    the app: the requests between two queries, the other lanes)."""
     options = ort.SessionOptions()
-    options.intra_op_num_threads = physical_cores()
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
+
+
+def _session(ort: Any, model_file: Path, threads: int) -> Any:
+    return ort.InferenceSession(
+        str(model_file), session_options(ort, threads), providers=["CPUExecutionProvider"]
+    )
 
 
 def physical_cores() -> int:
@@ -157,7 +165,10 @@ def physical_cores() -> int:
 
 class OnnxEncoder:
     """A sentence-transformers model run by ONNX Runtime; ``start()`` exports at first use.
-    ``queries_only``: it embeds queries and nothing else (its threads do not spin-wait)."""
+    ``lanes``: batches run at once (default: one per physical core), each batch's operators
+    split over the cores left to its lane (one thread each by default). A call of one batch (a
+    lone query) runs on a second session whose operators use every core: on one core it took
+    1.4x as long (docs/benchmarks.md)."""
 
     def __init__(
         self,
@@ -165,17 +176,19 @@ class OnnxEncoder:
         cache: Path,
         quantize: Quantize,
         max_seq_length: int | None = None,
-        queries_only: bool = False,
+        lanes: int | None = None,
     ) -> None:
         self.folder, self.cache, self.quantize = folder, cache, quantize
-        self.queries_only = queries_only
+        self.lanes = max(1, lanes or physical_cores())
+        self._lane_pool: ThreadPoolExecutor | None = None
         self._override = max_seq_length
         self.layout = ModelLayout(folder)
         self.max_seq_length = 0
         self.dimension = 0
         self.model_file: Path | None = None
         self.exported = False
-        self._session: Any = None
+        self._session: Any = None  # the lanes'
+        self._wide: Any = None  # a lone batch's
         self._inputs: list[str] = []
         self._tokenizer: Any = None
         self._pad_values: dict[str, int] = {}
@@ -197,11 +210,12 @@ class OnnxEncoder:
     def load(self, model_file: Path) -> None:
         """Run ``model_file`` (the export, or a variant of it in a benchmark) from now on."""
         ort = require("onnxruntime", "onnx")
-        self._session = ort.InferenceSession(
-            str(model_file),
-            session_options(ort, QUERY_SPINNING if self.queries_only else ALLOW_SPINNING),
-            providers=["CPUExecutionProvider"],
-        )
+        cores = physical_cores()
+        self._session = self._wide = _session(ort, model_file, max(1, cores // self.lanes))
+        if self.lanes > 1 and cores > 1:
+            self._wide = _session(ort, model_file, cores)
+        if self.lanes > 1 and self._lane_pool is None:
+            self._lane_pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="llmops-onnx")
         self._inputs = [i.name for i in self._session.get_inputs()]
         self._pad_values = {
             "input_ids": int(self._tokenizer.pad_token_id or 0),
@@ -220,13 +234,17 @@ class OnnxEncoder:
         return min(limit, positions) if positions > 0 else limit
 
     def close(self) -> None:
-        self._session = self._tokenizer = self._counter = None
+        if self._lane_pool is not None:
+            self._lane_pool.shutdown()
+            self._lane_pool = None
+        self._session = self._wide = self._tokenizer = self._counter = None
 
     def _texts(self, texts: Sequence[str]) -> list[str]:
         return [t.lower() for t in texts] if self.layout.do_lower_case else list(texts)
 
     def encode(self, texts: Sequence[str], batch_size: int, normalize: bool) -> Vectors:
-        """Vectors of ``texts`` in order; batches are cut in token-length order."""
+        """Vectors of ``texts`` in order; batches are cut in token-length order, small enough
+        that every lane gets one, and run side by side."""
         if self._session is None:
             raise RuntimeError("embedder not started: call start() first")
         if not texts:
@@ -236,19 +254,25 @@ class OnnxEncoder:
         )
         features = {name: features[name] for name in {*self._inputs, "attention_mask"}}
         left = self._tokenizer.padding_side == "left"
-        out: Vectors | None = None
-        for picked in length_batches([len(ids) for ids in features["input_ids"]], batch_size):
-            part = self._batch(pad_features(features, picked, self._pad_values, left))
-            if out is None:
-                out = np.zeros((len(texts), part.shape[1]), dtype=np.float32)
+        size = min(batch_size, math.ceil(len(texts) / self.lanes))
+        batches = length_batches([len(ids) for ids in features["input_ids"]], size)
+
+        def run(picked: list[int], session: Any = self._session) -> Vectors:
+            return self._batch(session, pad_features(features, picked, self._pad_values, left))
+
+        if len(batches) == 1 or self._lane_pool is None:
+            parts = [run(picked, self._wide) for picked in batches]
+        else:
+            parts = list(self._lane_pool.map(run, batches))
+        out = np.zeros((len(texts), parts[0].shape[1]), dtype=np.float32)
+        for picked, part in zip(batches, parts, strict=True):
             out[picked] = part
-        assert out is not None
         if normalize or self.layout.normalize:
             out /= np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
         return out
 
-    def _batch(self, padded: dict[str, np.ndarray]) -> Vectors:
-        hidden = self._session.run(None, {name: padded[name] for name in self._inputs})[0]
+    def _batch(self, session: Any, padded: dict[str, np.ndarray]) -> Vectors:
+        hidden = session.run(None, {name: padded[name] for name in self._inputs})[0]
         return pool(hidden, padded["attention_mask"], self.layout.pooling)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:

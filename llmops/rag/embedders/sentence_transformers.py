@@ -222,20 +222,18 @@ class SentenceTransformerEmbedder:
         if quantize is None:
             return self._model
         try:
-            return self._onnx(quantize, queries_only=True)
+            return self._onnx(quantize)
         except ComponentError as exc:  # layers ONNX does not run: auto keeps torch
             if self.config.query_backend != "auto":
                 raise
             log.warning("queries stay on torch: %s", exc)
             return self._model
 
-    def _onnx(self, quantize: Literal["none", "int8"], queries_only: bool = False) -> _Backend:
+    def _onnx(self, quantize: Literal["none", "int8"]) -> _Backend:
         from llmops.rag.embedders.onnx_runtime import OnnxEncoder
 
         folder = Path(self._model_location())
-        encoder = OnnxEncoder(
-            folder, self._onnx_cache(), quantize, self.config.max_seq_length, queries_only
-        )
+        encoder = OnnxEncoder(folder, self._onnx_cache(), quantize, self.config.max_seq_length)
         encoder.start()
         return encoder
 
