@@ -37,7 +37,7 @@ from llmops.pipelines.tune_retrieval import (
     part,
     tune,
 )
-from llmops.rag.embedders.sentence_transformers import BUNDLED, bundled_model_path
+from llmops.rag.embedders.sentence_transformers import SentenceTransformerEmbedder
 from llmops.rag.embedders.training import EmbedderTraining, fine_tune
 
 SELECT = 1 / 4
@@ -111,18 +111,19 @@ def _fine_tune(
 ) -> Path:
     """The app's embedder fine-tuned on ``qrels``' (question, relevant document) pairs, the
     documents' ``texts`` read by ``_relevant_texts``."""
-    settings = data.spec.components["embedder"].config.model_dump()
+    config = data.spec.components["embedder"].config
+    assert isinstance(config, SentenceTransformerEmbedder.Config)  # see ``trainable``
+    app_embedder = SentenceTransformerEmbedder(config, base_dir=data.spec.base_dir)
     pairs = [
         (data.queries[q], texts[doc])
         for q, judged in qrels.items()
         for doc, grade in judged.items()
         if grade > 0 and doc in texts
     ]
-    model = str(settings["model"])
-    location = bundled_model_path() if model == BUNDLED else model
     stage = f"fine-tune embedder on {len(qrels)} queries"
     notify(stage, 0, 1)
-    trained = fine_tune(location, pairs, out, training, settings.get("max_seq_length"))
+    location = app_embedder.model_location()
+    trained = fine_tune(location, pairs, out, training, app_embedder.config.max_seq_length)
     notify(stage, 1, 1)
     return trained
 

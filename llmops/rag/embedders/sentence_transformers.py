@@ -183,7 +183,8 @@ class SentenceTransformerEmbedder:
         self.max_seq_length = 0
         self.fingerprint = self._fingerprint()
 
-    def _model_location(self) -> str:
+    def model_location(self) -> str:
+        """The model's folder (relative paths from the config's folder), or its hub name."""
         if self.config.model == BUNDLED:
             return bundled_model_path()
         path = (self._base_dir / os.path.expanduser(self.config.model)).resolve()
@@ -211,7 +212,7 @@ class SentenceTransformerEmbedder:
         if c.backend == "onnx":
             self._model = self._onnx(c.quantize)
         else:
-            self._model = TorchModel(self._model_location(), c.device, c.max_seq_length)
+            self._model = TorchModel(self.model_location(), c.device, c.max_seq_length)
         self._query_model = self._start_query_model()
         self.max_seq_length = self._model.max_seq_length
         self.dimension = self._model.dimension
@@ -232,7 +233,7 @@ class SentenceTransformerEmbedder:
     def _onnx(self, quantize: Literal["none", "int8"]) -> _Backend:
         from llmops.rag.embedders.onnx_runtime import OnnxEncoder
 
-        folder = Path(self._model_location())
+        folder = Path(self.model_location())
         encoder = OnnxEncoder(folder, self._onnx_cache(), quantize, self.config.max_seq_length)
         encoder.start()
         return encoder
