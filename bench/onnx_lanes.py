@@ -30,7 +30,7 @@ from common import dataset, emit, machine, median, write_app
 from ingest import CHUNKER, chunk_texts
 
 from llmops import RAG
-from llmops.rag.embedders.onnx_runtime import OnnxEncoder, physical_cores
+from llmops.rag.embedders.onnx_runtime import OnnxEncoder, usable_cores
 from llmops.rag.embedders.sentence_transformers import bundled_model_path
 
 GROUP, BATCH = 32, 4
@@ -77,7 +77,7 @@ def main() -> None:
     docs, claims_file = dataset("fastapi-docs") / "docs", dataset("scifact") / "queries.jsonl"
     claims = [json.loads(line)["text"] for line in claims_file.read_text().splitlines()][:512]
     folder = Path(bundled_model_path())
-    cores = physical_cores()
+    cores = usable_cores()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         config = write_app(Path(tmp), docs, ["**/*.md"], chunker=CHUNKER)

@@ -25,6 +25,7 @@ from llmops.cli.ingest import ProgressLine, print_report
 from llmops.config import config_kind
 from llmops.config.auth import BIND_HOST_ENV, AuthConfig, is_loopback
 from llmops.config.schema import AppConfig
+from llmops.cpus import usable_cores
 from llmops.deploy import scale
 from llmops.pipelines.ingest import IngestReport
 from llmops.service import RAG
@@ -282,7 +283,7 @@ def _hand_over(config: Path, data_dir: Path, workers: int) -> None:
     os.environ[CONFIG_ENV] = str(config.resolve())
     os.environ[WORKERS_ENV] = str(workers)
     # Each worker's torch would otherwise start one thread per core, and they would fight.
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // workers)))
     # prometheus-client multiprocess mode: every worker writes its samples there and a scrape
     # of any worker adds them up
     prepare_multiprocess_dir(data_dir / "prometheus")

@@ -145,7 +145,7 @@ def test_bucketed_encoding_returns_vectors_in_the_callers_order(
 def test_a_calls_batches_run_side_by_side_one_thread_each(
     tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(onnx_runtime, "physical_cores", lambda: 2)
+    monkeypatch.setattr(onnx_runtime, "usable_cores", lambda: 2)
     texts = [f"widget {i} " + "word " * (i % 7) for i in range(9)]
     serial = OnnxEncoder(tiny_bert, tmp_path, "none", lanes=1)
     serial.start()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from llmops.cpus import usable_cores
 from llmops.deps import require
 from llmops.errors import ComponentError
 from llmops.protocols import Vectors
@@ -153,22 +153,12 @@ def _session(ort: Any, model_file: Path, threads: int) -> Any:
     )
 
 
-def physical_cores() -> int:
-    """Physical cores: ONNX Runtime's threads on hyper-threads of one core only compete."""
-    try:
-        import psutil
-
-        return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
-    except ImportError:
-        return os.cpu_count() or 1
-
-
 class OnnxEncoder:
     """A sentence-transformers model run by ONNX Runtime; ``start()`` exports at first use.
-    ``lanes``: batches run at once (default: one per physical core), each batch's operators
-    split over the cores left to its lane (one thread each by default). A call of one batch (a
-    lone query) runs on a second session whose operators use every core: on one core it took
-    1.4x as long (docs/benchmarks.md)."""
+    ``lanes``: batches run at once (default: one per core the process may use, ``llmops.cpus``),
+    each batch's operators split over the cores left to its lane (one thread each by default). A
+    call of one batch (a lone query) runs on a second session whose operators use every core: on
+    one core it took 1.4x as long (docs/benchmarks.md)."""
 
     def __init__(
         self,
@@ -179,7 +169,7 @@ class OnnxEncoder:
         lanes: int | None = None,
     ) -> None:
         self.folder, self.cache, self.quantize = folder, cache, quantize
-        self.lanes = max(1, lanes or physical_cores())
+        self.lanes = max(1, lanes or usable_cores())
         self._lane_pool: ThreadPoolExecutor | None = None
         self._override = max_seq_length
         self.layout = ModelLayout(folder)
@@ -210,7 +200,7 @@ class OnnxEncoder:
     def load(self, model_file: Path) -> None:
         """Run ``model_file`` (the export, or a variant of it in a benchmark) from now on."""
         ort = require("onnxruntime", "onnx")
-        cores = physical_cores()
+        cores = usable_cores()
         self._session = self._wide = _session(ort, model_file, max(1, cores // self.lanes))
         if self.lanes > 1 and cores > 1:
             self._wide = _session(ort, model_file, cores)
