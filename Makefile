@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/quickstart.yaml
+# test processes (pytest-xdist, one test file each at a time): much of the suite waits on
+# subprocesses and servers, so two keep a 2-core machine busy; each one loads its own models
+TEST_WORKERS ?= 2
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
@@ -31,7 +34,7 @@ up: $(STAMP)
 	$(BIN)/llmops up $(CONFIG)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check llmops tests bench scripts

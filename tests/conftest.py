@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,11 @@ from llmops.deps import offline_environment
 pytest_plugins = ["tests.postgres", "tests.chroma_server", "tests.app_client"]
 
 offline_environment()
+# pytest-xdist's workers start with COLUMNS=80 and LINES=24, which would fix the CLI console's
+# width when it is first imported; without them it follows each CliRunner's environment, as in
+# a serial run
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 PAGES = {
     "install.md": """# Installing Widgetron

@@ -159,7 +159,7 @@ def run_suite(
     }
     tracer = components.tracing.tracer
     try:
-        with tracer.start_as_current_span("eval", attributes=attributes):
+        with tracing.span(tracer, "eval", attributes):
             answered = _answer_all(
                 loaded, app_spec, components, dataset, run_dir, progress, answering or InProcess()
             )
@@ -353,9 +353,12 @@ async def _answer_one(
     scorers: Sequence[ExtraScorer],
 ) -> SampleResult:
     result = SampleResult(sample.id, sample.question, sample.answerable)
-    attributes = {"llmops.eval.variant": variant.name, "llmops.eval.sample": sample.id}
+    attributes: tracing.Attributes = {
+        "llmops.eval.variant": variant.name,
+        "llmops.eval.sample": sample.id,
+    }
     tracer = variant.pipeline.tracer
-    with tracer.start_as_current_span("eval.sample", attributes=attributes) as span:
+    with tracing.span(tracer, "eval.sample", attributes) as span:
         try:
             answer, hits = await ask(sample)
         except LLMOpsError as exc:

@@ -129,8 +129,7 @@ class Ingestion:
     def run(self, full: bool = False) -> IngestReport:
         """Bring the index in step with the sources; one ``ingest`` span, with a child span
         per embedded batch."""
-        tracer = self.c.tracing.tracer
-        with tracer.start_as_current_span("ingest", attributes={"llmops.full": full}) as span:
+        with tracing.span(self.c.tracing.tracer, "ingest", {"llmops.full": full}) as span:
             report = self._run(full)
             if span.is_recording():
                 counts = {
@@ -265,7 +264,7 @@ class Ingestion:
             "llmops.embed.batch_size": len(texts),
         }
         name = f"embeddings {self.c.embed_model}".rstrip()
-        with self.c.tracing.tracer.start_as_current_span(name, attributes=attributes):
+        with tracing.span(self.c.tracing.tracer, name, attributes):
             return self.c.embedder.embed_documents(texts)
 
     def _write(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from llmops import RAG, registry
 from tests.conftest import HASHING, PAGES, ConfigWriter
+from tests.tiny_models import build_tiny_bert, tiny_bert_embedder
 
 
 def _index_ids(rag: RAG) -> set[str]:
@@ -76,6 +78,25 @@ def test_chunker_change_rebuilds_into_new_collection(write_config: ConfigWriter)
         assert second.rebuilt and second.collection != first.collection
         assert rag.components.store.collections() == [second.collection]
         assert not rag.is_stale()
+
+
+def test_a_model_retrained_in_place_rebuilds_a_copy_does_not(
+    write_config: ConfigWriter, tmp_path: Path
+) -> None:
+    """The embedder's model folder counts by its content, not its path or file times."""
+    embedder = tiny_bert_embedder(tmp_path / "tiny-bert")
+    with RAG.from_config(write_config(embedder=embedder)) as rag:
+        first = rag.ingest()
+    for file in (tmp_path / "tiny-bert").iterdir():  # copied or checked out again: new times
+        os.utime(file, ns=(1, 1))
+    with RAG.from_config(write_config(embedder=embedder)) as rag:
+        assert not rag.is_stale()
+    build_tiny_bert(tmp_path / "tiny-bert", seed=1)  # retrained into the same folder
+    with RAG.from_config(write_config(embedder=embedder)) as rag:
+        assert rag.is_stale()
+        second = rag.ingest()
+    assert second.rebuilt and second.collection != first.collection
+    assert second.chunks_embedded == second.chunks_total
 
 
 def test_malformed_file_is_reported_and_skipped(write_config: ConfigWriter, corpus: Path) -> None:

@@ -40,6 +40,7 @@ import numpy as np
 
 from llmops.deps import require
 from llmops.errors import ComponentError
+from llmops.model_files import content_identity
 from llmops.rag.embedders.onnx_graph import Shape, fuse
 from llmops.rag.embedders.onnx_graph import quantize as quantize_graph
 from llmops.rag.embedders.onnx_int8 import Int8Mode, cpu_flags, int8_mode
@@ -65,16 +66,6 @@ def default_cache_dir() -> Path:
     return Path(base) / "llmops" / "onnx"
 
 
-def folder_identity(folder: Path) -> str:
-    """A cheap identity of a model folder: every file's relative path, size and mtime (hashing
-    90 MB of weights at each start would cost more than it protects against)."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        stat = path.stat()
-        digest.update(f"{path.relative_to(folder)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
 def weight_range(quantize: Quantize, mode: Int8Mode | None = None) -> str:
     """The cache key's name for the weights: fp32, or the int8 mode (this CPU's by default)."""
     if quantize == "none":
@@ -88,7 +79,7 @@ def cache_entry(
     """The cache folder for this model and these settings (it may not exist yet); ``mode``:
     the int8 mode, this CPU's by default."""
     weights = weight_range(quantize, mode)
-    parts = [folder_identity(folder), str(max_seq_length), weights, str(EXPORTER_VERSION)]
+    parts = [content_identity(folder), str(max_seq_length), weights, str(EXPORTER_VERSION)]
     key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
     return cache / f"{folder.name}-{quantize}-{key}"
 

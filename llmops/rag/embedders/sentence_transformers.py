@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from llmops.deps import available, require
 from llmops.errors import ComponentError
+from llmops.model_files import content_identity
 from llmops.protocols import Vectors
 from llmops.rag.embedders.onnx_int8 import VNNI, cpu_flags, int8_mode
 from llmops.registry import register
@@ -191,11 +192,16 @@ class SentenceTransformerEmbedder:
         return str(path) if path.exists() else self.config.model
 
     def _fingerprint(self) -> str:
+        """What the vectors depend on. A model folder of the user's counts by its content
+        (``content_identity``): one retrained in place re-embeds the corpus, a copy does not."""
         c = self.config
         model = BUNDLED_NAME if c.model == BUNDLED else c.model
         identity = f"{model}|{c.normalize}|{c.query_prefix}|{c.document_prefix}|{c.max_seq_length}"
         if c.backend != "torch":  # torch keeps its old fingerprint: existing indexes stay valid
             identity += f"|{c.backend}|{c.quantize}"
+        folder = Path(self.model_location())
+        if c.model != BUNDLED and folder.is_dir():
+            identity += f"|{content_identity(folder)}"
         return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
     def _onnx_cache(self) -> Path:
