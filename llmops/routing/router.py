@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from llmops.config.experiment import CanaryConfig, ExperimentPolicy
@@ -48,23 +49,33 @@ class ExperimentRouter:
             min_share=config.min_share,
             warmup=config.warmup,
         )
+        strategies: dict[str, Callable[[str], Awaitable[str]]] = {
+            "weighted": self._weighted_choice,
+            "thompson": self._thompson_choice,
+            "canary": self._canary_choice,
+            "shadow": self._shadow_choice,
+        }
+        self._strategy = strategies[config.strategy]
 
     @property
     def name(self) -> str:
         return self.config.name
 
     async def choose(self, request_id: str, key: str | None = None) -> str:
-        strategy = self.config.strategy
-        if strategy == "thompson":
-            variant = self.sampler.choose(await self.state.stats(self.name))
-        elif strategy == "canary":
-            variant = await self._canary_choice(key or request_id)
-        elif strategy == "shadow":
-            variant = self.config.serving
-        else:
-            variant = self.split.assign(key or request_id)
+        """The variant for this request (``key``: who asks, the request id when unknown),
+        stored as the request's assignment."""
+        variant = await self._strategy(key or request_id)
         await self.state.assign(self.name, request_id, variant)
         return variant
+
+    async def _weighted_choice(self, key: str) -> str:
+        return self.split.assign(key)
+
+    async def _thompson_choice(self, key: str) -> str:
+        return self.sampler.choose(await self.state.stats(self.name))
+
+    async def _shadow_choice(self, key: str) -> str:
+        return self.config.serving
 
     async def reassign(self, request_id: str, variant: str) -> None:
         """``variant`` served the request after all (the stable one, when the canary failed)."""
