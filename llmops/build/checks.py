@@ -15,6 +15,7 @@ from llmops.config import SourceMap, issue_at, issues_from_validation, load_app_
 from llmops.errors import ComponentError, ConfigIssue, UnknownComponent
 from llmops.prompts import PromptLibrary, find_prompt_dirs
 
+
 class _Checker:
     """Validates component sections, collecting issues located in the YAML file."""
 

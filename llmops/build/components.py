@@ -4,10 +4,9 @@ I/O (nothing opened, no model loaded); ``start`` on the result does that."""
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,9 @@ from llmops.protocols import Chunker, Embedder, Generator, Reranker, SparseIndex
 from llmops.rag.embedders import EncoderThread
 from llmops.rag.indexing import RecordTable
 from llmops.rag.loaders.directory import default_loaders
+from llmops.registry import FactoryContext
 from llmops.tracing import Tracing
+
 
 @dataclass
 class Components:
@@ -81,19 +82,23 @@ class Components:
 
 def make_generator(resolved: Resolved, base_dir: Path) -> Generator:
     """A generator from a section ``check_component`` validated (not started)."""
-    return _make_generator(resolved, base_dir)
+    return _make(resolved, FactoryContext(base_dir, adapter_source=RegistryAdapterSource))
 
 
-def _make(resolved: Resolved, **kwargs: Any) -> Any:
-    return resolved.entry.factory(resolved.config, **kwargs)
+def factory_context(spec: AppSpec) -> FactoryContext:
+    """What the app's component factories may ask for (``registry.FactoryContext``); the
+    chunker's token counter is added once the embedder exists."""
+    app = spec.loaded.app
+    return FactoryContext(
+        base_dir=spec.base_dir,
+        data_dir=resolve_path(spec.base_dir, app.data_dir),
+        namespace=app.name,
+        adapter_source=RegistryAdapterSource,
+    )
 
 
-def _make_generator(resolved: Resolved, base_dir: Path) -> Generator:
-    """A generator; one that reads local files (``hf_local``) also gets the config's folder,
-    one that serves registered adapters the way to open the model registry."""
-    wanted = inspect.signature(resolved.entry.factory).parameters
-    context: dict[str, Any] = {"base_dir": base_dir, "adapter_source": RegistryAdapterSource}
-    return _make(resolved, **{key: value for key, value in context.items() if key in wanted})
+def _make(resolved: Resolved, context: FactoryContext) -> Any:
+    return resolved.entry.make(resolved.config, context)
 
 
 def _chain(
@@ -114,7 +119,7 @@ def _traced(
     spec: AppSpec, key: str, position: int, tracing: Tracing, backends: list[Generator]
 ) -> Generator:
     resolved = spec.components[key]
-    generator = _make_generator(resolved, spec.base_dir)
+    generator = _make(resolved, factory_context(spec))
     backends.append(generator)
     if not tracing.enabled:
         return generator
@@ -170,19 +175,22 @@ class IngestParts:
 def build_ingest_parts(spec: AppSpec) -> IngestParts:
     """The sources (with their loaders), the chunker and the embedder (cheap: nothing loaded)."""
     app = spec.loaded.app
-    embedder = EncoderThread(_make(spec.components["embedder"], base_dir=spec.base_dir))
+    context = factory_context(spec)
+    embedder = EncoderThread(_make(spec.components["embedder"], context))
     sources = []
     for source, overrides in zip(app.sources, spec.loaders, strict=True):
-        loaders = {**default_loaders(), **{ext: _make(r) for ext, r in overrides.items()}}
+        loaders = {**default_loaders(), **{ext: _make(r, context) for ext, r in overrides.items()}}
         root = resolve_path(spec.base_dir, source.path)
         sources.append((root, source.include, source.exclude, loaders, source.max_file_mb))
-    chunker = _make(spec.components["chunker"], token_counter=embedder.count_tokens)
+    with_counter = replace(context, token_counter=embedder.count_tokens)
+    chunker = _make(spec.components["chunker"], with_counter)
     return IngestParts(sources, chunker, embedder)
 
 
 def build(spec: AppSpec) -> Components:
     """Instantiate every component of a validated app (cheap: no I/O, no model loading)."""
     app = spec.loaded.app
+    context = factory_context(spec)
     data_dir = resolve_path(spec.base_dir, app.data_dir)
     tracing = Tracing.from_config(app.monitoring.tracing, app.name)
     parts = build_ingest_parts(spec)
@@ -192,9 +200,9 @@ def build(spec: AppSpec) -> Components:
         sources=parts.sources,
         chunker=parts.chunker,
         embedder=embedder,
-        store=_make(spec.components["store"], data_dir=data_dir, namespace=app.name),
-        sparse=_optional(spec, "sparse", data_dir=data_dir, namespace=app.name),
-        reranker=_optional(spec, "reranker", base_dir=spec.base_dir),
+        store=_make(spec.components["store"], context),
+        sparse=_optional(spec, "sparse", context),
+        reranker=_optional(spec, "reranker", context),
         generator=_generator(spec, tracing, backends),
         prompts=PromptLibrary(find_prompt_dirs(spec.base_dir, app.prompts_dir)),
         records=RecordTable(data_dir / "records.sqlite"),
@@ -207,9 +215,9 @@ def build(spec: AppSpec) -> Components:
     )
 
 
-def _optional(spec: AppSpec, kind: str, **kwargs: Any) -> Any:
+def _optional(spec: AppSpec, kind: str, context: FactoryContext) -> Any:
     resolved = spec.components.get(kind)
-    return None if resolved is None else _make(resolved, **kwargs)
+    return None if resolved is None else _make(resolved, context)
 
 
 def _fingerprint(spec: AppSpec, embedder: Embedder) -> str:

@@ -46,6 +46,30 @@ def test_plugins_register_through_entry_points(monkeypatch: pytest.MonkeyPatch) 
     assert entry.summary == "from a plugin" and entry.extra == "x" and entry.installed
 
 
+def test_a_factory_gets_what_it_names_of_the_context(tmp_path: Path) -> None:
+    class Settings(BaseModel):
+        size: int = 1
+
+    class Store:
+        def __init__(self, config: Settings, *, data_dir: Path, namespace: str) -> None:
+            self.config, self.data_dir, self.namespace = config, data_dir, namespace
+
+    class Anything:
+        def __init__(self, config: Settings, **context: object) -> None:
+            self.context = context
+
+    context = registry.FactoryContext(tmp_path, data_dir=tmp_path / "data", namespace="app")
+    entry = registry.Entry("store", "t", Store, Settings, "", None, ())
+    store = entry.make(Settings(size=3), context)
+    assert (store.config.size, store.data_dir, store.namespace) == (3, tmp_path / "data", "app")
+    anything = registry.Entry("store", "t", Anything, Settings, "", None, ()).make(
+        Settings(), context
+    )
+    assert set(anything.context) == {
+        "base_dir", "data_dir", "namespace", "token_counter", "adapter_source"
+    }  # fmt: skip
+
+
 def test_answer_prompt_renders_numbered_context() -> None:
     hit = ScoredChunk(Chunk("c", "d", "Body text.", "guide/a.md", 0, {"heading": "Intro"}), 0.9)
     messages = PromptLibrary([PROMPTS]).render("answer.v1", "What is it?", [hit])
