@@ -7,15 +7,16 @@ abstention accuracy applies to every sample.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from llmops.evaluation import answer_metrics
-from llmops.evaluation.answer_metrics import Embed
+from llmops.evaluation.answer_metrics import TEXT_METRICS, Embed
 from llmops.evaluation.datasets import Sample
 from llmops.evaluation.retrieval_metrics import parse_metric
-from llmops.evaluation.suite import ANSWER_METRICS, known_metric
+from llmops.evaluation.suite import known_metric
 
 Scores = dict[str, float | None]
 
@@ -60,6 +61,66 @@ def ranking_ids(document_ids: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(document_ids))
 
 
+@dataclass(frozen=True)
+class Answered:
+    """One answered sample, as the per-sample metrics see it."""
+
+    sample: Sample
+    answer: str
+    abstained: bool
+    retrieved: Sequence[str]
+    embed: Embed | None = None
+
+    @property
+    def references(self) -> Sequence[str]:
+        """The reference answers (none for an unanswerable question)."""
+        return self.sample.answers if self.sample.answerable else ()
+
+
+SampleMetric = Callable[[Answered], float | None]
+"""A per-sample metric: None when it does not apply to the sample."""
+
+
+def _abstention(a: Answered) -> float:
+    return answer_metrics.abstention_correct(a.abstained, a.sample.answerable)
+
+
+def _semantic(a: Answered) -> float | None:
+    if a.embed is None:
+        return None
+    return answer_metrics.semantic_similarity(a.answer, a.references, a.embed)
+
+
+def _text(name: str) -> SampleMetric:
+    return lambda a: answer_metrics.best_of(name, a.answer, a.references)
+
+
+def _retrieval(name: str) -> SampleMetric:
+    metric = parse_metric(name)
+
+    def score(a: Answered) -> float | None:
+        judged = {doc: 1 for doc in a.sample.context_ids}
+        return metric(a.retrieved, judged) if judged else None
+
+    return score
+
+
+_ANSWER_METRICS: dict[str, SampleMetric] = {
+    "abstention_accuracy": _abstention,
+    "semantic_similarity": _semantic,
+    **{name: _text(name) for name in TEXT_METRICS},
+}
+
+
+@functools.cache
+def sample_metric(name: str) -> SampleMetric | None:
+    """The per-sample scorer of ``name`` (an answer metric, or a ranking one such as
+    ``ndcg@10``); None for the metrics scored elsewhere (ragas, judged)."""
+    if name in _ANSWER_METRICS:
+        return _ANSWER_METRICS[name]
+    return _retrieval(name) if "@" in name and known_metric(name) else None
+
+
 def score_sample(
     sample: Sample,
     answer: str,
@@ -70,20 +131,7 @@ def score_sample(
 ) -> Scores:
     """The retrieval and answer metrics among ``metrics`` (ragas and judged ones are scored
     elsewhere and are skipped here)."""
-    scores: Scores = {}
-    judged = {doc: 1 for doc in sample.context_ids}
-    references = sample.answers if sample.answerable else ()
-    for name in metrics:
-        if name == "abstention_accuracy":
-            scores[name] = answer_metrics.abstention_correct(abstained, sample.answerable)
-        elif name == "semantic_similarity":
-            scores[name] = (
-                answer_metrics.semantic_similarity(answer, references, embed)
-                if embed is not None
-                else None
-            )
-        elif name in ANSWER_METRICS:
-            scores[name] = answer_metrics.best_of(name, answer, references)
-        elif "@" in name and known_metric(name):
-            scores[name] = parse_metric(name)(retrieved, judged) if judged else None
-    return scores
+    answered = Answered(sample, answer, abstained, retrieved, embed)
+    return {
+        name: scorer(answered) for name in metrics if (scorer := sample_metric(name)) is not None
+    }
