@@ -3,9 +3,10 @@ I/O (nothing opened, no model loaded); ``start`` on the result does that."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ class Components:
     prompts: PromptLibrary
     records: RecordTable
     data_dir: Path
-    fingerprint: str
+    fingerprint_of: Callable[[], str]
+    """Computes ``fingerprint`` (it may read the model folder: not at build time)."""
     variant_generators: dict[str, Generator] = field(default_factory=dict)
     """Generators of experiment variants that configure their own (others use ``generator``)."""
     backends: list[Generator] = field(default_factory=list)
@@ -48,6 +50,12 @@ class Components:
     """Spans of queries and ingestions (``monitoring.tracing``; a no-op tracer when off)."""
     embed_model: str = ""
     """The embedding model's name, for spans."""
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Everything that changes chunk boundaries, vectors or the keyword index (computed at
+        first use)."""
+        return self.fingerprint_of()
 
     def start(self, models: bool = True) -> None:
         """Open the record table and the indexes, load the models (the generator, async, is
@@ -207,7 +215,7 @@ def build(spec: AppSpec) -> Components:
         prompts=PromptLibrary(find_prompt_dirs(spec.base_dir, app.prompts_dir)),
         records=RecordTable(data_dir / "records.sqlite"),
         data_dir=data_dir,
-        fingerprint=_fingerprint(spec, embedder),
+        fingerprint_of=functools.partial(_fingerprint, spec, embedder),
         variant_generators=_variant_generators(spec, tracing, backends),
         backends=backends,
         tracing=tracing,

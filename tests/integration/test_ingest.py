@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from llmops import RAG, registry
+from llmops.build import build, load_config
+from llmops.rag.embedders import sentence_transformers
 from tests.conftest import HASHING, PAGES, ConfigWriter
 from tests.tiny_models import build_tiny_bert, tiny_bert_embedder
 
@@ -97,6 +99,20 @@ def test_a_model_retrained_in_place_rebuilds_a_copy_does_not(
         second = rag.ingest()
     assert second.rebuilt and second.collection != first.collection
     assert second.chunks_embedded == second.chunks_total
+
+
+def test_building_the_app_reads_no_model_file_until_the_fingerprint_is_asked(
+    write_config: ConfigWriter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedder = tiny_bert_embedder(tmp_path / "tiny-bert")
+    reads: list[Path] = []
+    monkeypatch.setattr(
+        sentence_transformers, "content_identity", lambda folder: reads.append(folder) or "x"
+    )
+    components = build(load_config(write_config(embedder=embedder)))
+    assert reads == []  # constructors do no I/O
+    assert components.fingerprint == components.fingerprint
+    assert reads == [tmp_path / "tiny-bert"]  # once
 
 
 def test_malformed_file_is_reported_and_skipped(write_config: ConfigWriter, corpus: Path) -> None:

@@ -8,6 +8,7 @@ to int8: see ``onnx_runtime``).
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import logging
 import os
@@ -182,7 +183,6 @@ class SentenceTransformerEmbedder:
         self._query_model: _Backend | None = None
         self.dimension = 0
         self.max_seq_length = 0
-        self.fingerprint = self._fingerprint()
 
     def model_location(self) -> str:
         """The model's folder (relative paths from the config's folder), or its hub name."""
@@ -191,9 +191,11 @@ class SentenceTransformerEmbedder:
         path = (self._base_dir / os.path.expanduser(self.config.model)).resolve()
         return str(path) if path.exists() else self.config.model
 
-    def _fingerprint(self) -> str:
+    @functools.cached_property
+    def fingerprint(self) -> str:
         """What the vectors depend on. A model folder of the user's counts by its content
-        (``content_identity``): one retrained in place re-embeds the corpus, a copy does not."""
+        (``content_identity``): one retrained in place re-embeds the corpus, a copy does not.
+        Computed at first use, not in the constructor (which does no I/O)."""
         c = self.config
         model = BUNDLED_NAME if c.model == BUNDLED else c.model
         identity = f"{model}|{c.normalize}|{c.query_prefix}|{c.document_prefix}|{c.max_seq_length}"

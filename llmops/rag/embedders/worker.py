@@ -52,7 +52,6 @@ class EncoderThread:
 
     def __init__(self, embedder: Embedder, max_query_batch: int = 64) -> None:
         self.inner = embedder
-        self.fingerprint = embedder.fingerprint
         self._max_batch = max_query_batch
         self._queries: deque[_Query] = deque()
         self._jobs: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
@@ -61,6 +60,10 @@ class EncoderThread:
         self._stopping = False
         self._load_lock = threading.Lock()
         self._loaded = False
+
+    @property
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint
 
     @property
     def dimension(self) -> int:
