@@ -61,5 +61,14 @@ def test_usable_cores_is_capped_by_the_quota_and_the_affinity(
     assert cpus.usable_cores() == 1
 
 
-def test_this_machine_has_at_least_one_usable_core() -> None:
-    assert 1 <= cpus.usable_cores() <= (os.cpu_count() or 1)
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux and two CPUs to pin the process to one",
+)
+def test_a_process_pinned_to_one_cpu_gets_one_core() -> None:
+    allowed = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(allowed)})  # taskset -c / docker --cpuset-cpus
+        assert cpus.usable_cores() == 1
+    finally:
+        os.sched_setaffinity(0, allowed)

@@ -169,7 +169,8 @@ class OnnxEncoder:
         lanes: int | None = None,
     ) -> None:
         self.folder, self.cache, self.quantize = folder, cache, quantize
-        self.lanes = max(1, lanes or usable_cores())
+        self.cores = usable_cores()  # read once: cgroup files
+        self.lanes = max(1, lanes or self.cores)
         self._lane_pool: ThreadPoolExecutor | None = None
         self._override = max_seq_length
         self.layout = ModelLayout(folder)
@@ -200,10 +201,9 @@ class OnnxEncoder:
     def load(self, model_file: Path) -> None:
         """Run ``model_file`` (the export, or a variant of it in a benchmark) from now on."""
         ort = require("onnxruntime", "onnx")
-        cores = usable_cores()
-        self._session = self._wide = _session(ort, model_file, max(1, cores // self.lanes))
-        if self.lanes > 1 and cores > 1:
-            self._wide = _session(ort, model_file, cores)
+        self._session = self._wide = _session(ort, model_file, max(1, self.cores // self.lanes))
+        if self.lanes > 1 and self.cores > 1:
+            self._wide = _session(ort, model_file, self.cores)
         if self.lanes > 1 and self._lane_pool is None:
             self._lane_pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="llmops-onnx")
         self._inputs = [i.name for i in self._session.get_inputs()]
